@@ -1,0 +1,3 @@
+from dlrecap.cli import main
+
+main()

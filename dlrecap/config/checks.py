@@ -1,0 +1,45 @@
+"""Checks of a config against the task of its data, known once the data set is known."""
+
+from __future__ import annotations
+
+from dlrecap.config.choices import CLASSIFICATION_LOSSES
+from dlrecap.config.schema import Config
+from dlrecap.errors import ConfigError
+
+
+def check_task(config: Config, task: str) -> None:
+    """Raise ConfigError (with the key) when loss, output or metrics cannot serve `task`."""
+    training, model = config.training, config.model
+    regression = task == "regression"
+    if regression and training.loss in CLASSIFICATION_LOSSES:
+        raise ConfigError(
+            f"{training.loss} needs class labels, but this is a regression task",
+            key="training.loss", fix="use mse, mae or huber (or auto)",
+        )
+    if task == "multiclass" and training.loss == "binary_crossentropy":
+        raise ConfigError(
+            "binary_crossentropy needs two classes, but this task has more",
+            key="training.loss", fix="use categorical_crossentropy (or auto)",
+        )
+    if regression and model.output_activation == "softmax":
+        raise ConfigError(
+            "softmax outputs class probabilities, but this is a regression task",
+            key="model.output_activation", fix="use linear (or auto)",
+        )
+    if isinstance(training.metrics, list):
+        for i, metric in enumerate(training.metrics):
+            if regression and metric in ("accuracy", "auc", "precision", "recall"):
+                raise ConfigError(
+                    f"{metric} needs class labels, but this is a regression task",
+                    key=f"training.metrics[{i}]", fix="use mae, mse or rmse",
+                )
+    monitor = training.early_stopping.monitor if training.early_stopping else None
+    if monitor:
+        name = monitor.removeprefix("val_")
+        metrics = training.metrics if isinstance(training.metrics, list) else (
+            ["mae"] if regression else ["accuracy"])
+        if name != "loss" and name not in metrics:
+            raise ConfigError(
+                f"monitor {monitor!r} is not a computed metric (metrics: {', '.join(metrics)})",
+                key="training.early_stopping.monitor", fix="monitor val_loss or add the metric",
+            )

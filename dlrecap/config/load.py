@@ -1,0 +1,339 @@
+"""Read a YAML config, apply `--set` overrides, validate it, and point errors at file:line:col.
+
+PyYAML's composed nodes carry line/column marks; we walk them alongside the constructed
+data so that any key path (`model.layers[0].activation`) maps back to where it was written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from dlrecap.config import choices
+from dlrecap.config.checks import check_task
+from dlrecap.config.schema import Config
+from dlrecap.data.registry import DATASETS, SYNTHETIC
+from dlrecap.errors import ConfigError
+
+KeyPath = tuple[str | int, ...]
+
+_KEY_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
+
+
+def dotted(path: KeyPath) -> str:
+    """`('model', 'layers', 0, 'units')` -> `model.layers[0].units`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config plus where each of its values was written.
+
+    `locate` turns a `ConfigError` that only names a key (raised later, for example when
+    the task of a data file turns out to be regression) into one that names file:line:col.
+    """
+
+    config: Config
+    source: Path | None
+    marks: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+    overrides: dict[KeyPath, str] = field(default_factory=dict)
+
+    def locate(self, error: ConfigError) -> ConfigError:
+        if error.source is not None or error.key is None:
+            return error
+        path = _parse_key(error.key)
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.overrides:
+                error.source = self.overrides[path[:n]]
+                return error
+        error.source = str(self.source) if self.source else None
+        for n in range(len(path), -1, -1):
+            if path[:n] in self.marks:
+                error.line, error.col = self.marks[path[:n]]
+                break
+        return error
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
+    """Load, override and validate a config file.
+
+    Args:
+        path: the YAML file.
+        overrides: `KEY=VALUE` strings; VALUE is YAML (`--set model.layers=[16,16]`).
+
+    Raises:
+        ConfigError: with file:line:col and the dotted key of the first problem.
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such config file", source=source) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a config file", source=source) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason})", source=source) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", source=source) from None
+
+    raw, marks, key_marks = _parse_yaml(text, source)
+    override_sources: dict[KeyPath, str] = {}
+    for item in overrides:
+        key_path, value = parse_override(item)
+        _assign(raw, key_path, value, item)
+        override_sources[key_path] = f"--set {item}"
+    if not raw.get("name"):
+        raw.setdefault("name", re.sub(r"[^A-Za-z0-9._-]", "-", path.stem).lstrip("._-") or "run")
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        data["path"] = str((path.parent / data["path"]).resolve())
+
+    loaded = LoadedConfig(Config.model_construct(), path, marks, override_sources)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise loaded.locate(_first_error(exc, raw, key_marks, loaded)) from None
+    try:
+        config = _check_and_fill(config)
+    except ConfigError as exc:
+        raise loaded.locate(exc) from None
+    return LoadedConfig(config, path, marks, override_sources)
+
+
+def parse_override(text: str) -> tuple[KeyPath, Any]:
+    """Split `model.layers[0].units=16` into its key path and YAML-parsed value."""
+    where = f"--set {text}"
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError("expected KEY=VALUE, e.g. training.learning_rate=0.01", source=where)
+    try:
+        path = _parse_key(key.strip())
+    except ValueError:
+        raise ConfigError(
+            f"bad key {key.strip()!r}", source=where, fix="write it as section.key or key[0]"
+        ) from None
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"value is not valid YAML: {problem}", source=where) from None
+    return path, parsed
+
+
+def _parse_key(key: str) -> KeyPath:
+    path: list[str | int] = []
+    for part in key.split("."):
+        match = _KEY_PART.fullmatch(part)
+        if not match:
+            raise ValueError(key)
+        path.append(match.group(1))
+        path.extend(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
+    return tuple(path)
+
+
+def _assign(raw: dict[str, Any], path: KeyPath, value: Any, text: str) -> None:
+    node: Any = raw
+    for i, part in enumerate(path[:-1]):
+        nxt = path[i + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise ConfigError(f"{dotted(path[:i + 1])} does not exist", source=f"--set {text}")
+            if node[part] is None or (type(node[part]) is int and not isinstance(nxt, int)):
+                node[part] = {"units": node[part]} if type(node[part]) is int else {}
+            node = node[part]
+        else:
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted(path[:i])} is not a section", source=f"--set {text}")
+            if not isinstance(node.get(part), (dict, list)):
+                node[part] = [] if isinstance(nxt, int) else {}
+            node = node[part]
+    last = path[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last > len(node):
+            raise ConfigError(f"{dotted(path)} does not exist", source=f"--set {text}")
+        node.append(value) if last == len(node) else node.__setitem__(last, value)
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"{dotted(path[:-1])} is not a section", source=f"--set {text}")
+
+
+def _parse_yaml(text: str, source: str):
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        marks: dict[KeyPath, tuple[int, int]] = {}
+        key_marks: dict[KeyPath, tuple[int, int]] = {}
+        if node is not None:
+            _walk(node, (), marks, key_marks, source)
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        if "\\t" in problem or "tab" in problem:
+            problem += "; indent with spaces, not tabs"
+        raise ConfigError(
+            f"invalid YAML: {problem}",
+            source=source,
+            line=mark.line + 1 if mark else None,
+            col=mark.column + 1 if mark else None,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", source=source) from None
+    finally:
+        loader.dispose()
+    if data is None:
+        raise ConfigError("the config is empty", source=source, fix="start from configs/xor.yaml")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the config must be a mapping of keys, not a {type(data).__name__}",
+            source=source, line=1, col=1,
+        )
+    return data, marks, key_marks
+
+
+def _walk(node: yaml.Node, path: KeyPath, marks, key_marks, source: str) -> None:
+    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+            if key == "<<":  # a YAML merge key: the merged keys keep their own marks
+                continue
+            if not isinstance(key, str):
+                raise ConfigError("keys must be plain names", source=source, line=line, col=col)
+            if key in seen:
+                raise ConfigError(
+                    f"duplicate key {key!r}", source=source, line=line, col=col,
+                    key=dotted(path + (key,)), fix="keep one of them",
+                )
+            seen.add(key)
+            key_marks[path + (key,)] = (line, col)
+            _walk(value_node, path + (key,), marks, key_marks, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, path + (i,), marks, key_marks, source)
+
+
+def _first_error(exc: ValidationError, raw: dict, key_marks, loaded: LoadedConfig) -> ConfigError:
+    err = exc.errors()[0]
+    path = _data_path(raw, err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = _fields_at(path[:-1])
+        name = str(path[-1])
+        hint = choices.did_you_mean(name, known)
+        fix = None if hint else (f"known keys: {', '.join(known)}" if known else None)
+        error = ConfigError(f"unknown key {name!r}{hint}", key=dotted(path), fix=fix)
+        if path in key_marks and path not in loaded.overrides:
+            error.source = str(loaded.source)
+            error.line, error.col = key_marks[path]
+        return error
+    if kind == "missing":
+        return ConfigError("missing required key", key=dotted(path))
+    message = err["msg"].removeprefix("Value error, ")
+    if kind not in ("value_error", "assertion_error") and "input" in err:
+        message += f", got {_show(err['input'])}"
+    return ConfigError(message, key=dotted(path) or None)
+
+
+def _data_path(raw: Any, loc: tuple) -> KeyPath:
+    """Keep the parts of a pydantic error location that index into the raw data.
+
+    This drops the names pydantic adds for union members and validator steps.
+    """
+    path: list[str | int] = []
+    node = raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part[:1].islower() \
+                and part not in ("str", "int", "float", "list", "dict", "bool", "literal"):
+            node = None  # a key that is missing or unknown: name it, then stop
+        else:
+            continue
+        path.append(part)
+        if node is None:
+            break
+    return tuple(path)
+
+
+def _fields_at(path: KeyPath) -> list[str]:
+    cls: type[BaseModel] | None = Config
+    for part in path:
+        if isinstance(part, int) or cls is None:
+            continue
+        info = cls.model_fields.get(part)
+        cls = _model_in(info.annotation) if info else None
+    return list(cls.model_fields) if cls else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) + getattr(annotation, "__metadata__", ()):
+        found = _model_in(arg)
+        if found:
+            return found
+    return getattr(annotation, "__origin__", None) and _model_in(annotation.__origin__)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_and_fill(config: Config) -> Config:
+    """Checks that span several keys, then the defaults that depend on the data set."""
+    data = config.data
+    if (data.dataset is None) == (data.path is None):
+        raise ConfigError(
+            "give exactly one of data.dataset and data.path", key="data",
+            fix="e.g. dataset: xor, or path: students.csv",
+        )
+    if data.validation_split + data.test_split > 0.9:
+        raise ConfigError(
+            f"validation_split + test_split = {data.validation_split + data.test_split:g} "
+            "leaves too few training rows", key="data.test_split", fix="keep their sum <= 0.9",
+        )
+    update: dict[str, Any] = {}
+    if data.dataset is not None:
+        if data.dataset not in DATASETS:
+            hint = choices.did_you_mean(data.dataset, list(DATASETS))
+            raise ConfigError(
+                f"unknown data set {data.dataset!r}{hint}", key="data.dataset",
+                fix=None if hint else "`dlrecap datasets` lists them",
+            )
+        for key in ("target", "features"):
+            if getattr(data, key) is not None:
+                raise ConfigError("applies to data files only, not to built-in sets",
+                                  key=f"data.{key}", fix="remove it")
+        if data.dataset in SYNTHETIC:
+            info = DATASETS[data.dataset]
+            update["samples"] = data.samples if data.samples is not None else 400
+            update["noise"] = data.noise if data.noise is not None else info.default_noise
+        else:
+            for key in ("samples", "noise"):
+                if getattr(data, key) is not None:
+                    raise ConfigError(
+                        f"applies to synthetic data sets only; {data.dataset} has fixed rows",
+                        key=f"data.{key}", fix="remove it",
+                    )
+        check_task(config, DATASETS[data.dataset].task if data.task == "auto" else data.task)
+    elif data.task != "auto":
+        check_task(config, data.task)
+    if update:
+        config = config.model_copy(update={"data": data.model_copy(update=update)})
+    return config

@@ -1,0 +1,258 @@
+"""The config schema: every key, its type, its default and its meaning live here only.
+
+`dlrecap schema` prints the JSON Schema generated from these models, so editors can
+complete and check config files.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+)
+
+from dlrecap.config import choices as c
+
+
+def _choice(options: tuple[str, ...], what: str) -> Any:
+    """A string type restricted to `options`, with a did-you-mean error and an editor enum."""
+    return Annotated[
+        str,
+        AfterValidator(lambda value: c.check_choice(value, options, what)),
+        Field(json_schema_extra={"enum": list(options)}),
+    ]
+
+
+Activation = _choice(c.HIDDEN_ACTIVATIONS, "activation")
+OutputActivation = _choice(c.OUTPUT_ACTIVATIONS, "output activation")
+Metric = _choice(c.METRICS, "metric")
+Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values are immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InitializerConfig(Section):
+    """A weight initializer; `random_normal` draws from N(mean, stddev^2), the lecture's N(0, sigma^2)."""
+
+    name: _choice(c.INITIALIZERS, "initializer") = Field(description="Keras initializer name.")
+    mean: Finite | None = Field(None, description="random_normal / truncated_normal: mean.")
+    stddev: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        None, description="random_normal / truncated_normal: standard deviation (sigma)."
+    )
+    minval: Finite | None = Field(None, description="random_uniform: lower bound.")
+    maxval: Finite | None = Field(None, description="random_uniform: upper bound.")
+
+    @field_validator("mean", "stddev", "minval", "maxval")
+    @classmethod
+    def _only_where_used(cls, value: float | None, info: Any) -> float | None:
+        name = info.data.get("name")
+        if value is None or name is None:
+            return value
+        uses = {"mean": "normal", "stddev": "normal", "minval": "uniform", "maxval": "uniform"}
+        if name not in c.PARAMETRIC_INITIALIZERS or uses[info.field_name] not in name:
+            raise ValueError(f"{info.field_name} does not apply to initializer '{name}'")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: Any) -> Any:
+        # A bare name reads best in resolved configs: `initializer: glorot_uniform`.
+        data = {k: v for k, v in handler(self).items() if v is not None}
+        return data["name"] if list(data) == ["name"] else data
+
+
+def _initializer_shorthand(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+Initializer = Annotated[InitializerConfig, BeforeValidator(_initializer_shorthand)]
+
+
+class DataConfig(Section):
+    """Where the rows come from and how they are split."""
+
+    dataset: str | None = Field(
+        None, description="A built-in data set (`dlrecap datasets`); exactly one of dataset/path."
+    )
+    path: str | None = Field(
+        None, description="A .csv, .tsv, .parquet or .npz file, relative to the config file."
+    )
+    target: str | None = Field(None, description="Files: the column to predict.")
+    features: list[str] | None = Field(
+        None, description="Files: the feature columns (default: every other column)."
+    )
+    samples: Annotated[int, Field(ge=4, le=10_000_000)] | None = Field(
+        None, description="Synthetic sets only: number of rows (default 400)."
+    )
+    noise: Annotated[float, Field(ge=0.0, le=100.0)] | None = Field(
+        None, description="Synthetic sets only: noise level (default: the set's own)."
+    )
+    validation_split: Rate = Field(0.2, description="Share of rows for validation.")
+    test_split: Rate = Field(0.2, description="Share of rows held out for the test metrics.")
+    standardize: bool = Field(
+        True, description="Scale features with mean/std of the training rows, inside the model."
+    )
+    task: _choice(c.TASKS, "task") = Field("auto", description="auto | binary | multiclass | regression.")
+    missing: _choice(c.MISSING, "missing-value policy") = Field(
+        "error", description="Files: what to do with missing values: error | drop | mean."
+    )
+
+
+class LayerConfig(Section):
+    """One hidden Dense layer; unset keys take the model-level defaults."""
+
+    units: Annotated[int, Field(ge=1, le=65536)] = Field(description="Number of neurons.")
+    activation: Activation | None = Field(None, description="Default: model.activation.")
+    dropout: Rate | None = Field(None, description="Dropout after this layer. Default: model.dropout.")
+    initializer: Initializer | None = Field(None, description="Default: model.initializer.")
+
+
+def _layer_shorthand(value: Any) -> Any:
+    if isinstance(value, list):
+        return [{"units": v} if type(v) is int else v for v in value]
+    return value
+
+
+class ModelConfig(Section):
+    """The network: hidden layers, then an output head sized from the task."""
+
+    layers: Annotated[list[LayerConfig], BeforeValidator(_layer_shorthand)] = Field(
+        default_factory=lambda: [LayerConfig(units=8)],
+        description="Hidden Dense layers in order; an int N means {units: N}; [] is a perceptron.",
+    )
+    activation: Activation = Field("relu", description="Activation of hidden layers naming none.")
+    dropout: Rate = Field(0.0, description="Dropout after each hidden layer, 0 <= p < 1.")
+    output_activation: OutputActivation = Field(
+        "auto", description="auto: sigmoid (binary), softmax (multiclass), linear (regression)."
+    )
+    initializer: Initializer = Field(
+        default_factory=lambda: InitializerConfig(name="glorot_uniform"),
+        description="Kernel initializer, or {name: random_normal, mean: 0.0, stddev: 0.05}.",
+    )
+    l1: Annotated[float, Field(ge=0.0, le=10.0)] = Field(0.0, description="L1 weight penalty.")
+    l2: Annotated[float, Field(ge=0.0, le=10.0)] = Field(0.0, description="L2 weight penalty.")
+
+
+class EarlyStoppingConfig(Section):
+    """Stop when the monitored value stops improving; keep the best epoch's weights."""
+
+    patience: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+        10, description="Epochs without improvement before stopping."
+    )
+    monitor: str = Field("val_loss", description="loss, val_loss, or a metric such as val_accuracy.")
+    min_delta: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = Field(
+        0.0, description="Smallest change that counts as an improvement."
+    )
+    restore_best_weights: bool = Field(True, description="End with the best epoch's weights.")
+
+    @field_validator("monitor")
+    @classmethod
+    def _known_monitor(cls, value: str) -> str:
+        options = tuple(p + m for p in ("", "val_") for m in ("loss", *c.METRICS))
+        return c.check_choice(value, options, "monitor")
+
+
+def _early_stopping_shorthand(value: Any) -> Any:
+    if value is False:
+        return None
+    if value is True:
+        return {}
+    return {"patience": value} if type(value) is int else value
+
+
+class TrainingConfig(Section):
+    """How the weights are fitted."""
+
+    loss: _choice(c.LOSSES, "loss") = Field(
+        "auto", description="auto: binary/categorical cross-entropy or mse from the task."
+    )
+    optimizer: _choice(c.OPTIMIZERS, "optimizer") = Field("adam", description="Optimizer.")
+    learning_rate: Annotated[float, Field(gt=0.0, le=100.0)] = Field(
+        0.001, description="Step size."
+    )
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(0.0, description="sgd only.")
+    batch_size: Annotated[int, Field(ge=1, le=16_777_216)] = Field(
+        32, description="Rows per gradient step (mini-batch)."
+    )
+    epochs: Annotated[int, Field(ge=1, le=1_000_000)] = Field(100, description="Maximum epochs.")
+    early_stopping: Annotated[
+        EarlyStoppingConfig | None, BeforeValidator(_early_stopping_shorthand)
+    ] = Field(None, description="An int is the patience; null trains every epoch.")
+    metrics: Literal["auto"] | list[Metric] = Field(
+        "auto", description="auto: accuracy (classification) or mae (regression); or a list."
+    )
+    engine: _choice(c.ENGINES, "engine") = Field(
+        "auto", description="auto | fast (in-memory compiled loop) | keras (Model.fit)."
+    )
+    precision: _choice(c.PRECISIONS, "precision") = Field(
+        "float32", description="float32 | mixed_float16 | mixed_bfloat16 (GPUs)."
+    )
+    distribute: _choice(c.DISTRIBUTES, "distribution strategy") = Field(
+        "auto", description="auto | none | mirrored | multi_worker."
+    )
+    tensorboard: bool = Field(False, description="Write TensorBoard logs in the run directory.")
+
+
+_EXPECT_KEY = re.compile(r"^(train|validation|test)_(loss|" + "|".join(c.METRICS) + r")$")
+_EXPECT_VALUE = re.compile(r"^\s*(>=|<=|==|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
+
+
+def parse_expectation(text: str) -> tuple[str, float]:
+    """Split `">= 0.95"` into `(">=", 0.95)`; raise ValueError when malformed."""
+    match = _EXPECT_VALUE.match(str(text))
+    if not match:
+        raise ValueError(f"expected '<op> <number>' such as '>= 0.95', got {text!r}")
+    return match.group(1), float(match.group(2))
+
+
+def _check_expect(value: dict[str, Any]) -> dict[str, str]:
+    for key, text in value.items():
+        if not _EXPECT_KEY.match(key):
+            raise ValueError(
+                f"unknown expectation {key!r}: use <split>_<metric>, e.g. test_accuracy, "
+                "validation_loss, test_mae"
+            )
+        if isinstance(text, bool) or not isinstance(text, str):
+            raise ValueError(f"{key}: quote a comparison such as \">= 0.95\", got {text!r}")
+        parse_expectation(text)
+    return value
+
+
+class Config(Section):
+    """A dlrecap config file."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"title": "dlrecap config", "$id": "https://dlrecap.dev/config.json"},
+    )
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")] | None = Field(
+        None, description="Run name (default: the config file's stem)."
+    )
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = Field(
+        0, description="Seeds every random source: same seed, same machine, same metrics."
+    )
+    data: DataConfig = Field(description="The data set and its splits.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The network.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="Training.")
+    expect: Annotated[dict[str, Any], AfterValidator(_check_expect)] = Field(
+        default_factory=dict,
+        description='What the run must reach, e.g. {test_accuracy: ">= 0.95"}; exit 3 if not.',
+    )
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as a plain dict with every default filled in."""
+        return self.model_dump(mode="json")

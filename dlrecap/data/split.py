@@ -1,0 +1,183 @@
+"""Loading a data set as seeded, stratified train/validation/test splits."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dlrecap.data.registry import SYNTHETIC, get_info
+from dlrecap.errors import DataError
+
+DEFAULT_SAMPLES = 400
+_SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """A data set cut into train, validation and test rows.
+
+    Args:
+        task: `"binary"`, `"multiclass"` or `"regression"`.
+        feature_names: one name per column of `x`.
+        label_names: classification: class index `i` means `label_names[i]`; else `None`.
+        x_train, y_train, x_val, y_val, x_test, y_test: `x` float32 `(n, features)`, `y`
+            int64 class indices `(n,)` or float32 targets `(n,)`. Validation and test may
+            have 0 rows.
+    """
+
+    task: str
+    feature_names: list[str]
+    label_names: list[str] | None
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def n_classes(self) -> int | None:
+        return None if self.task == "regression" else len(self.label_names)
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Returns `(x, y)` of `"train"`, `"validation"` or `"test"`."""
+        if name == "train":
+            return self.x_train, self.y_train
+        if name == "validation":
+            return self.x_val, self.y_val
+        if name == "test":
+            return self.x_test, self.y_test
+        raise DataError(f"unknown split '{name}'", fix="one of: " + ", ".join(_SPLIT_NAMES))
+
+
+def _generate(data, info, rng):
+    from dlrecap.data.synthetic import GENERATORS
+
+    samples = DEFAULT_SAMPLES if data.samples is None else int(data.samples)
+    noise = info.default_noise if data.noise is None else float(data.noise)
+    if samples < 1:
+        raise DataError(f"data.samples must be at least 1, got {samples}")
+    if noise < 0:
+        raise DataError(f"data.noise must be >= 0, got {noise}")
+    return GENERATORS[info.name](samples, noise, rng)
+
+
+def _resolve_task(requested, info, y, label_names):
+    requested = requested or "auto"
+    if requested == "auto" or requested == info.task:
+        return info.task, y, label_names
+    if requested == "regression":
+        # Class indices as numbers: allowed, if rarely wise.
+        return "regression", y.astype(np.float32), None
+    if requested not in ("binary", "multiclass"):
+        raise DataError(f"data.task: unknown task '{requested}'",
+                        fix="one of: auto, binary, multiclass, regression")
+    if info.task == "regression":
+        raise DataError(f"data.task: '{info.name}' is a regression data set, not {requested}",
+                        fix="set data.task: regression (or auto)")
+    if requested == "binary" and len(label_names) > 2:
+        raise DataError(f"data.task: '{info.name}' has {len(label_names)} classes, not 2",
+                        fix="set data.task: multiclass (or auto)")
+    return requested, y, label_names
+
+
+def _counts(rows: int, validation: float, test: float) -> tuple[int, int, int]:
+    # Round half up: fractions are shares of ALL rows, test and validation alike.
+    n_test = math.floor(test * rows + 0.5)
+    n_val = math.floor(validation * rows + 0.5)
+    return rows - n_val - n_test, n_val, n_test
+
+
+def _check_sizes(rows, validation, test, per_split, info):
+    """Raises DataError when a split would be empty or smaller than `per_split` rows."""
+    if validation < 0 or test < 0 or validation + test >= 1:
+        raise DataError(
+            f"data.validation_split ({validation}) and data.test_split ({test}) must each "
+            "be >= 0 and add up to less than 1")
+
+    def ok(n):
+        counts = _counts(n, validation, test)
+        fracs = (1.0, validation, test)
+        return all(c >= per_split for c, f in zip(counts, fracs, strict=True) if f > 0)
+
+    if ok(rows):
+        return
+    needed = next((n for n in range(rows + 1, 10**6) if ok(n)), None)
+    n_train, n_val, n_test = _counts(rows, validation, test)
+    why = f"at least {per_split} per split for stratified classes" if per_split > 1 else (
+        "at least 1 per split")
+    keys = "data.validation_split / data.test_split"
+    fix = (f"set data.samples >= {needed or 'more'}, or change {keys}" if info.name in SYNTHETIC
+           else f"change {keys} (or set one to 0)")
+    raise DataError(
+        f"{rows} rows of '{info.name}' give {n_train} train, {n_val} validation and {n_test} "
+        f"test rows, but the splits need {why}" + (f": {needed} rows would do" if needed else ""),
+        fix=fix)
+
+
+def _split_indices(y, n_val, n_test, stratify, seed):
+    from sklearn.model_selection import train_test_split
+
+    # Split seeds derived from `seed` but distinct from the generator stream.
+    seeds = np.random.default_rng([seed, 1]).integers(2**31, size=2)
+    train = np.arange(len(y))
+    parts = []
+    for n, s in ((n_test, seeds[0]), (n_val, seeds[1])):
+        if n == 0:
+            parts.append(train[:0])
+            continue
+        strat = y[train] if stratify else None
+        try:
+            train, part = train_test_split(train, test_size=n, stratify=strat,
+                                           random_state=int(s))
+        except ValueError as e:  # e.g. a class with a single row cannot be stratified
+            raise DataError(f"cannot split the data: {e}",
+                            fix="set a larger data.samples or smaller split fractions") from e
+        parts.append(part)
+    return train, parts[1], parts[0]
+
+
+def load_splits(data, seed: int) -> Splits:
+    """Loads (or generates) the configured data set and splits it.
+
+    Args:
+        data: the `data:` section: an object with `dataset`, `path`, `samples`, `noise`,
+            `validation_split`, `test_split` and `task` attributes.
+        seed: seeds both the generator and the splits; the same seed gives the same arrays.
+
+    Returns:
+        The `Splits`. Classification splits are stratified; validation and test hold
+        `validation_split` and `test_split` of all rows.
+
+    Raises:
+        DataError: unknown data set, impossible task, or too few rows for the splits.
+    """
+    if data.dataset is None:
+        if data.path is not None:
+            raise DataError("data.path: reading files is not supported yet",
+                            fix="use a built-in data.dataset (`dlrecap datasets` lists them)")
+        raise DataError("data: set data.dataset or data.path")
+    info = get_info(data.dataset)
+    seed = int(seed)
+    if seed < 0:
+        raise DataError(f"seed must be >= 0, got {seed}")
+    if info.name in SYNTHETIC:
+        x, y, features, labels = _generate(data, info, np.random.default_rng(seed))
+    else:
+        from dlrecap.data.bundled import load_bundled
+
+        x, y, features, labels = load_bundled(info.name)
+    task, y, labels = _resolve_task(getattr(data, "task", "auto"), info, y, labels)
+
+    validation, test = float(data.validation_split or 0), float(data.test_split or 0)
+    stratify = task != "regression"
+    _check_sizes(len(y), validation, test, len(labels) if stratify else 1, info)
+    _, n_val, n_test = _counts(len(y), validation, test)
+    tr, va, te = _split_indices(y, n_val, n_test, stratify, seed)
+    return Splits(task, list(features), labels, x[tr], y[tr], x[va], y[va], x[te], y[te])

@@ -1,0 +1,87 @@
+"""The errors dlrecap raises, each carrying the exit code the CLI turns it into.
+
+Library code raises these and never prints or exits; `dlrecap.cli` renders them.
+"""
+
+from __future__ import annotations
+
+
+class DlrecapError(Exception):
+    """An expected failure with a one-line message for the user."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, fix: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def render(self) -> str:
+        """The line printed after `error: `."""
+        return f"{self.message} ({self.fix})" if self.fix else self.message
+
+
+class ConfigError(DlrecapError):
+    """A problem in a config file or a `--set` override.
+
+    Args:
+        message: what is wrong.
+        source: the file (or `--set KEY=VALUE`) the value came from.
+        line, col: 1-based position in `source`, when known.
+        key: the dotted key, for example `model.layers[0].activation`.
+        fix: how to fix it, when one can be named.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+        key: str | None = None,
+        fix: str | None = None,
+    ):
+        super().__init__(message, fix=fix)
+        self.source, self.line, self.col, self.key = source, line, col, key
+
+    def render(self) -> str:
+        where = ""
+        if self.source:
+            where = self.source
+            if self.line is not None:
+                where += f":{self.line}:{self.col or 1}"
+            where += ": "
+        key = f"{self.key}: " if self.key else ""
+        return f"{where}{key}{super().render()}"
+
+
+class DataError(DlrecapError):
+    """Data that cannot be loaded or does not fit the config."""
+
+
+class RunError(DlrecapError):
+    """A run directory that is missing, unreadable or not what a command needs."""
+
+
+class TrainingError(DlrecapError):
+    """Training started but failed (for example the loss became NaN)."""
+
+    exit_code = 1
+
+
+class ExpectationError(DlrecapError):
+    """Training finished but an `expect:` line was not met."""
+
+    exit_code = 3
+
+    def __init__(self, unmet: list[str], run_dir: str):
+        super().__init__(f"{len(unmet)} expectation(s) not met in {run_dir}")
+        self.unmet = unmet
+        self.run_dir = run_dir
+
+
+class Interrupted(DlrecapError):
+    """Training stopped by SIGINT or SIGTERM after a finished epoch."""
+
+    exit_code = 130

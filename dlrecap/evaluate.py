@@ -1,0 +1,51 @@
+"""Score a finished run on one of its splits, rebuilt from the run's own config and seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dlrecap import runs
+from dlrecap.config.load import load_config
+from dlrecap.errors import RunError
+
+SPLITS = ("test", "validation", "train")
+
+
+def load_run(run_dir: Path) -> tuple[Any, Any, Any, Any]:
+    """The run's config, its data splits, its output head and its trained Keras model."""
+    from dlrecap.data import load_splits
+    from dlrecap.model import plan_head
+    from dlrecap.train.device import setup_tensorflow
+
+    model_path = run_dir / runs.MODEL_FILE
+    if not model_path.is_file():
+        status = runs.read_metrics(run_dir).get("status", "unknown")
+        raise RunError(f"{run_dir} has no trained model (status: {status})",
+                       fix="train it again, or pick another run")
+    config = load_config(run_dir / runs.CONFIG_FILE).config
+    splits = load_splits(config.data, config.seed)
+    head = plan_head(config, splits.task, splits.n_classes)
+    setup_tensorflow("auto", False, config.seed)
+    import keras
+
+    try:
+        model = keras.models.load_model(model_path, compile=False)
+    except Exception as exc:  # a truncated or foreign file: say so, don't crash
+        raise RunError(f"{model_path}: cannot load the model ({type(exc).__name__})") from None
+    return config, splits, head, model
+
+
+def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
+    """Loss and metrics of the run's saved model on `split` (`test`, `validation`, `train`)."""
+    from dlrecap.model import encode_targets
+
+    _config, splits, head, model = load_run(run_dir)
+    from dlrecap.train.keras_engine import evaluate
+
+    x, y = splits.split(split)
+    if len(x) == 0:
+        key = "test_split" if split == "test" else "validation_split"
+        raise RunError(f"the run has no {split} rows (data.{key} is 0)",
+                       fix="pick another --split")
+    return evaluate(model, head, x, encode_targets(y, head))

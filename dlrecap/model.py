@@ -1,0 +1,189 @@
+"""Build the Keras model a config describes: standardization, hidden Dense layers, output head.
+
+The head (units, activation, loss, metrics, label encoding) follows from the task, so it is
+worked out once here and shared by both training engines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dlrecap.config.schema import Config, InitializerConfig
+from dlrecap.errors import ConfigError
+
+if TYPE_CHECKING:
+    import keras
+
+    from dlrecap.data import Splits
+
+# Metrics where a larger value is better (early stopping's `mode`).
+MAXIMIZED = ("accuracy", "auc", "precision", "recall")
+
+
+@dataclass(frozen=True)
+class Head:
+    """The output layer and how it is trained.
+
+    Args:
+        units: output neurons.
+        activation: output activation.
+        loss: Keras loss name used for training.
+        one_hot: whether labels are one-hot encoded (multiclass with a non-sparse loss).
+        metrics: metric names, as they appear in history.csv and metrics.json.
+    """
+
+    units: int
+    activation: str
+    loss: str
+    one_hot: bool
+    metrics: tuple[str, ...]
+
+
+def plan_head(config: Config, task: str, n_classes: int | None) -> Head:
+    """Work out the output head for `task` from the config's choices."""
+    model, training = config.model, config.training
+    metrics = tuple(training.metrics) if isinstance(training.metrics, list) else (
+        ("mae",) if task == "regression" else ("accuracy",))
+    if task == "regression":
+        activation = "linear" if model.output_activation == "auto" else model.output_activation
+        loss = "mse" if training.loss == "auto" else training.loss
+        return Head(1, activation, loss, False, metrics)
+
+    if task == "multiclass" or model.output_activation == "softmax":
+        units = int(n_classes or 2)
+        activation = "softmax" if model.output_activation == "auto" else model.output_activation
+        if training.loss == "binary_crossentropy":
+            raise ConfigError(
+                "binary_crossentropy needs one sigmoid output, but this head has "
+                f"{units} softmax outputs", key="training.loss",
+                fix="use categorical_crossentropy (or auto)",
+            )
+        # Integer labels with the sparse loss are what one-hot + categorical computes, cheaper.
+        sparse = training.loss in ("auto", "categorical_crossentropy",
+                                   "sparse_categorical_crossentropy")
+        loss = "sparse_categorical_crossentropy" if sparse else training.loss
+        for i, metric in enumerate(metrics):
+            if metric in ("auc", "precision", "recall"):
+                raise ConfigError(
+                    f"{metric} is computed for binary tasks only", key=f"training.metrics[{i}]",
+                    fix="use accuracy",
+                )
+        return Head(units, activation, loss, not sparse, metrics)
+
+    activation = "sigmoid" if model.output_activation == "auto" else model.output_activation
+    loss = "binary_crossentropy" if training.loss in ("auto", "categorical_crossentropy",
+                                                      "sparse_categorical_crossentropy") \
+        else training.loss
+    return Head(1, activation, loss, False, metrics)
+
+
+def encode_targets(y: np.ndarray, head: Head) -> np.ndarray:
+    """Labels as the head's loss expects them: (n, 1) floats, (n,) ints or one-hot rows."""
+    if head.one_hot:
+        return np.eye(head.units, dtype="float32")[y.astype(int)]
+    if head.loss == "sparse_categorical_crossentropy":
+        return y.astype("int32")
+    return y.astype("float32").reshape(-1, 1)
+
+
+def build_model(config: Config, splits: Splits, head: Head) -> keras.Model:
+    """The uncompiled Keras model: it takes raw feature rows (standardization is inside).
+
+    Args:
+        config: the validated config (its `model` section and `data.standardize`).
+        splits: the data; the training rows give the standardization mean and variance.
+        head: the output head from `plan_head`.
+    """
+    import keras
+
+    spec = config.model
+    inputs = keras.Input(shape=(splits.n_features,), name="features")
+    x = inputs
+    if config.data.standardize:
+        mean = splits.x_train.mean(axis=0)
+        variance = splits.x_train.var(axis=0)
+        # A constant column would divide by ~0: leave it unscaled instead.
+        variance = np.where(variance > 0, variance, 1.0)
+        x = keras.layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
+    regularizer = keras.regularizers.L1L2(l1=spec.l1, l2=spec.l2) if spec.l1 or spec.l2 else None
+    for i, layer in enumerate(spec.layers, start=1):
+        x = keras.layers.Dense(
+            layer.units,
+            activation=layer.activation or spec.activation,
+            kernel_initializer=make_initializer(layer.initializer or spec.initializer),
+            kernel_regularizer=regularizer,
+            name=f"hidden_{i}",
+        )(x)
+        rate = spec.dropout if layer.dropout is None else layer.dropout
+        if rate > 0:
+            x = keras.layers.Dropout(rate, name=f"dropout_{i}")(x)
+    outputs = keras.layers.Dense(
+        head.units,
+        activation=head.activation,
+        kernel_initializer=make_initializer(spec.initializer),
+        kernel_regularizer=regularizer,
+        name="output",
+    )(x)
+    return keras.Model(inputs, outputs, name=config.name)
+
+
+def make_initializer(spec: InitializerConfig) -> Any:
+    """A fresh Keras initializer (drawing from the global seed set by the trainer)."""
+    import keras
+
+    params = {k: v for k, v in spec.model_dump(exclude={"name"}).items() if v is not None}
+    if spec.name == "random_uniform":
+        params.setdefault("minval", -0.05)
+        params.setdefault("maxval", 0.05)
+        if params["minval"] >= params["maxval"]:
+            raise ConfigError("minval must be below maxval", key="model.initializer.minval")
+    return keras.initializers.get({"class_name": _class_name(spec.name), "config": params})
+
+
+def _class_name(name: str) -> str:
+    return {"glorot_uniform": "GlorotUniform", "glorot_normal": "GlorotNormal",
+            "he_uniform": "HeUniform", "he_normal": "HeNormal",
+            "lecun_uniform": "LecunUniform", "lecun_normal": "LecunNormal",
+            "random_normal": "RandomNormal", "random_uniform": "RandomUniform",
+            "truncated_normal": "TruncatedNormal", "orthogonal": "Orthogonal",
+            "zeros": "Zeros", "ones": "Ones"}[name]
+
+
+def make_metrics(head: Head) -> list[Any]:
+    """Keras metric objects named exactly as history.csv and metrics.json name them."""
+    import keras
+
+    m = keras.metrics
+    accuracy = (
+        m.CategoricalAccuracy if head.one_hot
+        else m.SparseCategoricalAccuracy if head.loss == "sparse_categorical_crossentropy"
+        else m.BinaryAccuracy
+    )
+    factories = {
+        "accuracy": accuracy, "mae": m.MeanAbsoluteError, "mse": m.MeanSquaredError,
+        "rmse": m.RootMeanSquaredError, "auc": m.AUC, "precision": m.Precision,
+        "recall": m.Recall,
+    }
+    return [factories[name](name=name) for name in head.metrics]
+
+
+def make_optimizer(config: Config) -> Any:
+    """The configured Keras optimizer."""
+    import keras
+
+    training = config.training
+    o = keras.optimizers
+    lr = training.learning_rate
+    if training.optimizer == "sgd":
+        return o.SGD(learning_rate=lr, momentum=training.momentum)
+    classes = {"adam": o.Adam, "adamw": o.AdamW, "nadam": o.Nadam, "rmsprop": o.RMSprop,
+               "adagrad": o.Adagrad, "adadelta": o.Adadelta, "adamax": o.Adamax}
+    return classes[training.optimizer](learning_rate=lr)
+
+
+def parameter_count(model: keras.Model) -> int:
+    """Trainable parameters: (inputs + 1) x units per Dense layer, as the lecture counts."""
+    return int(sum(np.prod(v.shape) for v in model.trainable_weights))

@@ -1,0 +1,1 @@
+"""Training: set up TensorFlow, run an engine, and record everything in the run directory."""

@@ -1,0 +1,63 @@
+"""The Keras `Model.fit` engine, set up the fast way for in-memory data.
+
+tf.data from tensors (cache -> shuffle -> batch -> prefetch) with `fit(shuffle=False)`
+costs a fraction of fit's NumPy path per epoch; `steps_per_execution` cuts more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dlrecap.model import Head, make_metrics, make_optimizer
+
+# Batches run per compiled call; callbacks still see every epoch.
+STEPS_PER_EXECUTION = 32
+
+
+def fit(
+    model: keras.Model,
+    head: Head,
+    config: Any,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    callbacks: list[keras.callbacks.Callback],
+) -> None:
+    """Train `model` in place with `Model.fit`; progress reaches the callbacks."""
+    training = config.training
+    steps = max(1, -(-len(train[0]) // training.batch_size))
+    model.compile(
+        optimizer=make_optimizer(config),
+        loss=head.loss,
+        metrics=make_metrics(head),
+        steps_per_execution=min(STEPS_PER_EXECUTION, steps),
+        jit_compile=False,
+    )
+    data = tf.data.Dataset.from_tensor_slices(train).cache()
+    data = data.shuffle(len(train[0]), seed=config.seed, reshuffle_each_iteration=True)
+    data = data.batch(training.batch_size).prefetch(tf.data.AUTOTUNE)
+    val_data = None
+    if validation is not None:
+        val_data = tf.data.Dataset.from_tensor_slices(validation).batch(4096).cache()
+    model.fit(
+        data,
+        validation_data=val_data,
+        epochs=training.epochs,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=0,
+    )
+
+
+def evaluate(
+    model: keras.Model, head: Head, x: np.ndarray, y: np.ndarray
+) -> dict[str, float]:
+    """Loss and metrics of `model` on one split, with the names history.csv uses."""
+    if not model.compiled:
+        model.compile(loss=head.loss, metrics=make_metrics(head), jit_compile=False)
+    results = model.evaluate(x, y, batch_size=4096, verbose=0, return_dict=True)
+    names = ["loss", *head.metrics]
+    return {name: float(results[name]) for name in names}
