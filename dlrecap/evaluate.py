@@ -41,11 +41,12 @@ def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
     from dlrecap.model import encode_targets
 
     _config, splits, head, model = load_run(run_dir)
-    from dlrecap.train.keras_engine import evaluate
+    from dlrecap.train.engines import pick_engine
 
     x, y = splits.split(split)
     if len(x) == 0:
         key = "test_split" if split == "test" else "validation_split"
         raise RunError(f"the run has no {split} rows (data.{key} is 0)",
                        fix="pick another --split")
-    return evaluate(model, head, x, encode_targets(y, head))
+    engine = pick_engine("auto", head, x)
+    return engine.evaluator(model, head)(x, encode_targets(y, head))

@@ -52,12 +52,13 @@ def fit(
     )
 
 
-def evaluate(
-    model: keras.Model, head: Head, x: np.ndarray, y: np.ndarray
-) -> dict[str, float]:
-    """Loss and metrics of `model` on one split, with the names history.csv uses."""
+def evaluator(model: keras.Model, head: Head) -> Any:
+    """A function `(x, y) -> {loss, metrics}` using `Model.evaluate`, named as in history.csv."""
     if not model.compiled:
         model.compile(loss=head.loss, metrics=make_metrics(head), jit_compile=False)
-    results = model.evaluate(x, y, batch_size=4096, verbose=0, return_dict=True)
-    names = ["loss", *head.metrics]
-    return {name: float(results[name]) for name in names}
+
+    def evaluate(x: Any, y: np.ndarray) -> dict[str, float]:
+        results = model.evaluate(x, y, batch_size=4096, verbose=0, return_dict=True)
+        return {name: float(results[name]) for name in ("loss", *head.metrics)}
+
+    return evaluate

@@ -82,8 +82,13 @@ def train(
     device_label = setup_tensorflow(device, deterministic, config.seed)
     from dlrecap.model import build_model, encode_targets, parameter_count
     from dlrecap.train import callbacks as cb
-    from dlrecap.train import keras_engine
+    from dlrecap.train.engines import pick_engine
 
+    try:
+        engine = pick_engine(config.training.engine, head, splits.x_train,
+                             tensorboard=config.training.tensorboard)
+    except ConfigError as exc:
+        raise loaded.locate(exc) from None
     model = build_model(config, splits, head)
     has_val = len(splits.x_val) > 0
     monitor = config.training.early_stopping.monitor if config.training.early_stopping else "val_loss"
@@ -109,7 +114,7 @@ def train(
                  "test": len(splits.x_test)},
         "parameters": parameter_count(model),
         "monitor": monitor,
-        "engine": "keras",
+        "engine": engine.__name__.rsplit(".", 1)[-1].removesuffix("_engine"),
         "device": device_label,
         "seed": config.seed,
         "versions": _versions(),
@@ -131,8 +136,8 @@ def train(
     if progress:
         progress.start(config.training.epochs, columns)
     try:
-        keras_engine.fit(model, head, config, encoded["train"],
-                         encoded["validation"] if has_val else None, callbacks)
+        engine.fit(model, head, config, encoded["train"],
+                   encoded["validation"] if has_val else None, callbacks)
     except TrainingError as exc:
         info.update(status="failed", error=exc.render(), epochs_run=len(writer.rows),
                     duration_s=round(time.perf_counter() - clock, 3))
@@ -160,8 +165,8 @@ def train(
     else:
         best_epoch = _best_epoch(rows, monitor)
         stopped_early = False
-    results = {name: (keras_engine.evaluate(model, head, *encoded[name])
-                      if len(encoded[name][0]) else None)
+    evaluate = engine.evaluator(model, head)
+    results = {name: evaluate(*encoded[name]) if len(encoded[name][0]) else None
                for name in ("train", "validation", "test")}
     _save_model(model, run_dir)
     info.update(
@@ -173,7 +178,7 @@ def train(
         finished_at=datetime.now().isoformat(timespec="seconds"),
         **results,
     )
-    runs.write_json(run_dir / runs.METRICS_FILE, info)
+    runs.write_json(run_dir / runs.METRICS_FILE, info, durable=True)
     return TrainResult(run_dir, info, unmet_expectations(config.expect, info))
 
 

@@ -1,0 +1,141 @@
+"""The trainer end to end on tiny configs: run directory, early stopping, engines, NaN, expect."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dlrecap.config.load import load_config
+from dlrecap.errors import TrainingError
+from dlrecap.train.trainer import train
+
+BASE = {
+    "name": "tiny",
+    "seed": 3,
+    "data": {"dataset": "moons", "samples": 200, "noise": 0.25},
+    "model": {"layers": [16]},
+    "training": {"learning_rate": 0.05, "batch_size": 16, "epochs": 30},
+}
+
+
+def _config(tmp_path: Path, **sections) -> Path:
+    data = json.loads(json.dumps(BASE))
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _history(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("engine", ["fast", "keras"])
+def test_early_stopping_restores_the_best_epoch(tmp_path, engine):
+    path = _config(tmp_path, training={"epochs": 200, "learning_rate": 0.1, "engine": engine,
+                                       "early_stopping": {"patience": 3}},
+                   model={"layers": [64, 64]})
+    result = train(load_config(path), tmp_path / "runs")
+    m = result.metrics
+    rows = _history(result.run_dir)
+    assert m["status"] == "completed" and m["engine"] == engine
+    assert m["stopped_early"] is True
+    assert len(rows) == m["epochs_run"] < 200
+    assert [int(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1))
+    val_losses = [float(r["val_loss"]) for r in rows]
+    # best_epoch is the epoch of the lowest val_loss, and training ran `patience` beyond it
+    assert m["best_epoch"] == val_losses.index(min(val_losses)) + 1
+    assert m["epochs_run"] == m["best_epoch"] + 3
+    # restore_best_weights: the final validation loss is the best epoch's
+    assert m["validation"]["loss"] == pytest.approx(min(val_losses), rel=1e-3, abs=1e-5)
+
+
+def test_engines_agree(tmp_path):
+    scores = {}
+    for engine in ("fast", "keras"):
+        path = _config(tmp_path, training={"engine": engine, "epochs": 40})
+        result = train(load_config(path), tmp_path / engine)
+        scores[engine] = result.metrics
+        assert sorted(p.name for p in result.run_dir.iterdir()) == [
+            "config.yaml", "history.csv", "metrics.json", "model.keras"]
+        assert list(_history(result.run_dir)[0]) == [
+            "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    fast, keras_ = scores["fast"], scores["keras"]
+    assert fast["epochs_run"] == keras_["epochs_run"] == 40
+    assert fast["test"]["accuracy"] == pytest.approx(keras_["test"]["accuracy"], abs=0.06)
+    assert fast["test"]["accuracy"] > 0.8 and keras_["test"]["accuracy"] > 0.8
+
+
+def test_same_seed_same_metrics(tmp_path):
+    path = _config(tmp_path, model={"layers": [8], "dropout": 0.2}, training={"epochs": 5})
+    first = train(load_config(path), tmp_path / "a").metrics
+    second = train(load_config(path), tmp_path / "b").metrics
+    for split in ("train", "validation", "test"):
+        assert first[split] == second[split]
+    other = train(load_config(path, ["seed=4"]), tmp_path / "c").metrics
+    assert other["train"] != first["train"]
+
+
+@pytest.mark.parametrize("engine", ["fast", "keras"])
+def test_divergence_fails_naming_the_epoch(tmp_path, engine):
+    path = _config(tmp_path, data={"dataset": "linear", "samples": 100, "noise": 0.1},
+                   model={"layers": [32, 32], "activation": "relu", "initializer":
+                          {"name": "random_normal", "stddev": 3.0}},
+                   training={"optimizer": "sgd", "learning_rate": 50.0, "engine": engine,
+                             "epochs": 20})
+    with pytest.raises(TrainingError, match=r"epoch \d+") as caught:
+        train(load_config(path), tmp_path / "runs")
+    assert "learning_rate" in caught.value.render()
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "failed"
+    assert (run_dir / "model.keras").is_file()
+
+
+def test_unmet_expectations_are_listed(tmp_path):
+    path = _config(tmp_path, training={"epochs": 2},
+                   expect={"test_accuracy": ">= 1.01", "train_loss": "< 100"})
+    result = train(load_config(path), tmp_path / "runs")
+    assert len(result.unmet) == 1 and result.unmet[0].startswith("test_accuracy >= 1.01: got")
+    assert result.metrics["status"] == "completed"
+
+
+def test_no_validation_rows_monitors_training_loss(tmp_path):
+    warnings = []
+    path = _config(tmp_path, data={"validation_split": 0.0},
+                   training={"epochs": 4, "early_stopping": 2})
+    result = train(load_config(path), tmp_path / "runs", on_warning=warnings.append)
+    assert result.metrics["monitor"] == "loss"
+    assert result.metrics["validation"] is None
+    assert any("val_loss" in w for w in warnings)
+    assert "val_loss" not in _history(result.run_dir)[0]
+
+
+def test_regression_head_and_metrics(tmp_path):
+    path = _config(tmp_path, data={"dataset": "sine", "samples": 200, "noise": 0.05},
+                   model={"layers": [16, 16], "activation": "tanh"},
+                   training={"epochs": 3, "metrics": ["mae", "rmse"]})
+    m = train(load_config(path), tmp_path / "runs").metrics
+    assert m["task"] == "regression" and m["engine"] == "fast"
+    assert set(m["test"]) == {"loss", "mae", "rmse"}
+    assert m["test"]["rmse"] == pytest.approx(m["test"]["loss"] ** 0.5, rel=1e-4)
+
+
+def test_without_restore_the_last_weights_stay(tmp_path):
+    path = _config(tmp_path, training={"epochs": 200, "learning_rate": 0.1,
+                                       "early_stopping": {"patience": 3,
+                                                          "restore_best_weights": False}},
+                   model={"layers": [64, 64]})
+    result = train(load_config(path), tmp_path / "runs")
+    last = float(_history(result.run_dir)[-1]["val_loss"])
+    assert result.metrics["stopped_early"]
+    assert result.metrics["validation"]["loss"] == pytest.approx(last, rel=1e-3, abs=1e-5)
