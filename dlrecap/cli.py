@@ -61,7 +61,9 @@ def _crash() -> int:
     with tempfile.NamedTemporaryFile("w", prefix="dlrecap-crash-", suffix=".log",
                                      delete=False) as log:
         log.write(traceback.format_exc())
-    console.error(f"internal error: {sys.exc_info()[1]!r}; traceback in {log.name}")
+    exc = sys.exc_info()[1]
+    first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+    console.error(f"internal error: {type(exc).__name__}: {first_line} (traceback in {log.name})")
     return 1
 
 

@@ -136,8 +136,10 @@ def train(
     if progress:
         progress.start(config.training.epochs, columns)
     try:
+        fit_start = time.perf_counter()
         engine.fit(model, head, config, encoded["train"],
                    encoded["validation"] if has_val else None, callbacks)
+        fit_s = time.perf_counter() - fit_start
     except TrainingError as exc:
         info.update(status="failed", error=exc.render(), epochs_run=len(writer.rows),
                     duration_s=round(time.perf_counter() - clock, 3))
@@ -175,6 +177,7 @@ def train(
         best_epoch=best_epoch,
         stopped_early=stopped_early,
         duration_s=round(time.perf_counter() - clock, 3),
+        fit_s=round(fit_s, 3),
         finished_at=datetime.now().isoformat(timespec="seconds"),
         **results,
     )
