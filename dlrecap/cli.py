@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from dlrecap import console
-from dlrecap.errors import ConfigError, DlrecapError, ExpectationError
+from dlrecap.errors import ConfigError, DlrecapError, ExpectationError, Interrupted, printable
 
 
 class _Group(TyperGroup):
@@ -33,6 +33,9 @@ class _Group(TyperGroup):
                 console.error(f"expect: {line}")
             console.error(exc.render())
             code = exc.exit_code
+        except Interrupted as exc:
+            console.note(exc.render())
+            code = exc.exit_code
         except DlrecapError as exc:
             console.error(exc.render())
             code = exc.exit_code
@@ -40,10 +43,13 @@ class _Group(TyperGroup):
             console.error("interrupted")
             code = 130
         except Exception as exc:
-            if _is_usage_error(exc):  # Click's UsageError, vendored inside Typer
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `dlrecap`: the help, as is
+                exc.show()
+                code = exc.exit_code
+            elif _is_usage_error(exc):  # Click's UsageError, vendored inside Typer
                 ctx = getattr(exc, "ctx", None)
-                hint = f" (see {ctx.command_path} --help)" if ctx else ""
-                console.error(f"{exc.format_message()}{hint}")
+                hint = f" (see {ctx.command_path if ctx else 'dlrecap'} --help)"
+                console.error(printable(f"{exc.format_message()}{hint}"))
                 code = exc.exit_code
             else:
                 code = _crash()
@@ -130,14 +136,16 @@ def train(
         check_choice(device, ("auto", "cpu", "gpu"), "device")
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--device") from None
-    if resume is not None:
-        raise DlrecapError("--resume is not available in this version",
-                           fix="train again without --resume")
     loaded = _load_and_lint(config, overrides, strict)
+    resume_dir = None
+    if resume is not None:
+        from dlrecap.runs import find_run
+
+        resume_dir = find_run(resume, _runs_dir(runs_dir))
     from dlrecap.train.trainer import train as run_training
 
     progress = None if quiet else console.EpochProgress()
-    result = run_training(loaded, _runs_dir(runs_dir), device=device,
+    result = run_training(loaded, _runs_dir(runs_dir), resume=resume_dir, device=device,
                           deterministic=deterministic, progress=progress,
                           on_warning=console.warning)
     if not quiet:
@@ -236,6 +244,177 @@ def runs_(runs_dir: Path | None = RunsDirOption) -> None:
                      run.started.replace("T", " ")[:16]])
     console.table(None, ["run", "status", "epochs", "test", "when"], rows)
 
+
+@app.command()
+def sweep(
+    config: Path | None = typer.Argument(None, metavar="[CONFIG]",
+                                         help="The base config (optional with --resume)."),
+    grid: list[str] = typer.Option(
+        [], "--grid", metavar="KEY=V1,V2",
+        help="Values to try (YAML), e.g. model.activation=relu,tanh; several: every combination."),
+    search: str | None = typer.Option(None, "--search", help="grid | random | tpe (default: grid)."),
+    trials: int | None = typer.Option(None, "--trials", metavar="N",
+                                      help="random/tpe: number of trials (default 20)."),
+    ranges: list[str] = typer.Option(
+        [], "--range", metavar="KEY=LO:HI[:log]",
+        help="random/tpe: a range to search, e.g. training.learning_rate=1e-4:1e-1:log."),
+    seed: int | None = typer.Option(None, "--seed", help="random/tpe: seed of the search."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", metavar="N",
+                                    help="Trials at once, each in its own process (default: per core)."),
+    metric: str | None = typer.Option(None, "--metric",
+                                      help="Rank by this, e.g. val_accuracy (default: the monitor)."),
+    overrides: list[str] = SetOption,
+    runs_dir: Path | None = RunsDirOption,
+    resume: Path | None = typer.Option(None, "--resume", metavar="SWEEP_DIR",
+                                       help="Continue this sweep: train what has not completed."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start anew even if this sweep ran before."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | gpu."),
+) -> None:
+    """Train one run per combination of values (or per searched trial) and rank them."""
+    from dlrecap.config.choices import check_choice
+    from dlrecap.errors import TrainingError
+    from dlrecap.sweep import plan_from_dir, run_sweep
+    from dlrecap.sweep_display import SweepDisplay, print_result
+    from dlrecap.sweep_plan import plan_sweep
+
+    try:
+        check_choice(device, ("auto", "cpu", "gpu"), "device")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--device") from None
+    if config is None:
+        if resume is None:
+            raise typer.BadParameter("give CONFIG, or --resume SWEEP_DIR", param_hint="CONFIG")
+        if grid or ranges or overrides or any(v is not None for v in (search, trials, seed, metric)):
+            raise typer.BadParameter("without CONFIG, --resume reuses the sweep's own settings; "
+                                     "drop the other options or name CONFIG", param_hint="--resume")
+        plan = plan_from_dir(resume, jobs)
+    else:
+        plan = plan_sweep(config, overrides, grid=grid, ranges=ranges, search=search, trials=trials,
+                          seed=seed, jobs=jobs, metric=metric)
+    result = run_sweep(plan, _runs_dir(runs_dir), resume=resume, fresh=fresh, device=device,
+                       progress=SweepDisplay())
+    print_result(result)
+    console.result(str(result.sweep_dir))
+    if result.best is None:
+        raise TrainingError(f"no trial of the sweep completed (see {result.sweep_dir / 'sweep.csv'})",
+                            fix="fix the errors above, then run the same command again")
+
+
+@app.command()
+def predict(
+    run: str = typer.Argument(..., metavar="RUN", help="Run directory or config name."),
+    input_file: Path = typer.Argument(..., metavar="INPUT",
+                                      help="CSV or Parquet file with the run's feature columns."),
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE",
+                                       help="Write the CSV here (default: stdout)."),
+    runs_dir: Path | None = RunsDirOption,
+) -> None:
+    """Predict INPUT's rows with RUN's model: the rows plus prediction and prob_<label> columns."""
+    from dlrecap.predict import predict_file, to_csv, write_csv
+    from dlrecap.runs import find_run
+
+    frame = predict_file(find_run(run, _runs_dir(runs_dir)), input_file)
+    if output is None:
+        console.out.file.write(to_csv(frame))
+        return
+    write_csv(frame, output)
+    console.note(f"wrote {len(frame)} rows with predictions to {output}")
+
+
+@app.command()
+def init(
+    data_file: Path = typer.Argument(..., metavar="DATA_FILE",
+                                     help="A .csv, .tsv, .parquet or .npz data file."),
+    target: str = typer.Option(..., "--target", metavar="COLUMN", help="The column to predict."),
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE",
+                                       help="The config to write (default: <data file stem>.yaml)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite FILE if it exists."),
+) -> None:
+    """Write a commented starter config that trains on DATA_FILE to predict COLUMN."""
+    from dlrecap.starter import write_starter
+
+    starter = write_starter(data_file, target, output, force=force)
+    console.note(f"{starter.summary}; next: dlrecap train {starter.path}")
+    console.result(str(starter.path))
+
+
+RunArgument = typer.Argument(None, metavar="[RUN]",
+                             help="Run directory or config name (default: latest).")
+
+
+@app.command()
+def plot(run: str | None = RunArgument, runs_dir: Path | None = RunsDirOption) -> None:
+    """(Re)draw the run's pictures: learning curves, decision boundary, confusion matrix."""
+    from dlrecap.plots import draw_run
+    from dlrecap.runs import find_run
+
+    run_dir = find_run(run, _runs_dir(runs_dir))
+    written = draw_run(run_dir)
+    if not (run_dir / "model.keras").is_file():
+        console.warning(f"{run_dir} has no trained model: only its learning curves were drawn")
+    for path in written:
+        console.result(str(path))
+
+
+@app.command()
+def report(
+    run: str | None = RunArgument,
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE",
+                                       help="Where to write (default: <run>/report.html)."),
+    runs_dir: Path | None = RunsDirOption,
+) -> None:
+    """Write report.html: config, model, metrics, pictures and history in one offline page."""
+    from dlrecap.report import build_report
+    from dlrecap.runs import find_run
+
+    console.result(str(build_report(find_run(run, _runs_dir(runs_dir)), output)))
+
+
+@app.command()
+def compare(
+    run_refs: list[str] = typer.Argument(..., metavar="RUN RUN [RUN]...",
+                                         help="Two or more run directories or config names."),
+    output: Path = typer.Option(Path("compare.png"), "--output", "-o", metavar="FILE",
+                                help="Where to draw the validation curves."),
+    runs_dir: Path | None = RunsDirOption,
+) -> None:
+    """Show the config keys that differ, the metrics side by side, and compare.png."""
+    from dlrecap.compare import compare_runs, draw_comparison
+    from dlrecap.runs import find_run
+
+    if len(run_refs) < 2:
+        raise typer.BadParameter("name at least two runs", param_hint="RUN")
+    directory = _runs_dir(runs_dir)
+    found = compare_runs([find_run(ref, directory) for ref in run_refs])
+    if found.config_diff:
+        console.table("config keys that differ", ["key", *found.labels],
+                      [[key, *values] for key, values in found.config_diff])
+    else:
+        console.note("the configs are identical")
+    console.table("metrics", ["metric", *found.labels],
+                  [[name, *values] for name, values in found.metrics])
+    console.result(f"validation curves: {draw_comparison(found, output).resolve()}")
+
+
+@app.command("export")
+def export_(
+    run: str = typer.Argument(..., metavar="RUN", help="Run directory or config name."),
+    fmt: str = typer.Option("savedmodel", "--format", help="savedmodel | tflite."),
+    output: Path | None = typer.Option(None, "--output", "-o", metavar="DIR",
+                                       help="Where to write (default: RUN/export/FORMAT)."),
+    runs_dir: Path | None = RunsDirOption,
+) -> None:
+    """Export a run's model for serving: a SavedModel (TF Serving) or a TFLite file."""
+    from dlrecap.config.choices import check_choice
+    from dlrecap.export import FORMATS, export_run
+    from dlrecap.runs import find_run
+
+    try:
+        check_choice(fmt, FORMATS, "format")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--format") from None
+    run_dir = find_run(run, _runs_dir(runs_dir))
+    console.result(str(export_run(run_dir, fmt, output)))
 
 def main() -> None:
     app()

@@ -23,7 +23,7 @@ CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
-_RUN_NAME = re.compile(r"^(?P<name>.+)-(?P<stamp>\d{8}-\d{6})(?:-\d+)?$")
+_RUN_NAME = re.compile(r"^(?P<name>.+)-(?P<stamp>\d{8}-\d{6})(?:-(?P<n>\d+))?$")
 
 
 def default_runs_dir() -> Path:
@@ -98,6 +98,19 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
         raise RunError(f"{path}: unreadable ({exc})") from None
 
 
+def process_alive(pid: Any) -> bool:
+    """Whether process `pid` still exists on this machine."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """What `dlrecap runs` shows of a run directory."""
@@ -121,9 +134,21 @@ def list_runs(runs_dir: Path) -> list[RunInfo]:
             metrics = read_metrics(path)
         except RunError:
             metrics = {"status": "unreadable"}
-        started = metrics.get("started_at") or match.group("stamp")
+        if metrics.get("status") == "running" and not process_alive(metrics.get("pid")):
+            metrics["status"] = "interrupted"  # its process is gone: killed or crashed
+        started = metrics.get("started_at") or _stamp_time(match.group("stamp"))
         runs.append(RunInfo(path, metrics.get("name") or match.group("name"), started, metrics))
-    return sorted(runs, key=lambda r: (r.started, r.path.name))
+    # Within one second the suffix counts up: -10 comes after -9, not after -1.
+    return sorted(runs, key=lambda r: (r.started, int(_RUN_NAME.match(r.path.name).group("n") or 1),
+                                       r.path.name))
+
+
+def _stamp_time(stamp: str) -> str:
+    """`20240517-093005` -> `2024-05-17T09:30:05`, so it sorts with `started_at` values."""
+    try:
+        return datetime.strptime(stamp, "%Y%m%d-%H%M%S").isoformat(timespec="seconds")
+    except ValueError:
+        return stamp
 
 
 def find_run(ref: str | None, runs_dir: Path) -> Path:
@@ -134,6 +159,8 @@ def find_run(ref: str | None, runs_dir: Path) -> Path:
     """
     if ref is not None:
         path = Path(ref)
+        if not path.is_dir() and _RUN_NAME.match(ref) and (runs_dir / ref).is_dir():
+            path = runs_dir / ref  # a name as `dlrecap runs` shows it
         if path.is_dir():
             if (path / METRICS_FILE).is_file():
                 return path

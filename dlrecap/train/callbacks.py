@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +46,15 @@ class HistoryWriter(keras.callbacks.Callback):
         write_text(self.path, "\n".join(lines) + "\n")
         if self.progress:
             self.progress.epoch(epoch + 1, row)
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """The rows of an existing history.csv (empty when there is none), epoch as int."""
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+                for row in csv.DictReader(f)]
 
 
 def _cell(value: float | int | None) -> str:

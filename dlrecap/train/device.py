@@ -51,6 +51,26 @@ def setup_tensorflow(device: str = "auto", deterministic: bool = False, seed: in
     return "cpu"
 
 
+def set_precision(precision: str, on_gpu: bool) -> str | None:
+    """Set Keras' dtype policy for the models built next; return a warning, or None.
+
+    Set on every run, so that one mixed-precision run does not leak into the next one in
+    the same process. Loss scaling for `mixed_float16` comes with `compile` (a
+    LossScaleOptimizer); `mixed_bfloat16` needs none.
+
+    Args:
+        precision: `float32`, `mixed_float16` or `mixed_bfloat16`.
+        on_gpu: whether training runs on a GPU (mixed precision only pays off there).
+    """
+    import keras
+
+    keras.mixed_precision.set_global_policy(precision)
+    if precision != "float32" and not on_gpu:
+        return (f"training.precision: {precision} on the CPU is slower than float32 "
+                "(it pays off on GPUs; use float32 here)")
+    return None
+
+
 @contextmanager
 def _quiet_native_stderr() -> Iterator[None]:
     """Hide the C++ log lines TensorFlow prints while it loads (CUDA probes on CPU machines).

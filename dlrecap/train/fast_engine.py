@@ -28,6 +28,13 @@ def supports(head: Head, x: Any) -> bool:
     return isinstance(x, np.ndarray) and all(m in SUPPORTED_METRICS for m in head.metrics)
 
 
+def compile_model(model: keras.Model, head: Head, config: Any, train_rows: int) -> None:
+    """Attach optimizer, loss and metrics, so model.keras saves the optimizer state too."""
+    model.compile(optimizer=make_optimizer(config), loss=head.loss,
+                  metrics=make_metrics(head), jit_compile=False)
+    model.optimizer.build(model.trainable_variables)
+
+
 def fit(
     model: keras.Model,
     head: Head,
@@ -35,14 +42,10 @@ def fit(
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray] | None,
     callbacks: list[keras.callbacks.Callback],
+    initial_epoch: int = 0,
 ) -> None:
-    """Train `model` in place; callbacks see every epoch as they would under `fit`."""
+    """Train the compiled `model` in place; callbacks see every epoch as they would under `fit`."""
     training = config.training
-    # Compiling attaches the optimizer to the model, so model.keras saves its state too.
-    model.compile(optimizer=make_optimizer(config), loss=head.loss,
-                  metrics=make_metrics(head), jit_compile=False)
-    optimizer = model.optimizer
-    optimizer.build(model.trainable_variables)
     step = _StepFunctions(model, head, training.batch_size, config.seed)
     x, y = (tf.convert_to_tensor(a) for a in train)
     val = tuple(tf.convert_to_tensor(a) for a in validation) if validation is not None else None
@@ -50,7 +53,7 @@ def fit(
     hooks = keras.callbacks.CallbackList(callbacks, model=model)
     model.stop_training = False
     hooks.on_train_begin()
-    for epoch in range(training.epochs):
+    for epoch in range(initial_epoch, training.epochs):
         hooks.on_epoch_begin(epoch)
         logs = _as_floats(head, step.train_epoch(x, y, tf.constant(epoch, tf.int64)))
         if val is not None and np.isfinite(logs["loss"]):
@@ -132,7 +135,8 @@ class _StepFunctions:
                 loss = tf.reduce_mean(self.loss_fn(yb, pred))
                 if model.losses:
                     loss = loss + tf.add_n(model.losses)
-            grads = tape.gradient(loss, model.trainable_variables)
+            # mixed_float16 compiles a LossScaleOptimizer: scale here, its apply() unscales.
+            grads = tape.gradient(optimizer.scale_loss(loss), model.trainable_variables)
             optimizer.apply(grads, model.trainable_variables)
             rows = tf.shape(idx, out_type=tf.int64)[0]
             loss_sum += tf.cast(loss, tf.float32) * tf.cast(rows, tf.float32)

@@ -18,17 +18,11 @@ from dlrecap.model import Head, make_metrics, make_optimizer
 STEPS_PER_EXECUTION = 32
 
 
-def fit(
-    model: keras.Model,
-    head: Head,
-    config: Any,
-    train: tuple[np.ndarray, np.ndarray],
-    validation: tuple[np.ndarray, np.ndarray] | None,
-    callbacks: list[keras.callbacks.Callback],
-) -> None:
-    """Train `model` in place with `Model.fit`; progress reaches the callbacks."""
-    training = config.training
-    steps = max(1, -(-len(train[0]) // training.batch_size))
+def compile_model(model: keras.Model, head: Head, config: Any, train_rows: int) -> None:
+    """Attach optimizer, loss and metrics to `model`."""
+    steps = max(1, -(-train_rows // config.training.batch_size))
+    if tf.distribute.has_strategy():
+        steps = 1  # several steps per call fail under MirroredStrategy (a graph placeholder error)
     model.compile(
         optimizer=make_optimizer(config),
         loss=head.loss,
@@ -36,6 +30,19 @@ def fit(
         steps_per_execution=min(STEPS_PER_EXECUTION, steps),
         jit_compile=False,
     )
+
+
+def fit(
+    model: keras.Model,
+    head: Head,
+    config: Any,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    callbacks: list[keras.callbacks.Callback],
+    initial_epoch: int = 0,
+) -> None:
+    """Train the compiled `model` in place with `Model.fit`; progress reaches the callbacks."""
+    training = config.training
     data = tf.data.Dataset.from_tensor_slices(train).cache()
     data = data.shuffle(len(train[0]), seed=config.seed, reshuffle_each_iteration=True)
     data = data.batch(training.batch_size).prefetch(tf.data.AUTOTUNE)
@@ -46,6 +53,7 @@ def fit(
         data,
         validation_data=val_data,
         epochs=training.epochs,
+        initial_epoch=initial_epoch,
         callbacks=callbacks,
         shuffle=False,
         verbose=0,

@@ -21,15 +21,23 @@ import yaml
 import dlrecap
 from dlrecap import runs
 from dlrecap.config.checks import check_task
-from dlrecap.config.load import LoadedConfig
+from dlrecap.config.load import LoadedConfig, load_config
 from dlrecap.config.schema import parse_expectation
-from dlrecap.errors import ConfigError, TrainingError
+from dlrecap.errors import ConfigError, DlrecapError, Interrupted, RunError, TrainingError
 from dlrecap.model import MAXIMIZED
 
 _OPS = {
     ">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,
     "<": lambda a, b: a < b, "==": lambda a, b: math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12),
 }
+# Sections that fix the model's shape and data: a resumed run must keep them.
+_RESUME_FIXED = ("seed", "data", "model")
+
+
+class InternalError(DlrecapError):
+    """An unexpected failure inside training; the traceback is in the run's crash.log."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -39,13 +47,13 @@ class TrainResult:
     run_dir: Path
     metrics: dict[str, Any]
     unmet: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def train(
     loaded: LoadedConfig,
     runs_dir: Path,
     *,
+    resume: Path | None = None,
     device: str = "auto",
     deterministic: bool = False,
     progress: Any = None,
@@ -56,20 +64,24 @@ def train(
     Args:
         loaded: the validated config with its source marks.
         runs_dir: where the run directory is created.
+        resume: an interrupted run directory to continue, or None for a new run.
         device: `auto`, `cpu` or `gpu`.
         deterministic: TensorFlow op determinism.
         progress: a `callbacks.Progress` that sees each epoch, or None.
         on_warning: called with each warning line, or None.
 
     Raises:
-        ConfigError, DataError: bad input; nothing was written.
+        ConfigError, DataError, RunError: bad input; nothing was written.
         TrainingError: training diverged; the run is marked `failed`.
+        Interrupted: SIGINT/SIGTERM; the run is marked `interrupted` and can be resumed.
     """
     from dlrecap.data import load_splits
     from dlrecap.model import plan_head
 
     config = loaded.config
     warn = on_warning or (lambda _line: None)
+    if resume is not None:
+        _check_resumable(resume, loaded)
     splits = load_splits(config.data, config.seed)
     try:
         check_task(config, splits.task)
@@ -80,33 +92,55 @@ def train(
     from dlrecap.train.device import setup_tensorflow
 
     device_label = setup_tensorflow(device, deterministic, config.seed)
+    # --- distribution and precision: the strategy must exist before any variable does ---
+    from dlrecap.train import distributed
+    from dlrecap.train.device import set_precision
+
+    try:
+        cluster = distributed.make_cluster(config.training.distribute, runs_dir, config)
+    except ConfigError as exc:
+        raise loaded.locate(exc) from None
+    if note := set_precision(config.training.precision, device_label.startswith("gpu")):
+        warn(note)
+    # --- end distribution and precision ---
     from dlrecap.model import build_model, encode_targets, parameter_count
     from dlrecap.train import callbacks as cb
+    from dlrecap.train import checkpoint as ckpt
     from dlrecap.train.engines import pick_engine
 
     try:
         engine = pick_engine(config.training.engine, head, splits.x_train,
-                             tensorboard=config.training.tensorboard)
+                             tensorboard=config.training.tensorboard,
+                             distribute=cluster.mode)
     except ConfigError as exc:
         raise loaded.locate(exc) from None
-    model = build_model(config, splits, head)
+    with cluster.scope():  # model and optimizer variables live on the strategy's devices
+        model = build_model(config, splits, head)
+        engine.compile_model(model, head, config, len(splits.x_train))
+    saved_state, best_weights = {"epochs_done": 0, "early_stopping": None}, None
+    checkpoint_path = ckpt.latest_checkpoint(resume) if resume is not None else None
+    if checkpoint_path is not None:
+        saved_state, best_weights = ckpt.restore(model, checkpoint_path)
+    initial_epoch = saved_state["epochs_done"]
+
     has_val = len(splits.x_val) > 0
-    monitor = config.training.early_stopping.monitor if config.training.early_stopping else "val_loss"
+    es = config.training.early_stopping
+    monitor = es.monitor if es else "val_loss"
     if monitor.startswith("val_") and not has_val:
         warn(f"data.validation_split is 0, so {monitor} does not exist: "
              f"monitoring {monitor[4:]} (the training value) instead")
         monitor = monitor[4:]
 
-    run_dir = runs.create_run_dir(runs_dir, config.name)
-    started = datetime.now()
+    run_dir = cluster.run_dir(runs_dir, config.name, resume)  # multi_worker: chief only
     clock = time.perf_counter()
+    previous = runs.read_metrics(run_dir) if resume is not None else {}
     runs.write_text(run_dir / runs.CONFIG_FILE,
                     yaml.safe_dump(config.resolved(), sort_keys=False, allow_unicode=True))
     info: dict[str, Any] = {
         "name": config.name,
         "status": "running",
         "pid": os.getpid(),
-        "started_at": started.isoformat(timespec="seconds"),
+        "started_at": previous.get("started_at") or datetime.now().isoformat(timespec="seconds"),
         "task": splits.task,
         "labels": splits.label_names,
         "features": splits.feature_names,
@@ -116,49 +150,71 @@ def train(
         "monitor": monitor,
         "engine": engine.__name__.rsplit(".", 1)[-1].removesuffix("_engine"),
         "device": device_label,
+        "distribute": cluster.label,
         "seed": config.seed,
         "versions": _versions(),
     }
+    if resume is not None:
+        info["resumed_from_epoch"] = initial_epoch
     runs.write_json(run_dir / runs.METRICS_FILE, info)
 
     encoded = {name: (x, encode_targets(y, head)) for name, (x, y) in
-               (("train", splits.split("train")), ("validation", splits.split("validation")),
-                ("test", splits.split("test")))}
+               ((s, splits.split(s)) for s in ("train", "validation", "test"))}
     columns = cb.history_columns(head.metrics, has_val)
     writer = cb.HistoryWriter(run_dir / runs.HISTORY_FILE, columns, progress)
-    guard = cb.FiniteLossGuard()
-    callbacks: list[Any] = [guard, writer]
+    writer.rows = cb.read_history(run_dir / runs.HISTORY_FILE)[:initial_epoch]
     stopper = None
-    if config.training.early_stopping:
-        es = config.training.early_stopping
-        stopper = _keras_early_stopping(es, monitor)
-        callbacks.append(stopper)
+    if es:
+        stopper = ckpt.ResumableEarlyStopping(
+            monitor=monitor, patience=es.patience, min_delta=es.min_delta,
+            mode="max" if monitor.removeprefix("val_") in MAXIMIZED else "min",
+            restore_best_weights=es.restore_best_weights,
+            initial_state=saved_state["early_stopping"], best_weights=best_weights,
+        )
+    stop = ckpt.StopRequest()
+    checkpointer = ckpt.Checkpointer(run_dir, stopper, stop)
+    # Order matters: the guard sees a NaN first; early stopping decides before the checkpoint.
+    callbacks: list[Any] = [cb.FiniteLossGuard(), writer, *([stopper] if stopper else []),
+                            checkpointer]
+    callbacks += cluster.callbacks(run_dir, writer, stopper)  # multi_worker: restart backup
     if progress:
         progress.start(config.training.epochs, columns)
+        for row in writer.rows:
+            progress.epoch(int(row["epoch"]), row)
+
+    def record(status: str, **extra: Any) -> None:
+        info.update(status=status, epochs_run=len(writer.rows),
+                    duration_s=round(previous.get("duration_s", 0) + time.perf_counter() - clock, 3),
+                    **extra)
+        runs.write_json(run_dir / runs.METRICS_FILE, info, durable=True)
+
+    fit_start = time.perf_counter()
     try:
-        fit_start = time.perf_counter()
-        engine.fit(model, head, config, encoded["train"],
-                   encoded["validation"] if has_val else None, callbacks)
-        fit_s = time.perf_counter() - fit_start
+        with stop.catching_signals():
+            engine.fit(model, head, config, encoded["train"],
+                       encoded["validation"] if has_val else None, callbacks, initial_epoch)
     except TrainingError as exc:
-        info.update(status="failed", error=exc.render(), epochs_run=len(writer.rows),
-                    duration_s=round(time.perf_counter() - clock, 3))
         _save_model(model, run_dir)
-        runs.write_json(run_dir / runs.METRICS_FILE, info)
+        record("failed", error=exc.render())
         raise
     except KeyboardInterrupt:
-        info.update(status="interrupted", epochs_run=len(writer.rows))
-        _save_model(model, run_dir)
-        runs.write_json(run_dir / runs.METRICS_FILE, info)
-        raise
-    except Exception:
-        info.update(status="failed", error="internal error", epochs_run=len(writer.rows))
-        (run_dir / "crash.log").write_text(traceback.format_exc(), encoding="utf-8")
-        runs.write_json(run_dir / runs.METRICS_FILE, info)
-        raise
+        record("interrupted")
+        raise Interrupted(_interrupted_message(loaded, run_dir, checkpointer.saved_epoch)) from None
+    except Exception as exc:
+        log = run_dir / "crash.log"
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        record("failed", error=f"internal error: {type(exc).__name__}")
+        raise InternalError(f"internal error during training: {type(exc).__name__}: "
+                            f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}",
+                            fix=f"traceback in {log}") from exc
     finally:
         if progress:
             progress.finish()
+    fit_s = time.perf_counter() - fit_start
+
+    if stop.requested:
+        record("interrupted")
+        raise Interrupted(_interrupted_message(loaded, run_dir, checkpointer.saved_epoch))
 
     rows = writer.rows
     if stopper is not None:
@@ -171,28 +227,54 @@ def train(
     results = {name: evaluate(*encoded[name]) if len(encoded[name][0]) else None
                for name in ("train", "validation", "test")}
     _save_model(model, run_dir)
-    info.update(
-        status="completed",
-        epochs_run=len(rows),
-        best_epoch=best_epoch,
-        stopped_early=stopped_early,
-        duration_s=round(time.perf_counter() - clock, 3),
-        fit_s=round(fit_s, 3),
-        finished_at=datetime.now().isoformat(timespec="seconds"),
-        **results,
-    )
-    runs.write_json(run_dir / runs.METRICS_FILE, info, durable=True)
+    record("completed", best_epoch=best_epoch, stopped_early=stopped_early,
+           fit_s=round(fit_s, 3), finished_at=datetime.now().isoformat(timespec="seconds"),
+           **results)
+    ckpt.remove_checkpoints(run_dir)
+    cluster.finish()
     return TrainResult(run_dir, info, unmet_expectations(config.expect, info))
 
 
-def _keras_early_stopping(es: Any, monitor: str) -> Any:
-    import keras
+def _check_resumable(run_dir: Path, loaded: LoadedConfig) -> None:
+    """Refuse to resume a run that is not interrupted or whose model/data would change."""
+    metrics = runs.read_metrics(run_dir)
+    status = metrics.get("status")
+    if status == "completed":
+        raise RunError(f"{run_dir} already completed; nothing to resume",
+                       fix="train without --resume for a new run")
+    if status == "running" and runs.process_alive(metrics.get("pid")):
+        raise RunError(f"{run_dir} is still being trained by process {metrics.get('pid')}")
+    before = load_config(run_dir / runs.CONFIG_FILE).config.resolved()
+    now = loaded.config.resolved()
+    for section in _RESUME_FIXED:
+        difference = _first_difference(before.get(section), now.get(section), section)
+        if difference:
+            raise loaded.locate(ConfigError(
+                f"differs from the run being resumed ({difference}): resuming needs the same "
+                "model shape and data", key=difference.split(":")[0],
+                fix=f"use the run's own config, {run_dir / runs.CONFIG_FILE}",
+            ))
 
-    mode = "max" if monitor.removeprefix("val_") in MAXIMIZED else "min"
-    return keras.callbacks.EarlyStopping(
-        monitor=monitor, patience=es.patience, min_delta=es.min_delta, mode=mode,
-        restore_best_weights=es.restore_best_weights,
-    )
+
+def _first_difference(a: Any, b: Any, key: str) -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            found = _first_difference(a.get(k), b.get(k), f"{key}.{k}")
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = _first_difference(x, y, f"{key}[{i}]")
+            if found:
+                return found
+        return None
+    return None if a == b else f"{key}: {a!r} -> {b!r}"
+
+
+def _interrupted_message(loaded: LoadedConfig, run_dir: Path, saved_epoch: int) -> str:
+    return (f"interrupted after epoch {saved_epoch}; continue with: "
+            f"dlrecap train {loaded.source} --resume {run_dir}")
 
 
 def _best_epoch(rows: list[dict[str, float]], monitor: str) -> int:

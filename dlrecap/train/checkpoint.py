@@ -1,0 +1,164 @@
+"""Checkpoints that let an interrupted or killed run continue where it stopped.
+
+A checkpoint is a folder `checkpoint/` in the run directory holding the model with its
+optimizer state (`model.keras`), the early-stopping state and, when early stopping keeps
+them, the best weights so far. It is written as `checkpoint.new/` and swapped in by renames,
+so a kill at any moment leaves one complete checkpoint (`checkpoint/` or `checkpoint.old/`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from dlrecap.errors import RunError
+
+CHECKPOINT_DIR = "checkpoint"
+# Checkpoint at most this often: saving a model costs tens of milliseconds, far more
+# than one epoch of the fast engine on small data.
+MIN_SECONDS_BETWEEN = 2.0
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The complete checkpoint folder of a run, if it has one."""
+    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old"):
+        path = run_dir / name
+        if (path / "state.json").is_file():
+            return path
+    return None
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path}: unreadable checkpoint ({exc})") from None
+
+
+def restore(model: keras.Model, path: Path) -> tuple[dict[str, Any], list[np.ndarray] | None]:
+    """Load a checkpoint's weights and optimizer state into a freshly compiled `model`.
+
+    Returns:
+        The saved state (`epochs_done`, `early_stopping`) and the best weights, if saved.
+    """
+    state = read_state(path)
+    try:
+        saved = keras.models.load_model(path / "model.keras")
+    except Exception as exc:  # a damaged file: say which, don't crash
+        raise RunError(f"{path / 'model.keras'}: cannot load the checkpoint ({exc})") from None
+    model.set_weights(saved.get_weights())
+    model.optimizer.build(model.trainable_variables)
+    for mine, theirs in zip(model.optimizer.variables, saved.optimizer.variables, strict=True):
+        mine.assign(theirs)
+    best = None
+    if (path / "best_weights.npz").is_file():
+        with np.load(path / "best_weights.npz") as data:
+            best = [data[f"arr_{i}"] for i in range(len(data.files))]
+    return state, best
+
+
+def remove_checkpoints(run_dir: Path) -> None:
+    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old", CHECKPOINT_DIR + ".new"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras EarlyStopping whose best value, best epoch and patience count survive a resume.
+
+    Keras resets that state in `on_train_begin`; a resumed run puts it back right after.
+    """
+
+    def __init__(self, *args: Any, initial_state: dict[str, Any] | None = None,
+                 best_weights: list[Any] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.initial_state = initial_state
+        self.initial_best_weights = best_weights
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        if self.initial_state:
+            self.best = self.initial_state["best"]
+            self.best_epoch = self.initial_state["best_epoch"]
+            self.wait = self.initial_state["wait"]
+            self.best_weights = self.initial_best_weights
+
+    def state(self) -> dict[str, Any]:
+        best = None if self.best is None else float(self.best)
+        return {"best": best, "best_epoch": int(self.best_epoch), "wait": int(self.wait)}
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves a checkpoint after an epoch, at most every few seconds and always when asked.
+
+    Args:
+        run_dir: the run directory.
+        stopper: the early-stopping callback, whose state is saved too (or None).
+        stop: the `StopRequest` that, once set, forces a checkpoint and ends training.
+    """
+
+    def __init__(self, run_dir: Path, stopper: ResumableEarlyStopping | None, stop: StopRequest):
+        super().__init__()
+        self.run_dir, self.stopper, self.stop = run_dir, stopper, stop
+        self.last_save = 0.0
+        self.saved_epoch = 0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.stop.requested:
+            self.model.stop_training = True
+        if self.stop.requested or time.monotonic() - self.last_save >= MIN_SECONDS_BETWEEN:
+            self.save(epoch + 1)
+
+    def save(self, epochs_done: int) -> None:
+        new = self.run_dir / (CHECKPOINT_DIR + ".new")
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir()
+        self.model.save(new / "model.keras")
+        state: dict[str, Any] = {"epochs_done": epochs_done, "early_stopping": None}
+        if self.stopper is not None:
+            state["early_stopping"] = self.stopper.state()
+            if self.stopper.best_weights is not None:
+                np.savez(new / "best_weights.npz", *self.stopper.best_weights)
+        (new / "state.json").write_text(json.dumps(state), encoding="utf-8")
+        current, old = self.run_dir / CHECKPOINT_DIR, self.run_dir / (CHECKPOINT_DIR + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if current.exists():
+            current.rename(old)
+        new.rename(current)
+        shutil.rmtree(old, ignore_errors=True)
+        self.last_save, self.saved_epoch = time.monotonic(), epochs_done
+
+
+class StopRequest:
+    """Set by SIGINT/SIGTERM: training stops after the epoch that is running."""
+
+    def __init__(self) -> None:
+        self.requested: int | None = None
+
+    @contextmanager
+    def catching_signals(self) -> Iterator[StopRequest]:
+        """Within the block, the first SIGINT/SIGTERM asks for a stop; a second one aborts."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signal handlers can only be set from the main thread
+            return
+
+        def handler(signum: int, _frame: Any) -> None:
+            if self.requested is not None:
+                raise KeyboardInterrupt
+            self.requested = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
