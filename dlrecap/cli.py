@@ -7,6 +7,7 @@ TensorFlow, so they answer at once.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import tempfile
 import traceback
@@ -161,7 +162,11 @@ def _print_summary(metrics: dict[str, Any]) -> None:
     rows = [[split, *[metrics[split].get(n) for n in names]] for split in splits]
     stop = (f", stopped early (best epoch {metrics['best_epoch']})" if metrics.get("stopped_early")
             else f", best epoch {metrics['best_epoch']}")
-    console.note(f"trained {metrics['epochs_run']} epochs in {metrics['duration_s']:.1f}s{stop}")
+    where = metrics.get("device", "cpu")
+    if metrics.get("distribute", "none") != "none":
+        where += f", {metrics['distribute']}"
+    console.note(f"trained {metrics['epochs_run']} epochs in {metrics['duration_s']:.1f}s "
+                 f"on {where}{stop}")
     console.table(None, ["split", *names], rows)
 
 
@@ -185,8 +190,9 @@ def eval_(
     run_dir = find_run(run, _runs_dir(runs_dir))
     metrics = evaluate_run(run_dir, split)
     if as_json:
+        finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
         console.out.print_json(json.dumps({"run": str(run_dir), "split": split,
-                                           "metrics": metrics}))
+                                           "metrics": finite}))
         return
     console.table(f"{run_dir} ({split})", ["metric", "value"], [[k, v] for k, v in metrics.items()])
 
@@ -372,7 +378,7 @@ def report(
 
 @app.command()
 def compare(
-    run_refs: list[str] = typer.Argument(..., metavar="RUN RUN [RUN]...",
+    run_refs: list[str] = typer.Argument(..., metavar="RUN",
                                          help="Two or more run directories or config names."),
     output: Path = typer.Option(Path("compare.png"), "--output", "-o", metavar="FILE",
                                 help="Where to draw the validation curves."),

@@ -53,8 +53,13 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return number(value)
     return str(value)
+
+
+def number(value: float) -> str:
+    """Four decimals, or four significant digits when that would be a wall of digits."""
+    return f"{value:.4f}" if abs(value) < 1e5 else f"{value:.4g}"
 
 
 class EpochProgress:
@@ -108,4 +113,4 @@ class EpochProgress:
         keys = ["loss", "val_loss"]
         if self.main_metric:
             keys += [self.main_metric, f"val_{self.main_metric}"]
-        return "  ".join(f"{k} {logs[k]:.4f}" for k in keys if k in logs)
+        return "  ".join(f"{k} {number(logs[k])}" for k in keys if k in logs)

@@ -6,6 +6,13 @@ Library code raises these and never prints or exits; `dlrecap.cli` renders them.
 from __future__ import annotations
 
 
+def printable(text: str) -> str:
+    """`text` with control characters escaped, so that an error stays on one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class DlrecapError(Exception):
     """An expected failure with a one-line message for the user."""
 
@@ -18,7 +25,7 @@ class DlrecapError(Exception):
 
     def render(self) -> str:
         """The line printed after `error: `."""
-        return f"{self.message} ({self.fix})" if self.fix else self.message
+        return printable(f"{self.message} ({self.fix})" if self.fix else self.message)
 
 
 class ConfigError(DlrecapError):
@@ -53,7 +60,7 @@ class ConfigError(DlrecapError):
                 where += f":{self.line}:{self.col or 1}"
             where += ": "
         key = f"{self.key}: " if self.key else ""
-        return f"{where}{key}{super().render()}"
+        return printable(f"{where}{key}{super().render()}")
 
 
 class DataError(DlrecapError):

@@ -6,6 +6,8 @@ worked out once here and shared by both training engines.
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -100,14 +102,17 @@ def build_model(config: Config, splits: Splits, head: Head) -> keras.Model:
     import keras
 
     spec = config.model
-    inputs = keras.Input(shape=(splits.n_features,), name="features")
-    x = inputs
-    if config.data.standardize:
-        mean = splits.x_train.mean(axis=0)
-        variance = splits.x_train.var(axis=0)
-        # A constant column would divide by ~0: leave it unscaled instead.
-        variance = np.where(variance > 0, variance, 1.0)
-        x = keras.layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
+    if splits.categorical:
+        inputs, x = table_inputs(splits, config.data.standardize)
+    else:
+        inputs = keras.Input(shape=(splits.n_features,), name="features")
+        x = inputs
+        if config.data.standardize:
+            mean = splits.x_train.mean(axis=0)
+            variance = splits.x_train.var(axis=0)
+            # A constant column would divide by ~0: leave it unscaled instead.
+            variance = np.where(variance > 0, variance, 1.0)
+            x = keras.layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
     regularizer = keras.regularizers.L1L2(l1=spec.l1, l2=spec.l2) if spec.l1 or spec.l2 else None
     for i, layer in enumerate(spec.layers, start=1):
         x = keras.layers.Dense(
@@ -126,8 +131,61 @@ def build_model(config: Config, splits: Splits, head: Head) -> keras.Model:
         kernel_initializer=make_initializer(spec.initializer),
         kernel_regularizer=regularizer,
         name="output",
+        dtype="float32",  # mixed precision: the output activation and the loss stay float32
     )(x)
     return keras.Model(inputs, outputs, name=config.name)
+
+
+# The one-hot layer of feature `i` (in `splits.feature_names` order); `predict` reads its vocabulary.
+CATEGORY_LAYER = "categories_{}"
+# Layer names of the model that a column name must not take (Keras needs unique names).
+_TAKEN_NAME = re.compile(r"^(standardize|numeric|features|output|(hidden|dropout|categories|feature)_\d+)$")
+# Inputs are keyed by column name; a column whose name Keras cannot use gets a stand-in
+# name, and Keras would warn about that at every build and load though the keys match.
+warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+
+
+def table_inputs(splits: Splits, standardize: bool) -> tuple[dict[str, Any], Any]:
+    """One input per column of a table with string columns, so the model takes raw rows.
+
+    Numeric columns are concatenated (and standardized on the training rows); each string
+    column is one-hot encoded over the categories of its training rows. Categories never
+    seen in training share one extra slot, so validation and test rows still score.
+
+    Returns:
+        `(inputs, features)`: a dict of `keras.Input` keyed by column name, and the
+        concatenated feature tensor.
+    """
+    import keras
+
+    inputs: dict[str, Any] = {}
+    numeric, encoded = [], []
+    for i, name in enumerate(splits.feature_names):
+        if name in splits.categorical:
+            inputs[name] = keras.Input(shape=(1,), dtype="string", name=_input_name(i, name))
+            vocabulary = [str(v) for v in np.unique(splits.x_train[name])]
+            lookup = keras.layers.StringLookup(vocabulary=vocabulary, output_mode="one_hot",
+                                               name=CATEGORY_LAYER.format(i))
+            encoded.append(lookup(inputs[name]))
+        else:
+            inputs[name] = keras.Input(shape=(1,), name=_input_name(i, name))
+            numeric.append(inputs[name])
+    if numeric:
+        x = numeric[0] if len(numeric) == 1 else keras.layers.Concatenate(name="numeric")(numeric)
+        if standardize:
+            values = np.concatenate([splits.x_train[n] for n in splits.feature_names
+                                     if n not in splits.categorical], axis=1)
+            variance = values.var(axis=0)
+            x = keras.layers.Normalization(mean=values.mean(axis=0), name="standardize",
+                                           variance=np.where(variance > 0, variance, 1.0))(x)
+        encoded.insert(0, x)
+    features = encoded[0] if len(encoded) == 1 else keras.layers.Concatenate(name="features")(encoded)
+    return inputs, features
+
+
+def _input_name(i: int, column: str) -> str:
+    # The column's own name reads best in summaries and exported signatures.
+    return f"feature_{i}" if "/" in column or _TAKEN_NAME.match(column) else column
 
 
 def make_initializer(spec: InitializerConfig) -> Any:

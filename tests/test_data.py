@@ -259,9 +259,10 @@ def test_unknown_dataset_suggests_a_name():
     assert "did you mean 'xor'" in e.value.message and "pass_fail" in e.value.fix
 
 
-def test_path_not_supported_yet():
-    with pytest.raises(DataError, match="not supported yet"):
-        load_splits(cfg(None, path="students.csv"), 0)
+def test_a_path_is_read_as_a_data_file(tmp_path):
+    # Reading files is tested in test_files.py; here only the routing.
+    with pytest.raises(DataError, match="students.csv: no such file"):
+        load_splits(cfg(None, path=str(tmp_path / "students.csv"), target="y", features=None), 0)
 
 
 # --- the lessons the sets are for ---------------------------------------------------------

@@ -65,10 +65,12 @@ def test_engines_agree(tmp_path):
         path = _config(tmp_path, training={"engine": engine, "epochs": 40})
         result = train(load_config(path), tmp_path / engine)
         scores[engine] = result.metrics
-        assert sorted(p.name for p in result.run_dir.iterdir()) == [
-            "config.yaml", "history.csv", "metrics.json", "model.keras"]
+        scores[engine + "_files"] = sorted(p.name for p in result.run_dir.iterdir())
+        assert {"config.yaml", "history.csv", "metrics.json", "model.keras",
+                "learning_curves.png"} <= set(scores[engine + "_files"])
         assert list(_history(result.run_dir)[0]) == [
             "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    assert scores["fast_files"] == scores["keras_files"]
     fast, keras_ = scores["fast"], scores["keras"]
     assert fast["epochs_run"] == keras_["epochs_run"] == 40
     assert fast["test"]["accuracy"] == pytest.approx(keras_["test"]["accuracy"], abs=0.06)

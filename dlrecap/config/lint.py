@@ -62,7 +62,9 @@ def lint(config: Config, task: str | None = None, train_rows: int | None = None)
         found.append(("training.momentum", f"momentum applies to sgd only; {training.optimizer} "
                       "ignores it"))
     rates = [(f"model.layers[{i}].dropout", layer.dropout) for i, layer in enumerate(model.layers)]
-    rates.append(("model.dropout", model.dropout if model.layers else 0.0))
+    # model.dropout only reaches layers that set no dropout of their own.
+    if any(layer.dropout is None for layer in model.layers):
+        rates.append(("model.dropout", model.dropout))
     for key, rate in rates:
         if rate is not None and rate >= 0.8:
             found.append((key, f"dropout {rate:g} drops most activations; 0.1-0.5 is usual"))

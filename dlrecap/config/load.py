@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
 
 from dlrecap.config import choices
 from dlrecap.config.checks import check_task
@@ -22,6 +23,7 @@ from dlrecap.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
 
+_NAME_MAX = 80  # Config.name's pattern allows 80 characters
 _KEY_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
 
 
@@ -49,11 +51,16 @@ class LoadedConfig:
     def locate(self, error: ConfigError) -> ConfigError:
         if error.source is not None or error.key is None:
             return error
-        path = _parse_key(error.key)
+        path = _split_key(error.key)
         for n in range(len(path), 0, -1):
             if path[:n] in self.overrides:
                 error.source = self.overrides[path[:n]]
                 return error
+        # `--set data.dataset.x=3` replaced the value at `data.dataset`: blame the override.
+        below = [k for k in self.overrides if k[:len(path)] == path]
+        if path and below:
+            error.source = self.overrides[below[-1]]
+            return error
         error.source = str(self.source) if self.source else None
         for n in range(len(path), -1, -1):
             if path[:n] in self.marks:
@@ -91,8 +98,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         key_path, value = parse_override(item)
         _assign(raw, key_path, value, item)
         override_sources[key_path] = f"--set {item}"
-    if not raw.get("name"):
-        raw.setdefault("name", re.sub(r"[^A-Za-z0-9._-]", "-", path.stem).lstrip("._-") or "run")
+    if raw.get("name") is None:
+        stem = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem).lstrip("._-")[:_NAME_MAX]
+        raw["name"] = stem or "run"
     data = raw.get("data")
     if isinstance(data, dict) and isinstance(data.get("path"), str):
         data["path"] = str((path.parent / data["path"]).resolve())
@@ -125,7 +133,9 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"value is not valid YAML: {problem}", source=where) from None
+        # Text such as `>= 0.9` means something else to YAML: quoting it makes it plain text.
+        fix = f"""for text, quote it: {key.strip()}='"{value}"'""" if '"' not in value else None
+        raise ConfigError(f"value is not valid YAML: {problem}", source=where, fix=fix) from None
     return path, parsed
 
 
@@ -138,6 +148,12 @@ def _parse_key(key: str) -> KeyPath:
         path.append(match.group(1))
         path.extend(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
     return tuple(path)
+
+
+def _split_key(key: str) -> KeyPath:
+    """Like `_parse_key`, but accepts any key text (keys from the file may be any string)."""
+    return tuple(int(index) if index else name
+                 for index, name in re.findall(r"\[(\d+)\]|([^.\[\]]+)", key))
 
 
 def _assign(raw: dict[str, Any], path: KeyPath, value: Any, text: str) -> None:
@@ -153,7 +169,11 @@ def _assign(raw: dict[str, Any], path: KeyPath, value: Any, text: str) -> None:
         else:
             if not isinstance(node, dict):
                 raise ConfigError(f"{dotted(path[:i])} is not a section", source=f"--set {text}")
-            if not isinstance(node.get(part), (dict, list)):
+            if node.get(part) is None and isinstance(nxt, int):
+                # `model.layers[0].units=4` on a file without layers edits the default layers
+                default = _schema_default(path[:i + 1])
+                node[part] = default if isinstance(default, list) else []
+            elif not isinstance(node.get(part), (dict, list)):
                 node[part] = [] if isinstance(nxt, int) else {}
             node = node[part]
     last = path[-1]
@@ -167,8 +187,29 @@ def _assign(raw: dict[str, Any], path: KeyPath, value: Any, text: str) -> None:
         raise ConfigError(f"{dotted(path[:-1])} is not a section", source=f"--set {text}")
 
 
+def _schema_default(path: KeyPath) -> Any:
+    """The schema's default at a key path, as plain data; None where there is none."""
+    cls: type[BaseModel] | None = Config
+    value: Any = None
+    for part in path:
+        info = cls.model_fields.get(part) if cls and isinstance(part, str) else None
+        if info is None:
+            return None
+        value = info.get_default(call_default_factory=True)
+        cls = _model_in(info.annotation)
+    return to_jsonable_python(value, exclude_none=True)
+
+
 def _parse_yaml(text: str, source: str):
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader rejects control characters as soon as it is made: keep it in the `try`.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        before = text[:exc.position]
+        raise ConfigError(
+            f"invalid YAML: character U+{exc.character:04X} is not allowed", source=source,
+            line=before.count("\n") + 1, col=exc.position - before.rfind("\n"), fix="remove it",
+        ) from None
     try:
         node = loader.get_single_node()
         marks: dict[KeyPath, tuple[int, int]] = {}
@@ -206,7 +247,9 @@ def _walk(node: yaml.Node, path: KeyPath, marks, key_marks, source: str) -> None
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            # The tag, not the text: `1:` and `null:` are scalars that construct to non-strings.
+            plain = isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:str"
+            key = key_node.value if plain or key_node.tag == "tag:yaml.org,2002:merge" else None
             line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
             if key == "<<":  # a YAML merge key: the merged keys keep their own marks
                 continue
@@ -226,8 +269,12 @@ def _walk(node: yaml.Node, path: KeyPath, marks, key_marks, source: str) -> None
 
 
 def _first_error(exc: ValidationError, raw: dict, key_marks, loaded: LoadedConfig) -> ConfigError:
-    err = exc.errors()[0]
-    path = _data_path(raw, err["loc"])
+    errors = [(e, _data_path(raw, e["loc"])) for e in exc.errors()]
+    first = errors[0][1]
+    # A union (`auto` or a list) fails once per alternative: the deepest error, ours before
+    # pydantic's, says most (`unknown metric 'acuracy'` rather than `should be 'auto'`).
+    err, path = max((pair for pair in errors if pair[1][:len(first)] == first),
+                    key=lambda pair: (len(pair[1]), pair[0]["type"] == "value_error"))
     kind = err["type"]
     if kind == "extra_forbidden":
         known = _fields_at(path[:-1])
@@ -242,9 +289,17 @@ def _first_error(exc: ValidationError, raw: dict, key_marks, loaded: LoadedConfi
     if kind == "missing":
         return ConfigError("missing required key", key=dotted(path))
     message = err["msg"].removeprefix("Value error, ")
-    if kind not in ("value_error", "assertion_error") and "input" in err:
+    message = re.sub(r" or instance of \w+", "", message)  # a pydantic class name means nothing here
+    if kind == "string_pattern_mismatch" and path == ("name",):
+        message = (f"{_show(err['input'])} is not a run name: use at most {_NAME_MAX} letters, "
+                   "digits, '.', '_' or '-', starting with a letter or digit")
+    elif kind not in ("value_error", "assertion_error") and "input" in err:
         message += f", got {_show(err['input'])}"
-    return ConfigError(message, key=dotted(path) or None)
+    error = ConfigError(message, key=dotted(path) or None)
+    if err["loc"][-1:] == ("[key]",) and path in key_marks and path not in loaded.overrides:
+        error.source = str(loaded.source)
+        error.line, error.col = key_marks[path]
+    return error
 
 
 def _data_path(raw: Any, loc: tuple) -> KeyPath:
@@ -259,9 +314,11 @@ def _data_path(raw: Any, loc: tuple) -> KeyPath:
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and part[:1].islower() \
+        elif isinstance(part, str) and part.isidentifier() and part[:1].islower() \
                 and part not in ("str", "int", "float", "list", "dict", "bool", "literal"):
-            node = None  # a key that is missing or unknown: name it, then stop
+            # A key that is missing or unknown, or inside a shorthand (`- 8` is {units: 8}):
+            # name it, then stop.
+            node = None
         else:
             continue
         path.append(part)

@@ -172,6 +172,10 @@ def _early_stopping_shorthand(value: Any) -> Any:
     return {"patience": value} if type(value) is int else value
 
 
+def _metrics_shorthand(value: Any) -> Any:
+    return [value] if isinstance(value, str) and value != "auto" else value
+
+
 class TrainingConfig(Section):
     """How the weights are fitted."""
 
@@ -190,8 +194,9 @@ class TrainingConfig(Section):
     early_stopping: Annotated[
         EarlyStoppingConfig | None, BeforeValidator(_early_stopping_shorthand)
     ] = Field(None, description="An int is the patience; null trains every epoch.")
-    metrics: Literal["auto"] | list[Metric] = Field(
-        "auto", description="auto: accuracy (classification) or mae (regression); or a list."
+    metrics: Annotated[Literal["auto"] | list[Metric], BeforeValidator(_metrics_shorthand)] = Field(
+        "auto", description="auto: accuracy (classification) or mae (regression); or a list "
+        "(one name is a list of one)."
     )
     engine: _choice(c.ENGINES, "engine") = Field(
         "auto", description="auto | fast (in-memory compiled loop) | keras (Model.fit)."
@@ -217,17 +222,113 @@ def parse_expectation(text: str) -> tuple[str, float]:
     return match.group(1), float(match.group(2))
 
 
-def _check_expect(value: dict[str, Any]) -> dict[str, str]:
-    for key, text in value.items():
-        if not _EXPECT_KEY.match(key):
-            raise ValueError(
-                f"unknown expectation {key!r}: use <split>_<metric>, e.g. test_accuracy, "
-                "validation_loss, test_mae"
-            )
-        if isinstance(text, bool) or not isinstance(text, str):
-            raise ValueError(f"{key}: quote a comparison such as \">= 0.95\", got {text!r}")
-        parse_expectation(text)
+def _check_expect_key(key: str) -> str:
+    if not _EXPECT_KEY.match(key):
+        raise ValueError(
+            f"unknown expectation {key!r}: use <split>_<metric>, e.g. test_accuracy, "
+            "validation_loss, test_mae"
+        )
+    return key
+
+
+def _check_expect_value(text: Any) -> Any:
+    # Before str validation, so that a bare number gets the hint rather than a type error.
+    if isinstance(text, bool) or not isinstance(text, str):
+        raise ValueError(f"quote a comparison such as \">= 0.95\", got {text!r}")
+    parse_expectation(text)
+    return text
+
+
+# Checked key by key, so that an error points at the line of the expectation at fault.
+Expectations = dict[
+    Annotated[str, AfterValidator(_check_expect_key),
+              Field(json_schema_extra={"pattern": _EXPECT_KEY.pattern})],
+    Annotated[str, BeforeValidator(_check_expect_value),
+              Field(json_schema_extra={"pattern": _EXPECT_VALUE.pattern})],
+]
+
+
+_SWEEP_KEY = re.compile(r"^[A-Za-z_]\w*(\[\d+\])*(\.[A-Za-z_]\w*(\[\d+\])*)*$")
+_NUMBER = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
+_RANGE = re.compile(rf"^\s*(?P<lo>{_NUMBER})\s*:\s*(?P<hi>{_NUMBER})\s*(:\s*(?P<scale>log|linear)\s*)?$")
+
+
+def parse_range(text: str) -> tuple[float, float, bool]:
+    """Split `"1e-4:1e-1:log"` into `(0.0001, 0.1, True)`; raise ValueError when malformed.
+
+    Both bounds written as integers (`"4:64"`) give ints, so the search draws whole numbers.
+    """
+    match = _RANGE.match(str(text))
+    if not match:
+        raise ValueError(f"expected 'lo:hi' or 'lo:hi:log' such as '1e-4:1e-1:log', got {text!r}")
+    lo, hi = match.group("lo"), match.group("hi")
+    whole = all(re.fullmatch(r"[-+]?\d+", v) for v in (lo, hi))
+    low, high = (int(lo), int(hi)) if whole else (float(lo), float(hi))
+    log = match.group("scale") == "log"
+    if not low < high:
+        raise ValueError(f"the range {text!r} is empty: lo must be below hi")
+    if log and low <= 0:
+        raise ValueError(f"a log range needs lo > 0, got {text!r}")
+    return low, high, log
+
+
+def _check_sweep_keys(value: dict[str, Any]) -> dict[str, Any]:
+    for key in value:
+        if not _SWEEP_KEY.match(key):
+            raise ValueError(f"bad key {key!r}: write it as section.key or key[0]")
+        if key.split(".")[0].split("[")[0] in ("name", "sweep"):
+            raise ValueError(f"{key!r} cannot be swept")
     return value
+
+
+def _check_ranges(value: dict[str, Any]) -> dict[str, Any]:
+    for key, text in _check_sweep_keys(value).items():
+        if not isinstance(text, str):  # YAML reads 4:30 as a base-60 int
+            raise ValueError(f"{key}: quote the range, e.g. \"4:32\" or \"1e-4:1e-1:log\"")
+        try:
+            parse_range(text)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+    return value
+
+
+class SweepConfig(Section):
+    """The trials `dlrecap sweep` runs on this config; `dlrecap train` ignores this section."""
+
+    grid: Annotated[
+        dict[str, Annotated[list[Any], Field(min_length=1)]], AfterValidator(_check_sweep_keys)
+    ] = Field(
+        default_factory=dict,
+        description="Dotted key -> list of values; grid search tries every combination, "
+        "random/tpe pick among them.",
+    )
+    search: _choice(("grid", "random", "tpe"), "search") = Field(
+        "grid", description="grid (every combination) | random | tpe (Optuna's Bayesian search)."
+    )
+    trials: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        20, description="random/tpe: number of trials."
+    )
+    ranges: Annotated[dict[str, Any], AfterValidator(_check_ranges)] = Field(
+        default_factory=dict,
+        description="random/tpe: dotted key -> 'lo:hi' or 'lo:hi:log' (ints when both are ints).",
+        json_schema_extra={"additionalProperties": {"type": "string"}},
+    )
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = Field(
+        0, description="random/tpe: seed of the search, for repeatable trials."
+    )
+    jobs: Annotated[int, Field(ge=1, le=256)] | None = Field(
+        None, description="Trials at once, each in its own process (default: from the core count)."
+    )
+    metric: str | None = Field(
+        None, description="What ranks the trials, e.g. val_accuracy "
+        "(default: the early-stopping monitor, else val_loss).",
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str | None) -> str | None:
+        options = tuple(p + m for p in ("", "val_") for m in ("loss", *c.METRICS))
+        return value if value is None else c.check_choice(value, options, "metric")
 
 
 class Config(Section):
@@ -248,11 +349,18 @@ class Config(Section):
     data: DataConfig = Field(description="The data set and its splits.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The network.")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Training.")
-    expect: Annotated[dict[str, Any], AfterValidator(_check_expect)] = Field(
+    expect: Expectations = Field(
         default_factory=dict,
         description='What the run must reach, e.g. {test_accuracy: ">= 0.95"}; exit 3 if not.',
+        json_schema_extra={"additionalProperties": False},  # editors flag unknown expectations
+    )
+    sweep: SweepConfig | None = Field(
+        None, description="Trials for `dlrecap sweep` (grid or search); `train` ignores it."
     )
 
     def resolved(self) -> dict[str, Any]:
         """The config as a plain dict with every default filled in."""
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if data.get("sweep") is None:  # only sweep configs show the section
+            data.pop("sweep", None)
+        return data

@@ -1,9 +1,10 @@
-"""Loading a data set as seeded, stratified train/validation/test splits."""
+"""Loading a data set (built-in or a file) as seeded, stratified train/validation/test splits."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +26,10 @@ class Splits:
         x_train, y_train, x_val, y_val, x_test, y_test: `x` float32 `(n, features)`, `y`
             int64 class indices `(n,)` or float32 targets `(n,)`. Validation and test may
             have 0 rows.
+        categorical: the string/boolean feature columns of a data file. When there are
+            any, each `x` is a dict of `(n, 1)` column arrays keyed by feature name
+            (float32, or `str` objects for these columns) instead of a matrix, and the
+            model one-hot encodes them itself. Count rows with `n_rows(x)`.
     """
 
     task: str
@@ -36,6 +41,7 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    categorical: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
@@ -54,6 +60,11 @@ class Splits:
         if name == "test":
             return self.x_test, self.y_test
         raise DataError(f"unknown split '{name}'", fix="one of: " + ", ".join(_SPLIT_NAMES))
+
+
+def n_rows(x: np.ndarray | dict[str, np.ndarray]) -> int:
+    """Rows of an `x`: a matrix, or a dict of column arrays (see `Splits.categorical`)."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
 
 
 def _generate(data, info, rng):
@@ -94,7 +105,7 @@ def _counts(rows: int, validation: float, test: float) -> tuple[int, int, int]:
     return rows - n_val - n_test, n_val, n_test
 
 
-def _check_sizes(rows, validation, test, per_split, info):
+def _check_sizes(rows, validation, test, per_split, name, synthetic):
     """Raises DataError when a split would be empty or smaller than `per_split` rows."""
     if validation < 0 or test < 0 or validation + test >= 1:
         raise DataError(
@@ -113,15 +124,16 @@ def _check_sizes(rows, validation, test, per_split, info):
     why = f"at least {per_split} per split for stratified classes" if per_split > 1 else (
         "at least 1 per split")
     keys = "data.validation_split / data.test_split"
-    fix = (f"set data.samples >= {needed or 'more'}, or change {keys}" if info.name in SYNTHETIC
-           else f"change {keys} (or set one to 0)")
+    fix = (f"set data.samples >= {needed or 'more'}, or change {keys}" if synthetic
+           else f"change {keys} (or set one to 0)" + ("" if needed else ", or add rows"))
     raise DataError(
-        f"{rows} rows of '{info.name}' give {n_train} train, {n_val} validation and {n_test} "
+        f"{rows} rows of '{name}' give {n_train} train, {n_val} validation and {n_test} "
         f"test rows, but the splits need {why}" + (f": {needed} rows would do" if needed else ""),
         fix=fix)
 
 
-def _split_indices(y, n_val, n_test, stratify, seed):
+def _split_indices(y, n_val, n_test, stratify, seed,
+                   fix="set a larger data.samples or smaller split fractions"):
     from sklearn.model_selection import train_test_split
 
     # Split seeds derived from `seed` but distinct from the generator stream.
@@ -137,8 +149,7 @@ def _split_indices(y, n_val, n_test, stratify, seed):
             train, part = train_test_split(train, test_size=n, stratify=strat,
                                            random_state=int(s))
         except ValueError as e:  # e.g. a class with a single row cannot be stratified
-            raise DataError(f"cannot split the data: {e}",
-                            fix="set a larger data.samples or smaller split fractions") from e
+            raise DataError(f"cannot split the data: {e}", fix=fix) from e
         parts.append(part)
     return train, parts[1], parts[0]
 
@@ -148,7 +159,8 @@ def load_splits(data, seed: int) -> Splits:
 
     Args:
         data: the `data:` section: an object with `dataset`, `path`, `samples`, `noise`,
-            `validation_split`, `test_split` and `task` attributes.
+            `validation_split`, `test_split` and `task` attributes; for files also
+            `target`, `features` and `missing`.
         seed: seeds both the generator and the splits; the same seed gives the same arrays.
 
     Returns:
@@ -156,17 +168,17 @@ def load_splits(data, seed: int) -> Splits:
         `validation_split` and `test_split` of all rows.
 
     Raises:
-        DataError: unknown data set, impossible task, or too few rows for the splits.
+        DataError: unknown data set, bad file or values, impossible task, or too few rows.
+        ConfigError: `data.target` or `data.features` names a column the file lacks.
     """
-    if data.dataset is None:
-        if data.path is not None:
-            raise DataError("data.path: reading files is not supported yet",
-                            fix="use a built-in data.dataset (`dlrecap datasets` lists them)")
-        raise DataError("data: set data.dataset or data.path")
-    info = get_info(data.dataset)
     seed = int(seed)
     if seed < 0:
         raise DataError(f"seed must be >= 0, got {seed}")
+    if data.dataset is None:
+        if data.path is None:
+            raise DataError("data: set data.dataset or data.path")
+        return _file_splits(data, seed)
+    info = get_info(data.dataset)
     if info.name in SYNTHETIC:
         x, y, features, labels = _generate(data, info, np.random.default_rng(seed))
     else:
@@ -177,7 +189,45 @@ def load_splits(data, seed: int) -> Splits:
 
     validation, test = float(data.validation_split or 0), float(data.test_split or 0)
     stratify = task != "regression"
-    _check_sizes(len(y), validation, test, len(labels) if stratify else 1, info)
+    _check_sizes(len(y), validation, test, len(labels) if stratify else 1, info.name,
+                 info.name in SYNTHETIC)
     _, n_val, n_test = _counts(len(y), validation, test)
     tr, va, te = _split_indices(y, n_val, n_test, stratify, seed)
     return Splits(task, list(features), labels, x[tr], y[tr], x[va], y[va], x[te], y[te])
+
+
+def _file_splits(data, seed: int) -> Splits:
+    """Splits of a data file; missing values under `missing: mean` are filled from train rows."""
+    from dlrecap.data.files import impute, load_table
+
+    table = load_table(data)
+    y = table.y
+    validation, test = float(data.validation_split or 0), float(data.test_split or 0)
+    stratify = table.task != "regression"
+    name = Path(table.name).name
+    _check_sizes(len(y), validation, test, len(table.labels) if stratify else 1, name, False)
+    if stratify:
+        _check_class_sizes(y, table, 1 + (validation > 0) + (test > 0))
+    _, n_val, n_test = _counts(len(y), validation, test)
+    tr, va, te = _split_indices(y, n_val, n_test, stratify, seed,
+                                fix="add rows, or use smaller split fractions")
+    parts = [_take(table.x, rows) for rows in (tr, va, te)]
+    if getattr(data, "missing", "error") == "mean":
+        parts = impute(parts, table.features, table.categorical, table.name)
+    return Splits(table.task, table.features, table.labels, parts[0], y[tr], parts[1], y[va],
+                  parts[2], y[te], categorical=table.categorical)
+
+
+def _check_class_sizes(y, table, needed: int) -> None:
+    """Stratified splits need every class in every split: a DataError naming the rarest."""
+    counts = np.bincount(y, minlength=len(table.labels))
+    rarest = int(np.argmin(counts))
+    if counts[rarest] < needed:
+        raise DataError(
+            f"{table.name}: target column {table.target!r}: class {table.labels[rarest]!r} has only "
+            f"{counts[rarest]} row(s), but stratified splits need at least {needed} of each class",
+            fix="add rows of it, drop them, or set data.validation_split / data.test_split to 0")
+
+
+def _take(x, rows):
+    return {c: v[rows] for c, v in x.items()} if isinstance(x, dict) else x[rows]

@@ -1,16 +1,17 @@
 """Training on several devices or machines with `tf.distribute`.
 
 `training.distribute` picks a strategy: `mirrored` copies the model onto every local device
-(GPUs, or logical CPU devices) and Keras `fit` splits each global batch among them;
-`multi_worker` spans machines described by the standard `TF_CONFIG` variable. Keras 3 `fit`
-does not work under `MultiWorkerMirroredStrategy` (keras#20585, tensorflow#72388), so that
-mode trains with the loop in this module: the fast engine's epoch, with every global batch
-split among the replicas of all workers and the gradients, loss and metrics all-reduced, so
-that every worker holds the same weights and sees the same per-epoch logs.
+(GPUs, or logical CPU devices); `multi_worker` spans machines described by the standard
+`TF_CONFIG` variable. Both train with the loop in this module when they can: the fast
+engine's epoch, with every global batch split among the replicas (of all workers) and the
+gradients, loss and metrics all-reduced, so that every replica holds the same weights, every
+worker sees the same per-epoch logs, and the batches are those one device would see. Keras
+3 `fit` is the fallback under `mirrored` only: it does not work under
+`MultiWorkerMirroredStrategy` (keras#20585, tensorflow#72388).
 
 Only the chief writes the run directory; the other workers write theirs in a temporary
 folder. The chief also keeps a backup of the training state in `<runs-dir>/.multi_worker/`
-after every epoch; when the job is started again (a worker was restarted), every worker
+every few seconds; when the job is started again (a worker was restarted), every worker
 restores it and training goes on in the same run directory.
 """
 
@@ -22,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,9 @@ from dlrecap.train import fast_engine
 supports = fast_engine.supports
 evaluator = fast_engine.evaluator
 BACKUP_ROOT = ".multi_worker"
+# Back up at most this often: saving costs milliseconds, often more than an epoch here. A
+# restart retrains the epochs since, with the same batches, so it reaches the same weights.
+BACKUP_EVERY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -88,9 +93,7 @@ class Cluster:
 
     def callbacks(self, run_dir: Path, history: Any, stopper: Any) -> list[Any]:
         """The callbacks this mode adds: the multi-worker backup, if any."""
-        if self.mode != "multi_worker" or self.backup_dir is None:
-            return []
-        return [WorkerBackup(self, run_dir, history, stopper)]
+        return [WorkerBackup(self, run_dir, history, stopper)] if self.backup_dir else []
 
     def finish(self) -> None:
         """After a completed training: the chief removes the multi-worker backup."""
@@ -195,7 +198,7 @@ def _complete_backup(folder: Path | None) -> Path | None:
 
 
 class WorkerBackup(keras.callbacks.Callback):
-    """Saves the training state after each epoch, so that a restarted job resumes.
+    """Saves the training state after epochs, so that a restarted job resumes.
 
     The chief writes the backup folder (which, like the runs directory, must be on storage
     that every worker reads) as `<folder>.new` swapped in by renames; the other workers only
@@ -215,6 +218,7 @@ class WorkerBackup(keras.callbacks.Callback):
         self.cluster, self.run_dir = cluster, run_dir
         self.history, self.stopper = history, stopper
         self.state: dict[str, Any] | None = None
+        self.last_save = 0.0
 
     def restore_weights(self) -> int:
         """Load the backed-up weights and optimizer state; return the epochs already done."""
@@ -245,7 +249,7 @@ class WorkerBackup(keras.callbacks.Callback):
                     self.stopper.best_weights = [data[f"arr_{i}"] for i in range(len(data.files))]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if not self.cluster.chief:
+        if not self.cluster.chief or time.monotonic() - self.last_save < BACKUP_EVERY_S:
             return
         folder = self.cluster.backup_dir
         new, old = folder.with_name(folder.name + ".new"), folder.with_name(folder.name + ".old")
@@ -268,11 +272,11 @@ class WorkerBackup(keras.callbacks.Callback):
             folder.rename(old)
         new.rename(folder)
         shutil.rmtree(old, ignore_errors=True)
+        self.last_save = time.monotonic()
 
 
-def compile_model(model: keras.Model, head: Head, config: Any, train_rows: int) -> None:
-    """Attach optimizer, loss and metrics (inside the strategy's scope, like the model)."""
-    fast_engine.compile_model(model, head, config, train_rows)
+# Called inside the strategy's scope, like the model's construction.
+compile_model = fast_engine.compile_model
 
 
 def fit(
@@ -288,19 +292,28 @@ def fit(
 
     Every worker runs this with the same data and seed; each global batch is split among
     all replicas, so the result matches one device training on `batch_size` rows per step.
+    `model` must have been built and compiled in the strategy's scope.
     """
-    strategy = model.distribute_strategy
-    if model.optimizer is None:
-        with strategy.scope():
-            compile_model(model, head, config, len(train[0]))
-    step = _ReplicaSteps(model, head, config.training.batch_size, config.seed, strategy)
+    step = _ReplicaSteps(model, head, config.training.batch_size, config.seed,
+                         model.distribute_strategy)
     x, y = (tf.convert_to_tensor(a) for a in train)
     val = tuple(tf.convert_to_tensor(a) for a in validation) if validation is not None else None
+    try:
+        _run_epochs(model, head, config, step, (x, y), val, callbacks, initial_epoch)
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as exc:
+        # A worker died or cannot be reached: every collective fails from here on.
+        raise TrainingError(f"lost contact with another worker ({type(exc).__name__})",
+                            fix="start the same command again on every worker: training "
+                            "resumes from the last backup") from None
+
+
+def _run_epochs(model: keras.Model, head: Head, config: Any, step: _ReplicaSteps,
+                train: tuple[tf.Tensor, tf.Tensor], val: tuple[tf.Tensor, tf.Tensor] | None,
+                callbacks: list[keras.callbacks.Callback], initial_epoch: int) -> None:
     backups = [c for c in callbacks if isinstance(c, WorkerBackup)]
     hooks = keras.callbacks.CallbackList(callbacks, model=model)
     for backup in backups:
-        backups_done = backup.restore_weights()
-        initial_epoch = max(initial_epoch, backups_done)
+        initial_epoch = max(initial_epoch, backup.restore_weights())
     step.check_same_start(initial_epoch)
     model.stop_training = False
     hooks.on_train_begin()
@@ -308,7 +321,7 @@ def fit(
         backup.restore_callbacks()
     for epoch in range(initial_epoch, config.training.epochs):
         hooks.on_epoch_begin(epoch)
-        logs = fast_engine._as_floats(head, step.train_epoch(x, y, tf.constant(epoch, tf.int64)))
+        logs = fast_engine._as_floats(head, step.train_epoch(*train, tf.constant(epoch, tf.int64)))
         if val is not None and np.isfinite(logs["loss"]):
             scores = fast_engine._as_floats(head, step.evaluate(*val))
             logs.update({f"val_{k}": v for k, v in scores.items()})
@@ -327,7 +340,7 @@ class _ReplicaSteps(fast_engine._StepFunctions):
     def __init__(self, model: keras.Model, head: Head, batch_size: int, seed: int, strategy: Any):
         self.strategy = strategy
         super().__init__(model, head, batch_size, seed)
-        self._any = tf.function(self._any_fn)
+        self._sum = tf.function(self._sum_fn)
 
     def _train_epoch(self, x: tf.Tensor, y: tf.Tensor, epoch: tf.Tensor) -> tuple:
         n = tf.shape(x, out_type=tf.int64)[0]
@@ -341,7 +354,7 @@ class _ReplicaSteps(fast_engine._StepFunctions):
             idx = order[i * batch: tf.minimum((i + 1) * batch, n)]
             per_replica = self.strategy.run(self._replica_step, args=(tf.gather(x, idx), tf.gather(y, idx)))
             sums = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-            totals += sums
+            totals += sums  # one small all-reduce per step, beside the gradients'
             if not tf.math.is_finite(sums[0]):
                 break  # the same on every worker: the loss was all-reduced
         return self._finish(totals[0], tf.unstack(totals[1:-1], num=len(self.head.metrics)),
@@ -366,21 +379,20 @@ class _ReplicaSteps(fast_engine._StepFunctions):
         optimizer.apply(grads, model.trainable_variables)
         return tf.stack([loss_sum + penalty * rows, *self._sums(y_local, pred), rows])
 
-    def _any_fn(self, flag: tf.Tensor) -> tf.Tensor:
-        per_replica = self.strategy.run(lambda f: tf.identity(f), args=(flag,))
+    def _sum_fn(self, value: tf.Tensor) -> tf.Tensor:
+        """`value` summed over every replica (a collective: every worker must call it)."""
+        per_replica = self.strategy.run(tf.identity, args=(value,))
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     def any_worker(self, flag: bool) -> bool:
-        """Whether `flag` is true on any worker (a collective: every worker must call it)."""
-        return float(self._any(tf.constant(1.0 if flag else 0.0, tf.float64))) > 0
+        """Whether `flag` is true on any worker."""
+        return float(self._sum(tf.constant(1.0 if flag else 0.0, tf.float64))) > 0
 
     def check_same_start(self, epoch: int) -> None:
         """Fail on every worker alike when they would start from different epochs."""
-        e = float(epoch)
-        total = float(self._any(tf.constant(e, tf.float64)))
-        squares = float(self._any(tf.constant(e * e, tf.float64)))
-        k = self.strategy.num_replicas_in_sync
-        if abs(k * squares - total * total) > 0.5:
+        k, e = self.strategy.num_replicas_in_sync, float(epoch)
+        total, squares = (float(self._sum(tf.constant(v, tf.float64))) for v in (e, e * e))
+        if abs(k * squares - total * total) > 0.5:  # zero exactly when all are equal
             raise TrainingError(
                 "the workers restored different epochs from the multi-worker backup",
                 fix="put the runs directory on storage that every worker shares",

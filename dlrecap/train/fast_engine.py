@@ -135,8 +135,9 @@ class _StepFunctions:
                 loss = tf.reduce_mean(self.loss_fn(yb, pred))
                 if model.losses:
                     loss = loss + tf.add_n(model.losses)
-            # mixed_float16 compiles a LossScaleOptimizer: scale here, its apply() unscales.
-            grads = tape.gradient(optimizer.scale_loss(loss), model.trainable_variables)
+                # mixed_float16 compiles a LossScaleOptimizer: scale here, its apply() unscales.
+                scaled = optimizer.scale_loss(loss)
+            grads = tape.gradient(scaled, model.trainable_variables)
             optimizer.apply(grads, model.trainable_variables)
             rows = tf.shape(idx, out_type=tf.int64)[0]
             loss_sum += tf.cast(loss, tf.float32) * tf.cast(rows, tf.float32)

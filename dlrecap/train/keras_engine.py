@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dlrecap.data.split import n_rows
 from dlrecap.model import Head, make_metrics, make_optimizer
 
 # Batches run per compiled call; callbacks still see every epoch.
@@ -44,7 +45,7 @@ def fit(
     """Train the compiled `model` in place with `Model.fit`; progress reaches the callbacks."""
     training = config.training
     data = tf.data.Dataset.from_tensor_slices(train).cache()
-    data = data.shuffle(len(train[0]), seed=config.seed, reshuffle_each_iteration=True)
+    data = data.shuffle(n_rows(train[0]), seed=config.seed, reshuffle_each_iteration=True)
     data = data.batch(training.batch_size).prefetch(tf.data.AUTOTUNE)
     val_data = None
     if validation is not None:
@@ -66,7 +67,9 @@ def evaluator(model: keras.Model, head: Head) -> Any:
         model.compile(loss=head.loss, metrics=make_metrics(head), jit_compile=False)
 
     def evaluate(x: Any, y: np.ndarray) -> dict[str, float]:
-        results = model.evaluate(x, y, batch_size=4096, verbose=0, return_dict=True)
+        # Keras' array path rejects string columns; tf.data takes matrices and dicts alike.
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4096)
+        results = model.evaluate(data, verbose=0, return_dict=True)
         return {name: float(results[name]) for name in ("loss", *head.metrics)}
 
     return evaluate

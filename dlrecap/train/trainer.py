@@ -6,6 +6,7 @@ the run directory exists, so an error there leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -23,6 +24,7 @@ from dlrecap import runs
 from dlrecap.config.checks import check_task
 from dlrecap.config.load import LoadedConfig, load_config
 from dlrecap.config.schema import parse_expectation
+from dlrecap.data.split import n_rows
 from dlrecap.errors import ConfigError, DlrecapError, Interrupted, RunError, TrainingError
 from dlrecap.model import MAXIMIZED
 
@@ -82,8 +84,8 @@ def train(
     warn = on_warning or (lambda _line: None)
     if resume is not None:
         _check_resumable(resume, loaded)
-    splits = load_splits(config.data, config.seed)
     try:
+        splits = load_splits(config.data, config.seed)
         check_task(config, splits.task)
         head = plan_head(config, splits.task, splits.n_classes)
     except ConfigError as exc:
@@ -116,14 +118,14 @@ def train(
         raise loaded.locate(exc) from None
     with cluster.scope():  # model and optimizer variables live on the strategy's devices
         model = build_model(config, splits, head)
-        engine.compile_model(model, head, config, len(splits.x_train))
+        engine.compile_model(model, head, config, n_rows(splits.x_train))
     saved_state, best_weights = {"epochs_done": 0, "early_stopping": None}, None
     checkpoint_path = ckpt.latest_checkpoint(resume) if resume is not None else None
     if checkpoint_path is not None:
         saved_state, best_weights = ckpt.restore(model, checkpoint_path)
     initial_epoch = saved_state["epochs_done"]
 
-    has_val = len(splits.x_val) > 0
+    has_val = n_rows(splits.x_val) > 0
     es = config.training.early_stopping
     monitor = es.monitor if es else "val_loss"
     if monitor.startswith("val_") and not has_val:
@@ -144,8 +146,8 @@ def train(
         "task": splits.task,
         "labels": splits.label_names,
         "features": splits.feature_names,
-        "rows": {"train": len(splits.x_train), "validation": len(splits.x_val),
-                 "test": len(splits.x_test)},
+        "rows": {"train": n_rows(splits.x_train), "validation": n_rows(splits.x_val),
+                 "test": n_rows(splits.x_test)},
         "parameters": parameter_count(model),
         "monitor": monitor,
         "engine": engine.__name__.rsplit(".", 1)[-1].removesuffix("_engine"),
@@ -177,6 +179,12 @@ def train(
     callbacks: list[Any] = [cb.FiniteLossGuard(), writer, *([stopper] if stopper else []),
                             checkpointer]
     callbacks += cluster.callbacks(run_dir, writer, stopper)  # multi_worker: restart backup
+    health = _health_monitor(config, run_dir, encoded, head, warn, resumed=initial_epoch > 0)
+    callbacks += [health] if health else []
+    if config.training.tensorboard:
+        import keras
+
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     if progress:
         progress.start(config.training.epochs, columns)
         for row in writer.rows:
@@ -200,6 +208,12 @@ def train(
     except KeyboardInterrupt:
         record("interrupted")
         raise Interrupted(_interrupted_message(loaded, run_dir, checkpointer.saved_epoch)) from None
+    except OSError as exc:
+        # Disk full, permissions changed, runs directory removed: the user's to fix.
+        with contextlib.suppress(OSError):  # the disk may still be full
+            record("failed", error=f"cannot write the run: {exc.strerror or exc}")
+        raise RunError(f"cannot write to {run_dir}: {exc.strerror or exc}",
+                       fix="free disk space or check permissions, then --resume") from None
     except Exception as exc:
         log = run_dir / "crash.log"
         log.write_text(traceback.format_exc(), encoding="utf-8")
@@ -224,15 +238,41 @@ def train(
         best_epoch = _best_epoch(rows, monitor)
         stopped_early = False
     evaluate = engine.evaluator(model, head)
-    results = {name: evaluate(*encoded[name]) if len(encoded[name][0]) else None
+    results = {name: evaluate(*encoded[name]) if n_rows(encoded[name][0]) else None
                for name in ("train", "validation", "test")}
     _save_model(model, run_dir)
     record("completed", best_epoch=best_epoch, stopped_early=stopped_early,
            fit_s=round(fit_s, 3), finished_at=datetime.now().isoformat(timespec="seconds"),
-           **results)
+           warnings=health.warnings if health else [], **results)
     ckpt.remove_checkpoints(run_dir)
+    _draw_pictures(run_dir, model, splits, head, warn)
     cluster.finish()
     return TrainResult(run_dir, info, unmet_expectations(config.expect, info))
+
+
+def _health_monitor(config: Any, run_dir: Path, encoded: dict[str, Any], head: Any, warn: Any,
+                    resumed: bool) -> Any:
+    """Dead/saturated units and gradient norms per layer, on a sample of validation rows."""
+    from dlrecap.diagnostics import HealthMonitor
+
+    x, y = encoded["validation"] if n_rows(encoded["validation"][0]) else encoded["train"]
+    if isinstance(x, dict):  # a model with text columns is not a plain Dense stack to probe
+        return None
+    # About 50 probes per run: enough to see a layer die, cheap next to fast-engine epochs.
+    every = max(1, config.training.epochs // 50)
+    return HealthMonitor(x, run_dir / "diagnostics.csv", y_sample=y, loss_fn=head.loss,
+                         every=every, on_warning=warn, seed=config.seed, append=resumed)
+
+
+def _draw_pictures(run_dir: Path, model: Any, splits: Any, head: Any, warn: Any) -> None:
+    """The run's plots; a plotting failure must not fail a finished run."""
+    from dlrecap.plots import draw_run
+
+    try:
+        draw_run(run_dir, model=model, splits=splits, head=head)
+    except Exception as exc:  # noqa: BLE001 - pictures are a convenience; say why and go on
+        warn(f"could not draw the run's pictures ({type(exc).__name__}: {exc}); "
+             f"try again with: dlrecap plot {run_dir}")
 
 
 def _check_resumable(run_dir: Path, loaded: LoadedConfig) -> None:

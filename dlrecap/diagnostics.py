@@ -1,0 +1,284 @@
+"""Training-health diagnostics: dead and saturated units, gradient norms, plain warnings.
+
+After each epoch `HealthMonitor` runs one compiled pass over a small sample of rows: the
+forward pass records every Dense layer's pre-activations, the backward pass gives each
+layer's gradient norm. The numbers go to `diagnostics.csv`; conditions that usually mean
+training is in trouble become one-line warnings a learner can act on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+MAX_ROWS = 256
+# A ReLU unit is dead when no sample row makes it positive; a layer is "mostly dead" above this.
+DEAD_WARN = 0.5
+# A sigmoid/tanh unit is saturated when its output is within 0.02 of a bound on >= 95% of rows.
+SATURATED_ROWS = 0.95
+SATURATED_WARN = 0.5
+SATURATION_Z = {"sigmoid": math.log(0.98 / 0.02), "tanh": math.atanh(0.98)}
+# A hidden layer's gradient norm this far below the output layer's means it barely learns.
+VANISH_RATIO = 1e-3
+EXPLODE_NORM = 1e4
+COLUMNS = ["epoch", "layer", "name", "activation", "units", "dead_share", "saturated_share",
+           "grad_norm"]
+CSV_FILE = "diagnostics.csv"
+
+
+class HealthMonitor(keras.callbacks.Callback):
+    """Per-layer health after every epoch, written to diagnostics.csv, with warnings.
+
+    Works with any loop that calls `on_train_begin`, `on_epoch_end` and `on_train_end` with
+    `self.model` set, as `Model.fit` does. The model must be a plain stack of layers (what
+    `dlrecap.model.build_model` makes); for anything else the monitor switches itself off
+    and says so in `warnings`.
+
+    Args:
+        x_sample: feature rows to probe, ideally validation rows (at most 256 are used).
+        path: the CSV file to write, normally `<run dir>/diagnostics.csv`.
+        y_sample: the targets of `x_sample`, encoded as the loss expects them
+            (`dlrecap.model.encode_targets`). Without them no gradient norms are computed.
+        loss_fn: the loss, a Keras loss name (`head.loss`) or a callable `(y_true, y_pred)`.
+        every: probe every N-th epoch (the last epoch is always probed).
+        on_warning: called with each new warning line as soon as it appears.
+        seed: picks the sample rows when `x_sample` has more than 256.
+        append: keep the rows already in `path` (a resumed run) instead of starting afresh.
+
+    Example:
+
+    ```python
+    monitor = HealthMonitor(x_val, run_dir / "diagnostics.csv", y_sample=y_val_encoded,
+                            loss_fn=head.loss)
+    model.fit(..., callbacks=[monitor])
+    print(monitor.warnings)
+    ```
+    """
+
+    def __init__(
+        self,
+        x_sample: np.ndarray,
+        path: str | os.PathLike[str],
+        y_sample: np.ndarray | None = None,
+        loss_fn: str | Callable[..., Any] | None = None,
+        *,
+        every: int = 1,
+        on_warning: Callable[[str], None] | None = None,
+        seed: int = 0,
+        append: bool = False,
+    ):
+        super().__init__()
+        x_sample = np.asarray(x_sample, dtype="float32")
+        rows = np.arange(len(x_sample))
+        if len(rows) > MAX_ROWS:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_ROWS, replace=False))
+        self.x = x_sample[rows]
+        self.y = None if y_sample is None or loss_fn is None else np.asarray(y_sample)[rows]
+        self.loss_fn = keras.losses.get(loss_fn) if isinstance(loss_fn, str) else loss_fn
+        self.path = Path(path)
+        self.every = max(1, int(every))
+        self.on_warning = on_warning
+        self.warnings: list[str] = []
+        self.rows: list[dict[str, Any]] = []
+        self._seen: set[tuple[str, str]] = set()
+        self._probe: Any = None
+        self._layers: list[tuple[str, str, keras.layers.Dense]] = []
+        self._epochs: int | None = None
+        self._fresh = not (append and self.path.is_file())
+
+    # --- the callback interface ---------------------------------------------------------
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._epochs = (self.params or {}).get("epochs")
+        self._probe = None
+        if len(self.x) == 0:
+            return
+        self._layers = _dense_layers(self.model)
+        if not self._layers or not self._is_plain_stack():
+            self._warn("model", "stack", "diagnostics skipped: the model is not a plain stack "
+                       "of Dense layers")
+            return
+        self._probe = self._make_probe()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._probe is None:
+            return
+        last = self._epochs is not None and epoch + 1 == self._epochs
+        if (epoch + 1) % self.every and not last:
+            return
+        try:
+            self.check(epoch + 1)
+        except Exception as exc:  # a diagnostic must never end the training it watches
+            self._probe = None
+            # tf.function prefixes "in user code:" and a trace; the cause is the last line.
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            cause = (lines[-1] if lines else "").removeprefix(f"{type(exc).__name__}: ")
+            self._warn("model", "error", f"diagnostics stopped in epoch {epoch + 1}: "
+                       f"{type(exc).__name__}: {cause[:200]}")
+
+    # --- the work -----------------------------------------------------------------------
+
+    def check(self, epoch: int) -> list[dict[str, Any]]:
+        """Probe the model now, record the rows for `epoch` and raise any new warnings."""
+        outputs = self._probe(self.x) if self.y is None else self._probe(self.x, self.y)
+        active, saturated, norms = (np.asarray(t) for t in outputs)
+        new_rows = []
+        for i, (label, activation, layer) in enumerate(self._layers):
+            units = layer.units
+            counts = active[i, :units]
+            row = {"epoch": epoch, "layer": label, "name": layer.name,
+                   "activation": activation, "units": units,
+                   "dead_share": None, "saturated_share": None,
+                   "grad_norm": float(norms[i]) if self.y is not None else None}
+            # A confident output layer is saturated by design: judge hidden layers only.
+            if activation == "relu" and label != "output":
+                row["dead_share"] = float(np.mean(counts == 0))
+            if activation in SATURATION_Z and label != "output":
+                row["saturated_share"] = float(np.mean(saturated[i, :units] >= SATURATED_ROWS))
+            new_rows.append(row)
+        self.rows += new_rows
+        self._judge(epoch, new_rows)
+        self._write(new_rows)
+        return new_rows
+
+    def _make_probe(self) -> Any:
+        import tensorflow as tf
+
+        layers = self._layers
+        widest = max(layer.units for _, _, layer in layers)
+        thresholds = [SATURATION_Z.get(act, math.inf) for _, act, _ in layers]
+        loss_fn = self.loss_fn
+
+        def stats(pre: list[Any]) -> tuple[Any, Any]:
+            active, saturated = [], []
+            for z, limit in zip(pre, thresholds, strict=True):
+                pad = [[0, widest - z.shape[-1]]]
+                active.append(tf.pad(tf.reduce_sum(tf.cast(z > 0, tf.int32), axis=0), pad))
+                share = tf.reduce_mean(tf.cast(tf.abs(z) > limit, tf.float32), axis=0)
+                saturated.append(tf.pad(share, pad))
+            return tf.stack(active), tf.stack(saturated)
+
+        if self.y is None:
+            @tf.function(reduce_retracing=True)
+            def probe(x):
+                pre, _ = _forward(self.model, x)
+                return (*stats(pre), tf.zeros([len(layers)]))
+            return probe
+
+        @tf.function(reduce_retracing=True)
+        def probe(x, y):
+            variables = [[layer.kernel, *([layer.bias] if layer.use_bias else [])]
+                         for _, _, layer in layers]
+            with tf.GradientTape() as tape:
+                pre, out = _forward(self.model, x)
+                loss = tf.reduce_mean(loss_fn(y, out))
+            grads = tape.gradient(loss, [v for group in variables for v in group])
+            norms, k = [], 0
+            for group in variables:
+                parts = [tf.reduce_sum(tf.square(tf.cast(g, tf.float32)))
+                         for g in grads[k:k + len(group)] if g is not None]
+                norms.append(tf.sqrt(tf.add_n(parts)) if parts else tf.constant(0.0))
+                k += len(group)
+            return (*stats(pre), tf.stack(norms))
+
+        return probe
+
+    def _is_plain_stack(self) -> bool:
+        # Check the layer-by-layer walk against the model itself once, on a few rows.
+        x = self.x[:8]
+        try:
+            _pre, walked = _forward(self.model, x)
+            direct = self.model(x, training=False)
+        except Exception:  # a layer that cannot be called alone: not a plain stack
+            return False
+        walked, direct = np.asarray(walked, "float32"), np.asarray(direct, "float32")
+        return walked.shape == direct.shape and np.allclose(walked, direct, rtol=1e-2, atol=1e-3)
+
+    def _judge(self, epoch: int, rows: list[dict[str, Any]]) -> None:
+        norms = {r["layer"]: r["grad_norm"] for r in rows if r["grad_norm"] is not None}
+        top = norms.get("output")
+        # Dead layers pass no gradient down; that is said already, not as "vanishing".
+        dead = any((r["dead_share"] or 0) >= DEAD_WARN for r in rows)
+        for row in rows:
+            layer, where = row["layer"], f"layer {row['layer']}"
+            if row["dead_share"] is not None and row["dead_share"] >= DEAD_WARN:
+                self._warn(layer, "dead", f"{where}: {row['dead_share']:.0%} of ReLU units never "
+                           f"activate (epoch {epoch}); try a lower learning rate or leaky_relu")
+            if row["saturated_share"] is not None and row["saturated_share"] >= SATURATED_WARN:
+                self._warn(layer, "saturated",
+                           f"{where}: {row['saturated_share']:.0%} of {row['activation']} units "
+                           f"are saturated (epoch {epoch}), so little gradient passes them; "
+                           "standardize the inputs, use a smaller initializer or a lower "
+                           "learning rate")
+            norm = row["grad_norm"]
+            if norm is None or not math.isfinite(norm):
+                continue
+            if norm > EXPLODE_NORM:
+                self._warn(layer, "explode", f"{where}: gradient norm {norm:.2g} (epoch {epoch}): "
+                           "gradients explode; lower the learning rate or standardize the data")
+            elif not dead and layer != "output" and top and top > 1e-8 and norm < VANISH_RATIO * top:
+                self._warn(layer, "vanish", f"{where}: gradient norm {norm:.2g} is "
+                           f"{norm / top:.1g} of the output layer's (epoch {epoch}): gradients "
+                           "vanish before they reach it; try relu, fewer layers or he_normal")
+
+    def _warn(self, layer: str, kind: str, text: str) -> None:
+        if (layer, kind) in self._seen:
+            return
+        self._seen.add((layer, kind))
+        self.warnings.append(text)
+        if self.on_warning:
+            self.on_warning(text)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        # Appended, one write per epoch: rewriting the whole file grew to most of the cost.
+        lines = [",".join(_cell(r[c]) for c in COLUMNS) for r in rows]
+        if self._fresh:
+            lines.insert(0, ",".join(COLUMNS))
+        with open(self.path, "w" if self._fresh else "a", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        self._fresh = False
+
+
+def _dense_layers(model: keras.Model) -> list[tuple[str, str, keras.layers.Dense]]:
+    """(label, activation name, layer) of each Dense layer: hidden ones 1, 2, ..., then output."""
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    labelled = []
+    for i, layer in enumerate(dense, start=1):
+        label = "output" if i == len(dense) else str(i)
+        labelled.append((label, str(keras.activations.serialize(layer.activation)), layer))
+    return labelled
+
+
+def _forward(model: keras.Model, x: Any) -> tuple[list[Any], Any]:
+    """Run `model` layer by layer (inference mode), keeping each Dense pre-activation."""
+    from keras import ops
+
+    pre = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.layers.Dense):
+            x = ops.cast(x, "float32")
+            z = ops.matmul(x, ops.cast(layer.kernel, "float32"))
+            if layer.use_bias:
+                z = z + ops.cast(layer.bias, "float32")
+            pre.append(z)
+            x = layer.activation(z)
+        else:
+            x = layer(x, training=False)
+    return pre, ops.cast(x, "float32")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+

@@ -1,0 +1,153 @@
+"""Predictions for new rows: a run's model applied to a CSV or Parquet file.
+
+The run's metrics.json names the feature columns and the class labels; the model itself
+holds the standardization and the category vocabularies, so rows go in as they are.
+Rows count from 1 after the header line in every message, as in `dlrecap.data.files`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dlrecap import runs
+from dlrecap.data.files import category_values, numeric_values, read_table
+from dlrecap.errors import DataError, RunError
+from dlrecap.model import CATEGORY_LAYER  # (importing it also quiets a Keras warning on load)
+
+PREDICTION = "prediction"
+PROB_PREFIX = "prob_"
+# Rows per model call: large enough to be fast, small enough for memory.
+BATCH = 4096
+
+
+def predict_file(run_dir: Path, input_path: Path) -> pd.DataFrame:
+    """The rows of `input_path` with the run's predictions appended.
+
+    Args:
+        run_dir: a run directory with a trained model.
+        input_path: a `.csv`, `.tsv` or `.parquet` file holding the run's feature columns;
+            other columns are carried through unchanged.
+
+    Returns:
+        The input rows (CSV cells exactly as written), then a `prediction` column (class
+        labels for classification) and, for classification, one `prob_<label>` column per
+        class. Columns of those names already in the input are replaced.
+
+    Raises:
+        DataError: an unreadable input, missing feature columns, non-numbers or missing
+            values in feature columns, or categories the model never saw.
+        RunError: the run has no model or does not name its features.
+    """
+    input_path = Path(input_path)
+    info = runs.read_metrics(run_dir)
+    features, labels = info.get("features"), info.get("labels")
+    if not features:
+        raise RunError(f"{run_dir}: metrics.json names no features", fix="train the run again")
+    frame = read_table(input_path)
+    absent = [f for f in features if f not in frame.columns]
+    if absent:
+        raise DataError(
+            f"{input_path}: no column{'s' if len(absent) > 1 else ''} "
+            f"{', '.join(repr(a) for a in absent)}, which run {run_dir.name} takes as input "
+            f"(columns: {', '.join(frame.columns)})",
+            fix=f"the run's feature columns are: {', '.join(features)}")
+    from dlrecap.evaluate import load_model
+
+    model = load_model(run_dir, seed=int(info.get("seed") or 0))
+    inputs = model_inputs(frame, features, vocabularies(model, features), input_path)
+    outputs = _predict(model, inputs)
+    result = read_table(input_path, raw=True) if input_path.suffix.lower() in (".csv", ".tsv") \
+        else frame
+    return _with_predictions(result, outputs, labels)
+
+
+def vocabularies(model: Any, features: list[str]) -> dict[str, list[str]]:
+    """The categories the model knows, per categorical feature column."""
+    if not isinstance(model.input, dict):
+        return {}
+    found = {}
+    for i, name in enumerate(features):
+        if model.input[name].dtype == "string":
+            layer = model.get_layer(CATEGORY_LAYER.format(i))
+            found[name] = [str(v) for v in layer.get_vocabulary(include_special_tokens=False)]
+    return found
+
+
+def model_inputs(frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]],
+                 path: Path) -> Any:
+    """The model's input: a float32 matrix, or (with categorical columns) a dict of columns.
+
+    Raises:
+        DataError: at the first missing value, non-number or unknown category, naming the
+            column and the data row.
+    """
+    columns = {}
+    for name in features:
+        if name in categories:
+            values = category_values(frame[name])
+            known = np.isin(values, np.array(categories[name], dtype=object))
+            missing = pd.isna(values)
+        else:
+            values = numeric_values(frame[name], path)
+            missing = np.isnan(values)
+            known = ~missing
+        if missing.any():
+            row = int(np.argmax(missing))
+            raise DataError(f"{path}: column {name!r}, data row {row + 1}: missing value",
+                            fix="fill it in: the model needs every feature")
+        if not known.all():
+            row = int(np.argmax(~known))
+            shown = ", ".join(categories[name][:10]) + (", ..." if len(categories[name]) > 10 else "")
+            raise DataError(f"{path}: column {name!r}, data row {row + 1}: category "
+                            f"{values[row]!r} was not seen in training (known: {shown})",
+                            fix="use one of the known categories")
+        columns[name] = values
+    if not categories:
+        return np.stack([columns[n] for n in features], axis=1).astype(np.float32)
+    return {n: (v if n in categories else v.astype(np.float32)).reshape(-1, 1)
+            for n, v in columns.items()}
+
+
+def _predict(model: Any, inputs: Any) -> np.ndarray:
+    from dlrecap.evaluate import model_outputs
+
+    return model_outputs(model, inputs, batch=BATCH)
+
+
+def _with_predictions(rows: pd.DataFrame, outputs: np.ndarray,
+                      labels: list[str] | None) -> pd.DataFrame:
+    outputs = outputs.reshape(len(rows), -1)
+    if not labels:
+        new = {PREDICTION: outputs[:, 0].astype(np.float32)}
+    else:
+        if outputs.shape[1] == 1:  # one sigmoid output: the probability of labels[1]
+            outputs = np.concatenate([1 - outputs, outputs], axis=1)
+        probs = np.round(outputs.astype(np.float64), 6)
+        new = {PREDICTION: np.asarray(labels, dtype=object)[np.argmax(outputs, axis=1)]}
+        new.update({f"{PROB_PREFIX}{label}": probs[:, i] for i, label in enumerate(labels)})
+    rows = rows.drop(columns=[c for c in new if c in rows.columns]).reset_index(drop=True)
+    return pd.concat([rows, pd.DataFrame(new)], axis=1)
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    """The predictions as CSV text."""
+    return frame.to_csv(index=False)
+
+
+def write_csv(frame: pd.DataFrame, output: Path) -> None:
+    """Writes the predictions to `output` atomically: the old file or the new, never half.
+
+    Raises:
+        DataError: the file cannot be written.
+    """
+    output = Path(output)
+    try:
+        runs.write_text(output, to_csv(frame))
+    except OSError as exc:
+        raise DataError(f"{output}: cannot write: {exc.strerror or exc}",
+                        fix="choose another --output") from None
+

@@ -1,0 +1,184 @@
+"""Tests for dlrecap.runs: naming, atomic writes, finding and listing run directories."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from dlrecap import runs
+from dlrecap.errors import RunError
+from dlrecap.evaluate import evaluate_run
+
+NOW = datetime(2024, 5, 17, 9, 30, 5)
+
+
+def make_run(runs_dir: Path, name: str, started: str | None, status: str = "completed",
+             now: datetime = NOW) -> Path:
+    """A run directory with only metrics.json, as train leaves it before the model exists."""
+    path = runs.create_run_dir(runs_dir, name, now)
+    metrics = {"name": name, "status": status}
+    if started:
+        metrics["started_at"] = started
+    runs.write_json(path / runs.METRICS_FILE, metrics)
+    return path
+
+
+# --- naming ------------------------------------------------------------------------------
+
+
+def test_run_dir_name_is_name_and_timestamp(tmp_path):
+    path = runs.create_run_dir(tmp_path / "runs", "xor", NOW)
+    assert path == tmp_path / "runs" / "xor-20240517-093005"
+    assert path.is_dir() and not any(path.iterdir())
+
+
+def test_taken_names_get_a_suffix(tmp_path):
+    made = [runs.create_run_dir(tmp_path, "xor", NOW) for _ in range(3)]
+    assert [p.name for p in made] == [
+        "xor-20240517-093005", "xor-20240517-093005-2", "xor-20240517-093005-3"]
+
+
+def test_runs_dir_that_is_a_file(tmp_path):
+    blocker = tmp_path / "runs"
+    blocker.write_text("not a folder")
+    with pytest.raises(RunError, match="cannot create runs directory"):
+        runs.create_run_dir(blocker, "xor", NOW)
+
+
+def test_default_runs_dir(monkeypatch):
+    monkeypatch.setenv("DLRECAP_RUNS_DIR", "/somewhere/runs")
+    assert runs.default_runs_dir() == Path("/somewhere/runs")
+    monkeypatch.delenv("DLRECAP_RUNS_DIR")
+    assert runs.default_runs_dir() == Path("runs")
+
+
+# --- atomic writes -----------------------------------------------------------------------
+
+
+def test_write_text_replaces_content_and_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "history.csv"
+    runs.write_text(target, "epoch,loss\n1,0.5\n")
+    runs.write_text(target, "epoch,loss\n1,0.5\n2,0.4\n")
+    assert target.read_text() == "epoch,loss\n1,0.5\n2,0.4\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "metrics.json"
+    runs.write_json(target, {"status": "running"})
+    with pytest.raises(RuntimeError):
+        with runs.atomic_path(target) as tmp:
+            tmp.write_text('{"status": "compl')  # half written when the "crash" comes
+            raise RuntimeError("crash")
+    assert json.loads(target.read_text()) == {"status": "running"}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_atomic_temp_file_keeps_the_suffix(tmp_path):
+    # Keras picks the save format from the file name's suffix.
+    with runs.atomic_path(tmp_path / "model.keras") as tmp:
+        assert tmp.suffix == ".keras" and tmp.parent == tmp_path and tmp.name != "model.keras"
+        tmp.write_bytes(b"x")
+    assert (tmp_path / "model.keras").read_bytes() == b"x"
+
+
+def test_write_json_round_trips(tmp_path):
+    runs.write_json(tmp_path / "m.json", {"a": [1, 2.5, None], "b": "ü"})
+    assert json.loads((tmp_path / "m.json").read_text(encoding="utf-8")) == {
+        "a": [1, 2.5, None], "b": "ü"}
+
+
+# --- reading, listing --------------------------------------------------------------------
+
+
+def test_read_metrics_errors(tmp_path):
+    with pytest.raises(RunError, match="is not a run directory"):
+        runs.read_metrics(tmp_path)
+    (tmp_path / runs.METRICS_FILE).write_text("{half")
+    with pytest.raises(RunError, match="unreadable"):
+        runs.read_metrics(tmp_path)
+
+
+def test_list_runs_oldest_first(tmp_path):
+    late = make_run(tmp_path, "b", "2024-05-17T10:00:00", now=datetime(2024, 5, 17, 10))
+    early = make_run(tmp_path, "a", "2024-05-17T08:00:00", now=datetime(2024, 5, 17, 8))
+    middle = make_run(tmp_path, "c", "2024-05-17T09:00:00", now=datetime(2024, 5, 17, 9))
+    assert [r.path for r in runs.list_runs(tmp_path)] == [early, middle, late]
+
+
+def test_list_runs_orders_suffixes_numerically(tmp_path):
+    made = [make_run(tmp_path, "x", "2024-05-17T09:30:05") for _ in range(11)]
+    assert [r.path for r in runs.list_runs(tmp_path)] == made
+
+
+def test_list_runs_with_unreadable_metrics_still_sorts_by_time(tmp_path):
+    old = make_run(tmp_path, "a", None, now=datetime(2024, 1, 1))
+    (old / runs.METRICS_FILE).write_text("{broken")
+    new = make_run(tmp_path, "b", "2024-05-17T09:30:05")
+    found = runs.list_runs(tmp_path)
+    assert [r.path for r in found] == [old, new]
+    assert found[0].metrics["status"] == "unreadable"
+
+
+def test_list_runs_skips_other_folders_and_files(tmp_path):
+    run = make_run(tmp_path, "a", "2024-05-17T09:30:05")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "x-20240101-000000").mkdir()  # no metrics.json: not (yet) a run
+    (tmp_path / "file-20240101-000000").write_text("")
+    assert [r.path for r in runs.list_runs(tmp_path)] == [run]
+    assert runs.list_runs(tmp_path / "missing") == []
+
+
+# --- find_run ----------------------------------------------------------------------------
+
+
+def test_find_run_latest_by_name_and_by_path(tmp_path):
+    a1 = make_run(tmp_path, "a", "2024-05-17T08:00:00", now=datetime(2024, 5, 17, 8))
+    a2 = make_run(tmp_path, "a", "2024-05-17T10:00:00", now=datetime(2024, 5, 17, 10))
+    b = make_run(tmp_path, "b", "2024-05-17T09:00:00", now=datetime(2024, 5, 17, 9))
+    assert runs.find_run(None, tmp_path) == a2
+    assert runs.find_run("a", tmp_path) == a2
+    assert runs.find_run("b", tmp_path) == b
+    assert runs.find_run(str(a1), tmp_path) == a1
+
+
+def test_find_run_by_the_name_runs_shows(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "runs", "a", "2024-05-17T08:00:00")
+    monkeypatch.chdir(tmp_path.parent)  # the bare directory name is not a path from here
+    assert runs.find_run(run.name, tmp_path / "runs") == run
+
+
+def test_find_run_errors(tmp_path):
+    with pytest.raises(RunError, match="no runs in") as info:
+        runs.find_run(None, tmp_path)
+    assert "dlrecap train" in info.value.render()
+    make_run(tmp_path, "a", "2024-05-17T08:00:00")
+    with pytest.raises(RunError, match=r"no run directory or run named 'zz' .*runs there: a"):
+        runs.find_run("zz", tmp_path)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(RunError, match="is not a run directory"):
+        runs.find_run(str(plain), tmp_path)
+
+
+# --- eval of a run without a model -------------------------------------------------------
+
+
+def test_eval_of_a_run_without_a_model_says_so(tmp_path):
+    run = make_run(tmp_path, "a", "2024-05-17T08:00:00", status="failed")
+    with pytest.raises(RunError) as info:
+        evaluate_run(run)
+    assert info.value.render() == (
+        f"{run} has no trained model (status: failed) (train it again, or pick another run)")
+
+
+@pytest.mark.slow
+def test_eval_of_a_damaged_model_file(tmp_path):
+    run = make_run(tmp_path, "a", "2024-05-17T08:00:00")
+    runs.write_text(run / runs.CONFIG_FILE, "data:\n  dataset: xor\n  samples: 40\n")
+    (run / runs.MODEL_FILE).write_bytes(b"not a zip file")
+    with pytest.raises(RunError, match="cannot load the model"):
+        evaluate_run(run)
