@@ -28,6 +28,8 @@ def setup_tensorflow(device: str = "auto", deterministic: bool = False, seed: in
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
+    # Python-side TensorFlow warnings (retracing notices and the like) are not the user's to act on.
+    tf.get_logger().setLevel("ERROR")
     if device == "cpu" and gpus:
         tf.config.set_visible_devices([], "GPU")
         gpus = []
