@@ -42,10 +42,15 @@ def result(text: str) -> None:
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     """Print a table of results to stdout."""
     t = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        t.add_column(column, justify="left" if column in ("run", "name", "split") else "right")
-    for row in rows:
-        t.add_row(*[_fmt(v) for v in row])
+    cells = [[_fmt(v) for v in row] for row in rows]
+    for i, column in enumerate(columns):
+        left = column in ("run", "name", "split", "key", "metric")
+        # The first column names things people copy (run directories): never cut it short.
+        widest = max((len(row[0]) for row in cells), default=0) if i == 0 else None
+        t.add_column(column, justify="left" if left else "right", min_width=widest,
+                     no_wrap=i == 0)
+    for row in cells:
+        t.add_row(*row)
     out.print(t)
 
 
