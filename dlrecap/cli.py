@@ -253,7 +253,7 @@ def runs_(runs_dir: Path | None = RunsDirOption) -> None:
 
 @app.command()
 def sweep(
-    config: Path | None = typer.Argument(None, metavar="[CONFIG]",
+    config: Path | None = typer.Argument(None, metavar="CONFIG",
                                          help="The base config (optional with --resume)."),
     grid: list[str] = typer.Option(
         [], "--grid", metavar="KEY=V1,V2",
@@ -266,7 +266,7 @@ def sweep(
         help="random/tpe: a range to search, e.g. training.learning_rate=1e-4:1e-1:log."),
     seed: int | None = typer.Option(None, "--seed", help="random/tpe: seed of the search."),
     jobs: int | None = typer.Option(None, "--jobs", "-j", metavar="N",
-                                    help="Trials at once, each in its own process (default: per core)."),
+                                    help="Trials at once, each in its own process (default: cores/2)."),
     metric: str | None = typer.Option(None, "--metric",
                                       help="Rank by this, e.g. val_accuracy (default: the monitor)."),
     overrides: list[str] = SetOption,

@@ -317,7 +317,7 @@ class SweepConfig(Section):
         0, description="random/tpe: seed of the search, for repeatable trials."
     )
     jobs: Annotated[int, Field(ge=1, le=256)] | None = Field(
-        None, description="Trials at once, each in its own process (default: from the core count)."
+        None, description="Trials at once, each in its own process (default: half the cores)."
     )
     metric: str | None = Field(
         None, description="What ranks the trials, e.g. val_accuracy "

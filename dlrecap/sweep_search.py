@@ -1,0 +1,109 @@
+"""Random and TPE search through Optuna's samplers, driven trial by trial (ask and tell).
+
+Grid values become categorical choices and ranges become float or int distributions.
+The study lives in memory: the sweep directory's records are the truth, and a resumed
+search replays them into a fresh study, so nothing Optuna-specific is kept on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from dlrecap.config.schema import parse_range
+
+if TYPE_CHECKING:
+    from dlrecap.sweep_plan import SweepPlan
+
+
+def _optuna() -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def distributions(plan: SweepPlan) -> dict[str, Any]:
+    """Optuna distributions for the plan's grid keys (categorical) and ranges."""
+    dist = _optuna().distributions
+    found: dict[str, Any] = {}
+    for key, values in plan.settings["grid"].items():
+        # JSON strings keep lists and dicts as choices Optuna can store and compare.
+        found[key] = dist.CategoricalDistribution([json.dumps(v) for v in values])
+    for key, text in plan.settings["ranges"].items():
+        low, high, log = parse_range(text)
+        cls = dist.IntDistribution if isinstance(low, int) else dist.FloatDistribution
+        found[key] = cls(low, high, log=log)
+    return found
+
+
+def _decode(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:
+    grid = plan.settings["grid"]
+    return {key: json.loads(params[key]) if key in grid else params[key] for key in plan.keys}
+
+
+def _encode(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:
+    grid = plan.settings["grid"]
+    return {key: json.dumps(value) if key in grid else value for key, value in params.items()}
+
+
+def random_params(plan: SweepPlan) -> list[dict[str, Any]]:
+    """`trials` parameter sets drawn up front: random search does not learn from results."""
+    optuna = _optuna()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=plan.settings["seed"]))
+    dists = distributions(plan)
+    return [_decode(plan, study.ask(dists).params) for _ in range(plan.settings["trials"])]
+
+
+class TpeSearch:
+    """Asks Optuna's TPE sampler for each next trial and tells it each result.
+
+    Args:
+        plan: the sweep (its settings give the distributions, seed and direction).
+        finished: `(params, score)` of trials already run; score None for a failed one.
+    """
+
+    def __init__(self, plan: SweepPlan, finished: list[tuple[dict[str, Any], float | None]]):
+        optuna = _optuna()
+        self.plan, self.optuna = plan, optuna
+        self.dists = distributions(plan)
+        trials = plan.settings["trials"]
+        with warnings.catch_warnings():
+            # constant_liar is marked experimental; it keeps parallel asks from colliding.
+            warnings.simplefilter("ignore")
+            sampler = optuna.samplers.TPESampler(
+                seed=plan.settings["seed"], constant_liar=True,
+                n_startup_trials=max(2, min(10, trials // 3)),
+            )
+        self.study = optuna.create_study(direction=plan.direction, sampler=sampler)
+        self.asked: dict[int, Any] = {}
+        for params, score in finished:
+            self._add(params, score)
+
+    def ask(self) -> dict[str, Any]:
+        """The next trial's parameters; pass the plan's trial index to `tell` later."""
+        trial = self.study.ask(self.dists)
+        self.asked[trial.number] = trial
+        return _decode(self.plan, trial.params)
+
+    def tell(self, params: dict[str, Any], score: float | None) -> None:
+        """Record a finished trial (asked here, or replayed from an earlier session)."""
+        encoded = _encode(self.plan, params)
+        for number, trial in list(self.asked.items()):
+            if trial.params == encoded:
+                del self.asked[number]
+                state = self.optuna.trial.TrialState
+                if score is None:
+                    self.study.tell(trial, state=state.FAIL)
+                else:
+                    self.study.tell(trial, score)
+                return
+        self._add(params, score)
+
+    def _add(self, params: dict[str, Any], score: float | None) -> None:
+        state = self.optuna.trial.TrialState
+        self.study.add_trial(self.optuna.trial.create_trial(
+            params=_encode(self.plan, params), distributions=self.dists,
+            value=score, state=state.FAIL if score is None else state.COMPLETE,
+        ))
