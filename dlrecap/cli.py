@@ -27,7 +27,8 @@ class _Group(TyperGroup):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
-        except typer.Abort:
+        except typer.Abort:  # Ctrl-C outside training, turned into Abort by Click
+            console.note("interrupted")
             code = 130
         except ExpectationError as exc:
             for line in exc.unmet:
