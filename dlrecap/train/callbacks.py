@@ -37,13 +37,14 @@ class HistoryWriter(keras.callbacks.Callback):
         super().__init__()
         self.path, self.columns, self.progress = path, columns, progress
         self.rows: list[dict[str, float]] = []
+        self._lines = [",".join(columns)]  # formatted once: rewriting stays linear per epoch
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         self.rows.append(row)
-        lines = [",".join(self.columns)]
-        lines += [",".join(_cell(r.get(c)) for c in self.columns) for r in self.rows]
-        write_text(self.path, "\n".join(lines) + "\n")
+        for r in self.rows[len(self._lines) - 1:]:
+            self._lines.append(",".join(_cell(r.get(c)) for c in self.columns))
+        write_text(self.path, "\n".join(self._lines) + "\n")
         if self.progress:
             self.progress.epoch(epoch + 1, row)
 
