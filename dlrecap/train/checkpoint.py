@@ -112,6 +112,10 @@ class Checkpointer(keras.callbacks.Callback):
         self.last_save = 0.0
         self.saved_epoch = 0
 
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        # The first checkpoint waits too: a run shorter than the interval never pays for one.
+        self.last_save = time.monotonic()
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.stop.requested:
             self.model.stop_training = True

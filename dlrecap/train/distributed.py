@@ -337,6 +337,8 @@ def _run_epochs(model: keras.Model, head: Head, config: Any, step: _ReplicaSteps
 class _ReplicaSteps(fast_engine._StepFunctions):
     """The fast engine's epoch, with each global batch split among the strategy's replicas."""
 
+    autograph = True  # its epoch is written as a Python loop over tf.range
+
     def __init__(self, model: keras.Model, head: Head, batch_size: int, seed: int, strategy: Any):
         self.strategy = strategy
         super().__init__(model, head, batch_size, seed)

@@ -82,12 +82,17 @@ def _as_floats(head: Head, values: tuple[tf.Tensor, ...]) -> dict[str, float]:
 class _StepFunctions:
     """The compiled epoch and evaluation functions for one model."""
 
+    autograph = False
+
     def __init__(self, model: keras.Model, head: Head, batch_size: int, seed: int):
         self.model, self.head = model, head
         self.batch_size, self.seed = batch_size, seed
         self.loss_fn = keras.losses.get(head.loss)
-        self.train_epoch = tf.function(self._train_epoch, jit_compile=False, reduce_retracing=True)
-        self.evaluate = tf.function(self._evaluate, jit_compile=False, reduce_retracing=True)
+        # Explicit tf.while_loop bodies need no AutoGraph conversion, which costs a second or
+        # more of tracing per run; subclasses written with Python loops turn it back on.
+        options = {"jit_compile": False, "reduce_retracing": True, "autograph": self.autograph}
+        self.train_epoch = tf.function(self._train_epoch, **options)
+        self.evaluate = tf.function(self._evaluate, **options)
 
     def _sums(self, y: tf.Tensor, pred: tf.Tensor) -> list[tf.Tensor]:
         """Per-metric sums over a batch (divided by the row count at the end)."""
@@ -124,10 +129,8 @@ class _StepFunctions:
             tf.range(n), seed=tf.stack([tf.constant(self.seed, tf.int64), epoch]))
         batch = tf.constant(self.batch_size, tf.int64)
         steps = (n + batch - 1) // batch
-        loss_sum = tf.constant(0.0)
-        sums = [tf.constant(0.0) for _ in self.head.metrics]
-        seen = tf.constant(0, tf.int64)
-        for i in tf.range(steps):
+
+        def step(i, loss_sum, sums, seen, finite):
             idx = order[i * batch: tf.minimum((i + 1) * batch, n)]
             xb, yb = tf.gather(x, idx), tf.gather(y, idx)
             with tf.GradientTape() as tape:
@@ -142,22 +145,31 @@ class _StepFunctions:
             rows = tf.shape(idx, out_type=tf.int64)[0]
             loss_sum += tf.cast(loss, tf.float32) * tf.cast(rows, tf.float32)
             sums = [s + b for s, b in zip(sums, self._sums(yb, pred), strict=True)]
-            seen += rows
-            if not tf.math.is_finite(loss):
-                break  # diverged: the epoch's loss reports it and the guard stops training
+            # A non-finite loss ends the epoch: its loss reports it and the guard stops training.
+            return i + 1, loss_sum, sums, seen + rows, tf.math.is_finite(loss)
+
+        start = (tf.constant(0, tf.int64), tf.constant(0.0),
+                 [tf.constant(0.0) for _ in self.head.metrics], tf.constant(0, tf.int64),
+                 tf.constant(True))
+        _, loss_sum, sums, seen, _ = tf.while_loop(
+            lambda i, *rest: tf.logical_and(i < steps, rest[-1]), step, start)
         return self._finish(loss_sum, sums, seen)
 
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple:
         model = self.model
         n = tf.shape(x, out_type=tf.int64)[0]
         batch = tf.constant(EVAL_BATCH, tf.int64)
-        loss_sum = tf.constant(0.0)
-        sums = [tf.constant(0.0) for _ in self.head.metrics]
-        for start in tf.range(0, n, batch):
+
+        def chunk(start, loss_sum, sums):
             xb, yb = x[start: start + batch], y[start: start + batch]
             pred = model(xb, training=False)
             loss_sum += tf.reduce_sum(tf.cast(self.loss_fn(yb, pred), tf.float32))
             sums = [s + b for s, b in zip(sums, self._sums(yb, pred), strict=True)]
+            return start + batch, loss_sum, sums
+
+        begin = (tf.constant(0, tf.int64), tf.constant(0.0),
+                 [tf.constant(0.0) for _ in self.head.metrics])
+        _, loss_sum, sums = tf.while_loop(lambda start, *_: start < n, chunk, begin)
         penalty = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
         loss_sum += tf.cast(penalty, tf.float32) * tf.cast(n, tf.float32)
         return self._finish(loss_sum, sums, n)

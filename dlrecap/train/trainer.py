@@ -258,8 +258,8 @@ def _health_monitor(config: Any, run_dir: Path, encoded: dict[str, Any], head: A
     x, y = encoded["validation"] if n_rows(encoded["validation"][0]) else encoded["train"]
     if isinstance(x, dict):  # a model with text columns is not a plain Dense stack to probe
         return None
-    # About 50 probes per run: enough to see a layer die, cheap next to fast-engine epochs.
-    every = max(1, config.training.epochs // 50)
+    # About 20 probes per run: enough to see a layer die, cheap next to fast-engine epochs.
+    every = max(1, config.training.epochs // 20)
     return HealthMonitor(x, run_dir / "diagnostics.csv", y_sample=y, loss_fn=head.loss,
                          every=every, on_warning=warn, seed=config.seed, append=resumed)
 
