@@ -97,6 +97,16 @@ RunsDirOption = typer.Option(
 StrictOption = typer.Option(False, "--strict", help="Treat config warnings as errors.")
 
 
+def _check_option(value: str, options: tuple[str, ...], what: str, flag: str) -> None:
+    """A usage error (exit 2) naming the flag when `value` is not one of `options`."""
+    from dlrecap.config.choices import check_choice
+
+    try:
+        check_choice(value, options, what)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
+
+
 def _runs_dir(value: Path | None) -> Path:
     from dlrecap.runs import default_runs_dir
 
@@ -132,12 +142,8 @@ def train(
     strict: bool = StrictOption,
 ) -> None:
     """Validate CONFIG, train its model and write a run directory."""
-    from dlrecap.config.choices import check_choice
 
-    try:
-        check_choice(device, ("auto", "cpu", "gpu"), "device")
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--device") from None
+    _check_option(device, ("auto", "cpu", "gpu"), "device", "--device")
     loaded = _load_and_lint(config, overrides, strict)
     resume_dir = None
     if resume is not None:
@@ -180,14 +186,10 @@ def eval_(
     runs_dir: Path | None = RunsDirOption,
 ) -> None:
     """Score a run's saved model on one of its splits."""
-    from dlrecap.config.choices import check_choice
     from dlrecap.evaluate import SPLITS, evaluate_run
     from dlrecap.runs import find_run
 
-    try:
-        check_choice(split, SPLITS, "split")
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--split") from None
+    _check_option(split, SPLITS, "split", "--split")
     run_dir = find_run(run, _runs_dir(runs_dir))
     metrics = evaluate_run(run_dir, split)
     if as_json:
@@ -278,16 +280,12 @@ def sweep(
     device: str = typer.Option("auto", "--device", help="auto | cpu | gpu."),
 ) -> None:
     """Train one run per combination of values (or per searched trial) and rank them."""
-    from dlrecap.config.choices import check_choice
     from dlrecap.errors import TrainingError
     from dlrecap.sweep import plan_from_dir, run_sweep
     from dlrecap.sweep_display import SweepDisplay, print_result
     from dlrecap.sweep_plan import plan_sweep
 
-    try:
-        check_choice(device, ("auto", "cpu", "gpu"), "device")
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--device") from None
+    _check_option(device, ("auto", "cpu", "gpu"), "device", "--device")
     if config is None:
         if resume is None:
             raise typer.BadParameter("give CONFIG, or --resume SWEEP_DIR", param_hint="CONFIG")
@@ -412,14 +410,10 @@ def export_(
     runs_dir: Path | None = RunsDirOption,
 ) -> None:
     """Export a run's model for serving: a SavedModel (TF Serving) or a TFLite file."""
-    from dlrecap.config.choices import check_choice
     from dlrecap.export import FORMATS, export_run
     from dlrecap.runs import find_run
 
-    try:
-        check_choice(fmt, FORMATS, "format")
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--format") from None
+    _check_option(fmt, FORMATS, "format", "--format")
     run_dir = find_run(run, _runs_dir(runs_dir))
     console.result(str(export_run(run_dir, fmt, output)))
 

@@ -24,12 +24,12 @@ def load_run(run_dir: Path) -> tuple[Any, Any, Any, Any]:
     return config, splits, head, load_model(run_dir, seed=config.seed)
 
 
-def load_model(run_dir: Path, seed: int = 0) -> Any:
+def load_model(run_dir: Path, seed: int = 0, device: str = "auto") -> Any:
     """The run's trained Keras model, uncompiled (`predict` needs no training data)."""
     from dlrecap.train.device import setup_tensorflow
 
     model_path = _model_path(run_dir)
-    setup_tensorflow("auto", False, seed)
+    setup_tensorflow(device, False, seed)
     import keras
 
     try:

@@ -10,9 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from dlrecap import runs
 from dlrecap.errors import DlrecapError, RunError
 
 FORMATS = ("savedmodel", "tflite")
@@ -41,7 +39,9 @@ def export_run(run_dir: Path, fmt: str, output: Path | None = None) -> Path:
         raise DlrecapError(f"unknown export format {fmt!r}", fix=f"use one of: {', '.join(FORMATS)}")
     target = Path(output) if output is not None else run_dir / "export" / fmt
     _check_target(target)
-    model = _load_model(run_dir)
+    from dlrecap.evaluate import load_model
+
+    model = load_model(run_dir, device="cpu")  # exporting needs no accelerator
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -71,23 +71,6 @@ def _check_target(target: Path) -> None:
             and not any((target / marker).is_file() for marker in _EXPORT_MARKERS):
         raise RunError(f"{target} is not empty and holds no earlier export",
                        fix="choose another --output, or empty that folder")
-
-
-def _load_model(run_dir: Path) -> Any:
-    from dlrecap.train.device import setup_tensorflow
-
-    model_path = run_dir / runs.MODEL_FILE
-    if not model_path.is_file():
-        status = runs.read_metrics(run_dir).get("status", "unknown")
-        raise RunError(f"{run_dir} has no trained model (status: {status})",
-                       fix="train it again, or pick another run")
-    setup_tensorflow("cpu")  # exporting needs no accelerator
-    import keras
-
-    try:
-        return keras.models.load_model(model_path, compile=False)
-    except Exception as exc:  # a truncated or foreign file: say so, don't crash
-        raise RunError(f"{model_path}: cannot load the model ({type(exc).__name__})") from None
 
 
 def _to_tflite(saved_model: Path) -> bytes:
