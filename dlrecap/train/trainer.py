@@ -94,6 +94,9 @@ def train(
     from dlrecap.train.device import setup_tensorflow
 
     device_label = setup_tensorflow(device, deterministic, config.seed)
+    if deterministic and device_label.startswith("gpu"):
+        warn("--deterministic: GPU ops use deterministic kernels, which are slower; "
+             "leave it off when bit-identical GPU runs are not needed")
     # --- distribution and precision: the strategy must exist before any variable does ---
     from dlrecap.train import distributed
     from dlrecap.train.device import set_precision
