@@ -91,15 +91,20 @@ def write_json(path: Path, data: Any, *, durable: bool = False) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n", durable=durable)
 
 
-def read_metrics(run_dir: Path) -> dict[str, Any]:
-    """metrics.json of a run, or a RunError saying what is wrong with it."""
-    path = run_dir / METRICS_FILE
+def read_json(directory: Path, name: str, kind: str) -> dict[str, Any]:
+    """`directory/name` parsed, or a RunError saying the folder is not a `kind` directory."""
+    path = Path(directory) / name
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RunError(f"{run_dir} is not a run directory (no {METRICS_FILE})") from None
+        raise RunError(f"{directory} is not a {kind} directory (no {name})") from None
     except (OSError, ValueError) as exc:
         raise RunError(f"{path}: unreadable ({exc})") from None
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """metrics.json of a run, or a RunError saying what is wrong with it."""
+    return read_json(run_dir, METRICS_FILE, "run")
 
 
 def process_alive(pid: Any) -> bool:

@@ -72,13 +72,7 @@ def plan_from_dir(sweep_dir: Path, jobs: int | None = None) -> SweepPlan:
 
 
 def read_state(sweep_dir: Path) -> dict[str, Any]:
-    path = Path(sweep_dir) / SWEEP_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{sweep_dir} is not a sweep directory (no {SWEEP_FILE})") from None
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{path}: unreadable ({exc})") from None
+    return runs.read_json(sweep_dir, SWEEP_FILE, "sweep")
 
 
 def find_sweep(plan: SweepPlan, runs_dir: Path) -> Path | None:
