@@ -20,7 +20,7 @@ name: long
 seed: 1
 data: {dataset: digits}
 model: {layers: [64, 64], dropout: 0.1}
-training: {epochs: EPOCHS, batch_size: 16, early_stopping: {patience: 40, min_delta: 0.5}}
+training: {epochs: EPOCHS, batch_size: 16, early_stopping: {patience: 500, min_delta: 0.5}}
 """
 DLRECAP = [sys.executable, "-m", "dlrecap"]
 
