@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from dlrecap import runs
+from dlrecap.evaluate import model_outputs
 
 LEARNING_CURVES = "learning_curves.png"
 DECISION_BOUNDARY = "decision_boundary.png"
@@ -120,13 +121,6 @@ def learning_curves(history: dict[str, list[float]], info: dict[str, Any], path:
 # --- classification --------------------------------------------------------------------
 
 
-def predict(model: Any, x: Any) -> np.ndarray:
-    """Model outputs for `x` as a NumPy array, in inference mode."""
-    from dlrecap.evaluate import model_outputs
-
-    return model_outputs(model, x)
-
-
 def classes_of(outputs: np.ndarray) -> np.ndarray:
     """Class indices from model outputs: threshold 0.5 for one output, else the argmax."""
     if outputs.shape[-1] == 1:
@@ -144,7 +138,7 @@ def decision_boundary(model: Any, splits: Any, labels: list[str], path: Path, ti
     g0 = np.linspace(lo[0] - pad[0], hi[0] + pad[0], GRID)
     g1 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], GRID)
     mesh = np.stack(np.meshgrid(g0, g1), axis=-1).reshape(-1, 2).astype("float32")
-    out = predict(model, mesh)
+    out = model_outputs(model, mesh)
     fig, (ax,) = new_figure(1, 1, width=6.4, height=5.4, top=0.4, right=0.1)
     extent = (g0[0], g0[-1], g1[0], g1[-1])
     n = len(labels)
@@ -187,7 +181,7 @@ def confusion_matrix(model: Any, splits: Any, labels: list[str], path: Path, tit
     """Counts of true vs predicted class on the test split (validation, train if it is empty)."""
     split = next((s for s in ("test", "validation", "train") if len(splits.split(s)[0])), "train")
     x, y = splits.split(split)
-    predicted = classes_of(predict(model, x))
+    predicted = classes_of(model_outputs(model, x))
     n = len(labels)
     counts = np.zeros((n, n), dtype=int)
     np.add.at(counts, (y.astype(int), predicted), 1)
@@ -226,7 +220,7 @@ def predictions(model: Any, splits: Any, path: Path, title: str) -> Path:
     for name, color, (x, y) in (("train", ORANGE, splits.split("train")),
                                 ("test", BLUE, splits.split("test"))):
         if len(x):
-            guess = predict(model, x)[:, 0]
+            guess = model_outputs(model, x)[:, 0]
             everything += [y, guess]
             mae = float(np.mean(np.abs(guess - y)))
             ax.scatter(y, guess, s=14, alpha=0.7, c=color, label=f"{name} (mae {mae:.3g})")
@@ -245,7 +239,7 @@ def predictions(model: Any, splits: Any, path: Path, title: str) -> Path:
         for name, color, (x, y) in (("train", ORANGE, splits.split("train")),
                                     ("test", BLUE, splits.split("test"))):
             ax.scatter(x[:, 0], y, s=12, alpha=0.6, c=color, label=name)
-        ax.plot(line[:, 0], predict(model, line)[:, 0], color="#333333", lw=2, label="model")
+        ax.plot(line[:, 0], model_outputs(model, line)[:, 0], color="#333333", lw=2, label="model")
         ax.set_xlabel(splits.feature_names[0])
         ax.set_ylabel("target")
         ax.grid(alpha=0.3)
