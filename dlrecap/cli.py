@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,16 @@ import typer
 from typer.core import TyperGroup
 
 from dlrecap import console
-from dlrecap.errors import ConfigError, DlrecapError, ExpectationError, Interrupted, printable
+from dlrecap.errors import (
+    ConfigError,
+    DlrecapError,
+    ExpectationError,
+    Interrupted,
+    first_line,
+    printable,
+    write_crash_log,
+)
+from dlrecap.vocab import SPLITS
 
 
 class _Group(TyperGroup):
@@ -54,7 +63,7 @@ class _Group(TyperGroup):
                 console.error(printable(f"{exc.format_message()}{hint}"))
                 code = exc.exit_code
             else:
-                code = _crash()
+                code = _crash(exc)
         if standalone_mode:
             sys.exit(code or 0)
         return code
@@ -64,14 +73,13 @@ def _is_usage_error(exc: Exception) -> bool:
     return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
 
 
-def _crash() -> int:
+def _crash(exc: Exception) -> int:
     """An internal error: one line for the user, the traceback in a log file."""
-    with tempfile.NamedTemporaryFile("w", prefix="dlrecap-crash-", suffix=".log",
-                                     delete=False) as log:
-        log.write(traceback.format_exc())
-    exc = sys.exc_info()[1]
-    first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-    console.error(f"internal error: {type(exc).__name__}: {first_line} (traceback in {log.name})")
+    fd, name = tempfile.mkstemp(prefix="dlrecap-crash-", suffix=".log")
+    os.close(fd)
+    log = write_crash_log(Path(name), exc)
+    where = f" (traceback in {log})" if log else ""
+    console.error(printable(f"internal error: {type(exc).__name__}: {first_line(exc)}{where}"))
     return 1
 
 
@@ -164,7 +172,7 @@ def train(
 
 
 def _print_summary(metrics: dict[str, Any]) -> None:
-    splits = [s for s in ("train", "validation", "test") if metrics.get(s)]
+    splits = [s for s in SPLITS if metrics.get(s)]
     names = list(metrics[splits[0]]) if splits else []
     rows = [[split, *[metrics[split].get(n) for n in names]] for split in splits]
     stop = (f", stopped early (best epoch {metrics['best_epoch']})" if metrics.get("stopped_early")

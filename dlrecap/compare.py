@@ -14,6 +14,7 @@ import yaml
 
 from dlrecap import plots, runs
 from dlrecap.errors import RunError
+from dlrecap.vocab import SPLITS
 
 COMPARE_FILE = "compare.png"
 MISSING = "-"
@@ -74,7 +75,7 @@ def compare_runs(run_dirs: list[Path]) -> Comparison:
     metrics: list[tuple[str, list[Any]]] = [
         (fact, [info.get(fact) for info in infos]) for fact in _FACTS
         if any(info.get(fact) is not None for info in infos)]
-    for split in ("train", "validation", "test"):
+    for split in SPLITS:
         names: list[str] = []
         for info in infos:
             names += [n for n in (info.get(split) or {}) if n not in names]

@@ -5,12 +5,22 @@ Library code raises these and never prints or exits; `dlrecap.cli` renders them.
 
 from __future__ import annotations
 
+import sys
+import traceback
+from pathlib import Path
+
 
 def printable(text: str) -> str:
     """`text` with control characters escaped, so that an error stays on one line."""
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 class DlrecapError(Exception):
@@ -92,3 +102,21 @@ class Interrupted(DlrecapError):
     """Training stopped by SIGINT or SIGTERM after a finished epoch."""
 
     exit_code = 130
+
+
+class InternalError(DlrecapError):
+    """An unexpected failure (a bug); the traceback is in a crash log."""
+
+    exit_code = 1
+
+
+def write_crash_log(path: Path, exc: BaseException) -> Path | None:
+    """Write `exc`'s traceback to `path`; return None (after one line on stderr) if that fails."""
+    text = "".join(traceback.format_exception(exc))
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        print(f"warning: could not write {path} ({err.strerror or err}); "
+              f"{type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
+        return None
+    return path

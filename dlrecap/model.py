@@ -15,14 +15,13 @@ import numpy as np
 
 from dlrecap.config.schema import Config, InitializerConfig
 from dlrecap.errors import ConfigError
+from dlrecap.vocab import default_metrics
 
 if TYPE_CHECKING:
     import keras
 
     from dlrecap.data import Splits
 
-# Metrics where a larger value is better (early stopping's `mode`).
-MAXIMIZED = ("accuracy", "auc", "precision", "recall")
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,7 @@ class Head:
 def plan_head(config: Config, task: str, n_classes: int | None) -> Head:
     """Work out the output head for `task` from the config's choices."""
     model, training = config.model, config.training
-    metrics = tuple(training.metrics) if isinstance(training.metrics, list) else (
-        ("mae",) if task == "regression" else ("accuracy",))
+    metrics = tuple(training.metrics) if isinstance(training.metrics, list) else default_metrics(task)
     if task == "regression":
         activation = "linear" if model.output_activation == "auto" else model.output_activation
         loss = "mse" if training.loss == "auto" else training.loss

@@ -19,6 +19,7 @@ from typing import Any
 
 from dlrecap import __version__, plots, runs
 from dlrecap.errors import RunError
+from dlrecap.vocab import SPLITS
 
 REPORT_FILE = "report.html"
 # Written by dlrecap.diagnostics.HealthMonitor (not imported here: it needs TensorFlow).
@@ -157,7 +158,7 @@ def _overview(info: dict[str, Any]) -> str:
 
 
 def _metrics(info: dict[str, Any]) -> str:
-    splits = [s for s in ("train", "validation", "test") if info.get(s)]
+    splits = [s for s in SPLITS if info.get(s)]
     if not splits:
         return "<h2>Metrics</h2><p class='muted'>no metrics: the run did not finish</p>"
     names = list(info[splits[0]])

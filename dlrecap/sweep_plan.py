@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from dlrecap.config.load import LoadedConfig, load_config
 from dlrecap.config.schema import SweepConfig, parse_range
 from dlrecap.errors import ConfigError
-from dlrecap.model import MAXIMIZED
+from dlrecap.vocab import is_maximized
 
 # A grid larger than this is almost always a typo; random search samples big spaces.
 MAX_GRID = 1000
@@ -140,7 +140,7 @@ def plan_sweep(
         settings={k: settings[k] for k in ("grid", "ranges", "search", "trials", "seed", "metric")},
         jobs=0,
         name=loaded.config.name or "run",
-        direction="maximize" if settings["metric"].removeprefix("val_") in MAXIMIZED else "minimize",
+        direction="maximize" if is_maximized(settings["metric"]) else "minimize",
         origins=origins,
         loaded=loaded,
     )

@@ -18,10 +18,10 @@ import yaml
 
 from dlrecap import runs
 from dlrecap.sweep_plan import SweepPlan, Trial
+from dlrecap.vocab import SPLITS
 
 CSV_FILE = "sweep.csv"
 BEST_FILE = "best.yaml"
-SPLITS = ("train", "validation", "test")
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dlrecap.config.choices import CLASSIFICATION_LOSSES
 from dlrecap.config.schema import Config
 from dlrecap.errors import ConfigError
+from dlrecap.vocab import CLASSIFICATION_METRICS, VALIDATION_PREFIX, default_metrics
 
 
 def check_task(config: Config, task: str) -> None:
@@ -28,16 +29,15 @@ def check_task(config: Config, task: str) -> None:
         )
     if isinstance(training.metrics, list):
         for i, metric in enumerate(training.metrics):
-            if regression and metric in ("accuracy", "auc", "precision", "recall"):
+            if regression and metric in CLASSIFICATION_METRICS:
                 raise ConfigError(
                     f"{metric} needs class labels, but this is a regression task",
                     key=f"training.metrics[{i}]", fix="use mae, mse or rmse",
                 )
     monitor = training.early_stopping.monitor if training.early_stopping else None
     if monitor:
-        name = monitor.removeprefix("val_")
-        metrics = training.metrics if isinstance(training.metrics, list) else (
-            ["mae"] if regression else ["accuracy"])
+        name = monitor.removeprefix(VALIDATION_PREFIX)
+        metrics = training.metrics if isinstance(training.metrics, list) else list(default_metrics(task))
         if name != "loss" and name not in metrics:
             raise ConfigError(
                 f"monitor {monitor!r} is not a computed metric (metrics: {', '.join(metrics)})",

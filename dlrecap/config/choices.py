@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import difflib
 
+from dlrecap.vocab import METRICS  # noqa: F401 - the config's metric names live in vocab
+
 HIDDEN_ACTIVATIONS = (
     "linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "swish",
     "silu", "mish", "softplus", "softsign", "hard_sigmoid", "relu6", "exponential",
@@ -24,7 +26,6 @@ INITIALIZERS = (
 )
 # Initializers whose spread the config may set (`mean`/`stddev` or `minval`/`maxval`).
 PARAMETRIC_INITIALIZERS = ("random_normal", "truncated_normal", "random_uniform")
-METRICS = ("accuracy", "mae", "mse", "rmse", "auc", "precision", "recall")
 TASKS = ("auto", "binary", "multiclass", "regression")
 ENGINES = ("auto", "fast", "keras")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")

@@ -20,6 +20,7 @@ from dlrecap.config.checks import check_task
 from dlrecap.config.schema import Config
 from dlrecap.data.registry import DATASETS, SYNTHETIC
 from dlrecap.errors import ConfigError
+from dlrecap.vocab import DEFAULT_SAMPLES
 
 KeyPath = tuple[str | int, ...]
 
@@ -379,7 +380,7 @@ def _check_and_fill(config: Config) -> Config:
                                   key=f"data.{key}", fix="remove it")
         if data.dataset in SYNTHETIC:
             info = DATASETS[data.dataset]
-            update["samples"] = data.samples if data.samples is not None else 400
+            update["samples"] = data.samples if data.samples is not None else DEFAULT_SAMPLES
             update["noise"] = data.noise if data.noise is not None else info.default_noise
         else:
             for key in ("samples", "noise"):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dlrecap.config.choices import did_you_mean
-from dlrecap.errors import ConfigError, DataError
+from dlrecap.errors import ConfigError, DataError, first_line
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".npz": "npz"}
 # Whole-number targets with at most this many distinct values are taken as classes.
@@ -85,7 +85,7 @@ def read_table(path: str | Path, *, raw: bool = False) -> pd.DataFrame:
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except Exception as exc:  # parsers raise many types; each means "not a valid file"
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc)
         detail = detail.removeprefix("Error tokenizing data. C error: ")
         raise DataError(f"{path}: not a valid {kind} file: {detail}") from None
     if frame.shape[1] == 0:

@@ -10,9 +10,8 @@ import numpy as np
 
 from dlrecap.data.registry import SYNTHETIC, get_info
 from dlrecap.errors import DataError
+from dlrecap.vocab import DEFAULT_SAMPLES, SPLITS
 
-DEFAULT_SAMPLES = 400
-_SPLIT_NAMES = ("train", "validation", "test")
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +58,7 @@ class Splits:
             return self.x_val, self.y_val
         if name == "test":
             return self.x_test, self.y_test
-        raise DataError(f"unknown split '{name}'", fix="one of: " + ", ".join(_SPLIT_NAMES))
+        raise DataError(f"unknown split '{name}'", fix="one of: " + ", ".join(SPLITS))
 
 
 def n_rows(x: np.ndarray | dict[str, np.ndarray]) -> int:

@@ -11,7 +11,6 @@ import math
 import os
 import platform
 import time
-import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,8 +24,16 @@ from dlrecap.config.checks import check_task
 from dlrecap.config.load import LoadedConfig, load_config
 from dlrecap.config.schema import parse_expectation
 from dlrecap.data.split import n_rows
-from dlrecap.errors import ConfigError, DlrecapError, Interrupted, RunError, TrainingError
-from dlrecap.model import MAXIMIZED
+from dlrecap.errors import (
+    ConfigError,
+    InternalError,
+    Interrupted,
+    RunError,
+    TrainingError,
+    first_line,
+    write_crash_log,
+)
+from dlrecap.vocab import SPLITS, direction, effective_monitor, is_maximized
 
 _OPS = {
     ">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,
@@ -34,12 +41,6 @@ _OPS = {
 }
 # Sections that fix the model's shape and data: a resumed run must keep them.
 _RESUME_FIXED = ("seed", "data", "model")
-
-
-class InternalError(DlrecapError):
-    """An unexpected failure inside training; the traceback is in the run's crash.log."""
-
-    exit_code = 1
 
 
 @dataclass
@@ -131,10 +132,10 @@ def train(
     has_val = n_rows(splits.x_val) > 0
     es = config.training.early_stopping
     monitor = es.monitor if es else "val_loss"
-    if monitor.startswith("val_") and not has_val:
+    if (fallback := effective_monitor(monitor, has_val)) != monitor:
         warn(f"data.validation_split is 0, so {monitor} does not exist: "
-             f"monitoring {monitor[4:]} (the training value) instead")
-        monitor = monitor[4:]
+             f"monitoring {fallback} (the training value) instead")
+        monitor = fallback
 
     run_dir = cluster.run_dir(runs_dir, config.name, resume)  # multi_worker: chief only
     clock = time.perf_counter()
@@ -164,7 +165,7 @@ def train(
     runs.write_json(run_dir / runs.METRICS_FILE, info)
 
     encoded = {name: (x, encode_targets(y, head)) for name, (x, y) in
-               ((s, splits.split(s)) for s in ("train", "validation", "test"))}
+               ((s, splits.split(s)) for s in SPLITS)}
     columns = cb.history_columns(head.metrics, has_val)
     writer = cb.HistoryWriter(run_dir / runs.HISTORY_FILE, columns, progress)
     writer.rows = cb.read_history(run_dir / runs.HISTORY_FILE)[:initial_epoch]
@@ -172,7 +173,7 @@ def train(
     if es:
         stopper = ckpt.ResumableEarlyStopping(
             monitor=monitor, patience=es.patience, min_delta=es.min_delta,
-            mode="max" if monitor.removeprefix("val_") in MAXIMIZED else "min",
+            mode=direction(monitor),
             restore_best_weights=es.restore_best_weights,
             initial_state=saved_state["early_stopping"], best_weights=best_weights,
         )
@@ -218,12 +219,10 @@ def train(
         raise RunError(f"cannot write to {run_dir}: {exc.strerror or exc}",
                        fix="free disk space or check permissions, then --resume") from None
     except Exception as exc:
-        log = run_dir / "crash.log"
-        log.write_text(traceback.format_exc(), encoding="utf-8")
+        log = write_crash_log(run_dir / "crash.log", exc)
         record("failed", error=f"internal error: {type(exc).__name__}")
-        raise InternalError(f"internal error during training: {type(exc).__name__}: "
-                            f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}",
-                            fix=f"traceback in {log}") from exc
+        raise InternalError(f"internal error during training: {type(exc).__name__}: {first_line(exc)}",
+                            fix=f"traceback in {log}" if log else None) from exc
     finally:
         if progress:
             progress.finish()
@@ -242,7 +241,7 @@ def train(
         stopped_early = False
     evaluate = engine.evaluator(model, head)
     results = {name: evaluate(*encoded[name]) if n_rows(encoded[name][0]) else None
-               for name in ("train", "validation", "test")}
+               for name in SPLITS}
     _save_model(model, run_dir)
     record("completed", best_epoch=best_epoch, stopped_early=stopped_early,
            fit_s=round(fit_s, 3), finished_at=datetime.now().isoformat(timespec="seconds"),
@@ -325,7 +324,7 @@ def _best_epoch(rows: list[dict[str, float]], monitor: str) -> int:
     values = [(v, e) for v, e in values if math.isfinite(v)]
     if not values:
         return len(rows)
-    pick = max if monitor.removeprefix("val_") in MAXIMIZED else min
+    pick = max if is_maximized(monitor) else min
     return int(pick(values, key=lambda t: t[0])[1])
 
 
