@@ -65,7 +65,8 @@ class ConfigError(DlrecapError):
     def render(self) -> str:
         where = ""
         if self.source:
-            where = self.source
+            # A `--set` with a huge value would otherwise fill the screen with its own text.
+            where = self.source if len(self.source) <= 120 else self.source[:117] + "..."
             if self.line is not None:
                 where += f":{self.line}:{self.col or 1}"
             where += ": "

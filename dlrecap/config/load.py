@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
-from dlrecap.config import choices
+from dlrecap.config import choices, guard
 from dlrecap.config.checks import check_task
 from dlrecap.config.schema import Config
 from dlrecap.data.registry import DATASETS, SYNTHETIC
@@ -82,17 +82,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """
     path = Path(path)
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("no such config file", source=source) from None
-    except IsADirectoryError:
-        raise ConfigError("is a directory, not a config file", source=source) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text ({exc.reason})", source=source) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", source=source) from None
-
+    text = guard.read_text(path, source)
     raw, marks, key_marks = _parse_yaml(text, source)
     override_sources: dict[KeyPath, str] = {}
     for item in overrides:
@@ -131,7 +121,7 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
             f"bad key {key.strip()!r}", source=where, fix="write it as section.key or key[0]"
         ) from None
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = guard.safe_load(value, where) if value.strip() else None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or "invalid YAML"
         # Text such as `>= 0.9` means something else to YAML: quoting it makes it plain text.
@@ -212,7 +202,10 @@ def _parse_yaml(text: str, source: str):
             line=before.count("\n") + 1, col=exc.position - before.rfind("\n"), fix="remove it",
         ) from None
     try:
+        guard.check_events(text, source)
         node = loader.get_single_node()
+        if node is not None:
+            guard.check_expansion(node, source)
         marks: dict[KeyPath, tuple[int, int]] = {}
         key_marks: dict[KeyPath, tuple[int, int]] = {}
         if node is not None:
@@ -294,6 +287,8 @@ def _first_error(exc: ValidationError, raw: dict, key_marks, loaded: LoadedConfi
     if kind == "string_pattern_mismatch" and path == ("name",):
         message = (f"{_show(err['input'])} is not a run name: use at most {_NAME_MAX} letters, "
                    "digits, '.', '_' or '-', starting with a letter or digit")
+    elif kind == "too_long":  # the input itself may be huge: say how long, not what
+        message = re.sub(r" after validation", "", message)
     elif kind not in ("value_error", "assertion_error") and "input" in err:
         message += f", got {_show(err['input'])}"
     error = ConfigError(message, key=dotted(path) or None)

@@ -119,6 +119,10 @@ class LayerConfig(Section):
     initializer: Initializer | None = Field(None, description="Default: model.initializer.")
 
 
+# Far beyond any useful dense network; more only makes validation and building slow.
+MAX_LAYERS = 1000
+
+
 def _layer_shorthand(value: Any) -> Any:
     if isinstance(value, list):
         return [{"units": v} if type(v) is int else v for v in value]
@@ -130,6 +134,7 @@ class ModelConfig(Section):
 
     layers: Annotated[list[LayerConfig], BeforeValidator(_layer_shorthand)] = Field(
         default_factory=lambda: [LayerConfig(units=8)],
+        max_length=MAX_LAYERS,
         description="Hidden Dense layers in order; an int N means {units: N}; [] is a perceptron.",
     )
     activation: Activation = Field("relu", description="Activation of hidden layers naming none.")

@@ -13,7 +13,6 @@ from dlrecap.errors import DataError
 from dlrecap.vocab import DEFAULT_SAMPLES, SPLITS
 
 
-
 @dataclass(frozen=True, eq=False)
 class Splits:
     """A data set cut into train, validation and test rows.
