@@ -106,6 +106,7 @@ def build_report(run_dir: Path, output: Path | None = None, draw_missing: bool =
     """
     run_dir = Path(run_dir)
     info = runs.read_metrics(run_dir)
+    info["status"] = runs.shown_status(run_dir, info)
     if draw_missing and not (run_dir / plots.LEARNING_CURVES).is_file():
         plots.draw_run(run_dir)
     title = info.get("name") or run_dir.name

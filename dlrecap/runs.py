@@ -6,10 +6,14 @@ model.keras, history.csv and metrics.json (CONTRACT §3).
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import re
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+LOCK_FILE = ".lock"
 _RUN_NAME = re.compile(r"^(?P<name>.+)-(?P<stamp>\d{8}-\d{6})(?:-(?P<n>\d+))?$")
 
 
@@ -95,16 +100,100 @@ def read_json(directory: Path, name: str, kind: str) -> dict[str, Any]:
     """`directory/name` parsed, or a RunError saying the folder is not a `kind` directory."""
     path = Path(directory) / name
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunError(f"{directory} is not a {kind} directory (no {name})") from None
     except (OSError, ValueError) as exc:
         raise RunError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: unreadable (a JSON {type(data).__name__}, not an object)")
+    return data
+
+
+# The metrics.json fields every reader relies on, with the types train writes.
+_METRICS_TYPES: dict[str, type | tuple[type, ...]] = {
+    "name": str, "status": str, "started_at": str, "pid": int, "epochs_run": int,
+    "best_epoch": int, "duration_s": (int, float), "task": str, "labels": list,
+    "features": list, "train": dict, "validation": dict, "test": dict,
+}
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
-    """metrics.json of a run, or a RunError saying what is wrong with it."""
-    return read_json(run_dir, METRICS_FILE, "run")
+    """metrics.json of a run, or a RunError naming the file and the field that is wrong."""
+    metrics = read_json(run_dir, METRICS_FILE, "run")
+    for key, kind in _METRICS_TYPES.items():
+        value = metrics.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise RunError(f"{Path(run_dir) / METRICS_FILE}: unreadable ({key} is a "
+                           f"{type(value).__name__})")
+    for split in ("train", "validation", "test"):
+        for metric, value in (metrics.get(split) or {}).items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise RunError(f"{Path(run_dir) / METRICS_FILE}: unreadable "
+                               f"({split}.{metric} is not a number)")
+    return metrics
+
+
+@contextmanager
+def locked(run_dir: Path, *, wait_s: float = 1.0) -> Iterator[None]:
+    """Hold the run directory's lock while a process trains or resumes it.
+
+    `fcntl.flock` on `.lock`: the kernel frees it when the holder exits, killed or not, so a
+    lock is never left behind. The file records host and pid, to name the holder. On network
+    file systems where flock is not shared between machines, only processes on one machine
+    exclude each other.
+
+    Raises:
+        RunError: another process holds the lock (exit 2, naming it).
+    """
+    path = Path(run_dir) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait_s  # readers hold it shared for a moment
+        while not _try_lock(fd, fcntl.LOCK_EX):
+            if time.monotonic() > deadline:
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+                who = f"process {holder[1]} on {holder[0]}" if len(holder) == 2 else "another process"
+                raise RunError(f"{run_dir} is in use by {who}",
+                               fix="wait for it to finish, or stop it first")
+            time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{socket.gethostname()} {os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a live process holds the run directory's lock (trains it right now)."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        return not _try_lock(fd, fcntl.LOCK_SH)
+    finally:
+        os.close(fd)
+
+
+def _try_lock(fd: int, kind: int) -> bool:
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def shown_status(run_dir: Path, metrics: dict[str, Any]) -> str:
+    """The status to show: `running` with nobody holding the lock means the run was cut short."""
+    status = metrics.get("status") or "unknown"
+    if status != "running":
+        return status
+    # A run written before run locks existed has only its pid to go by.
+    alive = is_locked(run_dir) if (Path(run_dir) / LOCK_FILE).exists() else process_alive(metrics.get("pid"))
+    return status if alive else "interrupted"  # killed, or it could not record its end
 
 
 def process_alive(pid: Any) -> bool:
@@ -143,8 +232,7 @@ def list_runs(runs_dir: Path) -> list[RunInfo]:
             metrics = read_metrics(path)
         except RunError:
             metrics = {"status": "unreadable"}
-        if metrics.get("status") == "running" and not process_alive(metrics.get("pid")):
-            metrics["status"] = "interrupted"  # its process is gone: killed or crashed
+        metrics["status"] = shown_status(path, metrics)
         started = metrics.get("started_at") or _stamp_time(match.group("stamp"))
         runs.append(RunInfo(path, metrics.get("name") or match.group("name"), started, metrics))
     # Within one second the suffix counts up: -10 comes after -9, not after -1.
