@@ -208,7 +208,26 @@ def numeric_values(series: pd.Series, path: Path) -> np.ndarray:
         raise DataError(f"{path}: column {series.name!r}, data row {row + 1}: "
                         f"{_show(series.iloc[row])} is not a number",
                         fix="correct it, or leave the cell empty for a missing value")
+    check_float32_range(values, str(series.name), path)
     return values
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_float32_range(values: np.ndarray, column: str, path: Path | str) -> None:
+    """A DataError at the first value a float32 cannot hold (it would become inf).
+
+    The model computes in float32; such a value would surface much later as a diverged
+    loss, blamed on the learning rate.
+    """
+    with np.errstate(invalid="ignore"):
+        beyond = np.abs(values) > FLOAT32_MAX
+    if beyond.any():
+        row = int(np.argmax(beyond))
+        raise DataError(f"{path}: column {column!r}, data row {row + 1}: {values[row]:g} is "
+                        f"beyond float32's range (±{FLOAT32_MAX:.3g})",
+                        fix="rescale the column (for example to thousands or millions)")
 
 
 def _show(value: Any) -> str:
