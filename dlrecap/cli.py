@@ -289,9 +289,9 @@ def sweep(
 ) -> None:
     """Train one run per combination of values (or per searched trial) and rank them."""
     from dlrecap.errors import TrainingError
-    from dlrecap.sweep import plan_from_dir, run_sweep
-    from dlrecap.sweep_display import SweepDisplay, print_result
-    from dlrecap.sweep_plan import plan_sweep
+    from dlrecap.sweep.display import SweepDisplay, print_result
+    from dlrecap.sweep.plan import plan_sweep
+    from dlrecap.sweep.run import plan_from_dir, run_sweep
 
     _check_option(device, ("auto", "cpu", "gpu"), "device", "--device")
     if config is None:

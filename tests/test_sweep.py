@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from dlrecap.cli import app
 from dlrecap.config.load import load_config
-from dlrecap.sweep_plan import plan_sweep, trial_name
+from dlrecap.sweep.plan import plan_sweep, trial_name
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"NO_COLOR": "1", "COLUMNS": "120"}
@@ -121,7 +121,7 @@ def test_random_search_is_repeatable_and_stays_in_range(tmp_path):
 
 
 def test_tpe_search_asks_within_the_ranges_and_replays_finished_trials(tmp_path):
-    from dlrecap.sweep_search import TpeSearch
+    from dlrecap.sweep.search import TpeSearch
 
     plan = plan_sweep(write(tmp_path, TINY), search="tpe", trials=6, grid=["model.activation=relu,tanh"],
                       ranges=["training.learning_rate=1e-3:1:log"])
@@ -150,7 +150,7 @@ def test_plain_configs_resolve_without_a_sweep_block():
 
 
 def test_default_jobs_follow_the_cores(monkeypatch):
-    import dlrecap.sweep_plan as sweep_plan
+    import dlrecap.sweep.plan as sweep_plan
 
     monkeypatch.setattr(sweep_plan, "available_cores", lambda: 2)
     assert sweep_plan.default_jobs(12) == 1  # measured: 2 processes on 2 cores are slower

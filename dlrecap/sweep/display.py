@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from dlrecap import console
-from dlrecap.sweep_plan import SweepPlan, Trial
-from dlrecap.sweep_results import Row, format_value
+from dlrecap.sweep.plan import SweepPlan, Trial
+from dlrecap.sweep.results import Row, format_value
 
 
 def table_columns(rows: list[Row], plan: SweepPlan) -> list[str]:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from dlrecap import runs
-from dlrecap.sweep_plan import SweepPlan
-from dlrecap.sweep_results import Row, format_value
+from dlrecap.sweep.plan import SweepPlan
+from dlrecap.sweep.results import Row, format_value
 
 PLOT_FILE = "sweep.png"
 

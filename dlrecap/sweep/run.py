@@ -28,9 +28,11 @@ from typing import Any, Protocol
 
 from dlrecap import runs
 from dlrecap.errors import ConfigError, Interrupted, RunError
-from dlrecap.sweep_plan import SweepPlan, Trial, available_cores, check_trials, plan_sweep
-from dlrecap.sweep_results import BEST_FILE, CSV_FILE, Row, best_row, make_row, ranked, write_best, write_csv
-from dlrecap.sweep_worker import init_worker, run_trial
+from dlrecap.sweep.plan import SweepPlan, Trial, available_cores, check_trials, plan_sweep
+from dlrecap.sweep.plot import PLOT_FILE, plot_sweep
+from dlrecap.sweep.results import BEST_FILE, CSV_FILE, Row, best_row, make_row, ranked, write_best, write_csv
+from dlrecap.sweep.search import TpeSearch
+from dlrecap.sweep.worker import init_worker, run_trial
 
 SWEEP_FILE = "sweep.json"
 
@@ -138,8 +140,6 @@ def run_sweep(
     write_csv(sweep_dir / CSV_FILE, rows, plan)
     best = best_row(rows, plan.direction)
     if best is not None:
-        from dlrecap.sweep_plot import PLOT_FILE, plot_sweep
-
         write_best(sweep_dir / BEST_FILE, best, plan)
         plot_sweep(sweep_dir / PLOT_FILE, rows, plan)
     return SweepResult(sweep_dir, plan, rows, best, reused, session.warnings)
@@ -252,8 +252,6 @@ class _Session:
         self.search = self._tpe() if plan.settings["search"] == "tpe" else None
 
     def _tpe(self) -> Any:
-        from dlrecap.sweep_search import TpeSearch
-
         done = [(t.params, self.row(t).score) for t in self.plan.trials
                 if self.records[t.index]["status"] in ("completed", "failed")
                 and t not in self.queue]

@@ -1,20 +1,38 @@
-"""Random and TPE search through Optuna's samplers, driven trial by trial (ask and tell).
+"""Which values a sweep's trials try: every grid combination, or Optuna's random and TPE samplers.
 
-Grid values become categorical choices and ranges become float or int distributions.
-The study lives in memory: the sweep directory's records are the truth, and a resumed
-search replays them into a fresh study, so nothing Optuna-specific is kept on disk.
+For the samplers, grid values become categorical choices and ranges float or int
+distributions. TPE is driven trial by trial (ask and tell). Its study lives in memory:
+the sweep directory's records are the truth, and a resumed search replays them into a
+fresh study, so nothing Optuna-specific is kept on disk.
+
+This module reads a plan through `SearchSpace` and imports no other sweep module, so the
+planner can draw its trials here without an import cycle.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from dlrecap.config.schema import parse_range
 
-if TYPE_CHECKING:
-    from dlrecap.sweep_plan import SweepPlan
+
+class SearchSpace(Protocol):
+    """What a search reads from a sweep plan (`SweepPlan` is one).
+
+    Args:
+        settings: the merged `sweep:` settings (grid, ranges, search, trials, seed).
+        direction: `minimize` or `maximize` the metric.
+        keys: the swept keys, grid keys first.
+    """
+
+    settings: dict[str, Any]
+    direction: str
+
+    @property
+    def keys(self) -> list[str]: ...
 
 
 def _optuna() -> Any:
@@ -24,7 +42,7 @@ def _optuna() -> Any:
     return optuna
 
 
-def distributions(plan: SweepPlan) -> dict[str, Any]:
+def distributions(plan: SearchSpace) -> dict[str, Any]:
     """Optuna distributions for the plan's grid keys (categorical) and ranges."""
     dist = _optuna().distributions
     found: dict[str, Any] = {}
@@ -38,17 +56,31 @@ def distributions(plan: SweepPlan) -> dict[str, Any]:
     return found
 
 
-def _decode(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:
+def _decode(plan: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
     grid = plan.settings["grid"]
     return {key: json.loads(params[key]) if key in grid else params[key] for key in plan.keys}
 
 
-def _encode(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:
+def _encode(plan: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
     grid = plan.settings["grid"]
     return {key: json.dumps(value) if key in grid else value for key, value in params.items()}
 
 
-def random_params(plan: SweepPlan) -> list[dict[str, Any]]:
+def initial_params(plan: SearchSpace) -> list[dict[str, Any]]:
+    """The parameter sets known before anything trains, in trial order.
+
+    Grid search: every combination; random search: `trials` sets drawn up front;
+    tpe: none (it asks for each next trial as the sweep runs).
+    """
+    grid = plan.settings["grid"]
+    if plan.settings["search"] == "grid":
+        return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    if plan.settings["search"] == "random":
+        return random_params(plan)
+    return []
+
+
+def random_params(plan: SearchSpace) -> list[dict[str, Any]]:
     """`trials` parameter sets drawn up front: random search does not learn from results."""
     optuna = _optuna()
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=plan.settings["seed"]))
@@ -64,7 +96,7 @@ class TpeSearch:
         finished: `(params, score)` of trials already run; score None for a failed one.
     """
 
-    def __init__(self, plan: SweepPlan, finished: list[tuple[dict[str, Any], float | None]]):
+    def __init__(self, plan: SearchSpace, finished: list[tuple[dict[str, Any], float | None]]):
         optuna = _optuna()
         self.plan, self.optuna = plan, optuna
         self.dists = distributions(plan)

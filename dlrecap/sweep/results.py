@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from dlrecap import runs
-from dlrecap.sweep_plan import SweepPlan, Trial
+from dlrecap.sweep.plan import SweepPlan, Trial
 from dlrecap.vocab import SPLITS
 
 CSV_FILE = "sweep.csv"

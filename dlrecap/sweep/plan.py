@@ -8,7 +8,6 @@ at where it was written: the `sweep:` block (file:line:col) or the `--grid`/`--r
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import re
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 from dlrecap.config.load import LoadedConfig, load_config
 from dlrecap.config.schema import SweepConfig, parse_range
 from dlrecap.errors import ConfigError
+from dlrecap.sweep.search import initial_params
 from dlrecap.vocab import is_maximized
 
 # A grid larger than this is almost always a typo; random search samples big spaces.
@@ -144,23 +144,11 @@ def plan_sweep(
         origins=origins,
         loaded=loaded,
     )
-    _add_trials(plan)
+    for params in initial_params(plan):
+        plan.new_trial(params)
     plan.jobs = settings["jobs"] or default_jobs(len(plan.trials) or plan.settings["trials"])
     check_trials(plan)
     return plan
-
-
-def _add_trials(plan: SweepPlan) -> None:
-    """Grid: every combination; random: drawn up front; tpe: none yet (asked as it runs)."""
-    grid = plan.settings["grid"]
-    if plan.settings["search"] == "grid":
-        for values in itertools.product(*grid.values()):
-            plan.new_trial(dict(zip(grid, values, strict=True)))
-    elif plan.settings["search"] == "random":
-        from dlrecap.sweep_search import random_params
-
-        for params in random_params(plan):
-            plan.new_trial(params)
 
 
 def _parse_options(items: Any, option: str, parse: Any) -> tuple[dict[str, Any], dict[str, str]]:
