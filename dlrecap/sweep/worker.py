@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,26 @@ def init_worker(threads: int) -> None:
     os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     signal.signal(signal.SIGINT, _on_interrupt)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+# How long a worker whose parent died lets its trial reach an epoch end before it exits.
+ORPHAN_GRACE_S = 10.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker soon after its parent is gone (killed with -9, say).
+
+    A dead parent never sends more trials, nor reads results: the running trial stops at
+    its next epoch end (recorded as interrupted, so it can be resumed) and the process exits
+    instead of idling with TensorFlow's memory.
+    """
+    global _stop_requested
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    _stop_requested = True
+    time.sleep(ORPHAN_GRACE_S)
+    os._exit(130)
 
 
 def _on_interrupt(signum: int, frame: Any) -> None:
