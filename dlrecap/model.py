@@ -243,3 +243,69 @@ def make_optimizer(config: Config) -> Any:
 def parameter_count(model: keras.Model) -> int:
     """Trainable parameters: (inputs + 1) x units per Dense layer, as the lecture counts."""
     return int(sum(np.prod(v.shape) for v in model.trainable_weights))
+
+
+# Bytes a trainable weight costs while training: the value, its gradient and an adaptive
+# optimizer's two moments, each a float32.
+BYTES_PER_WEIGHT = 16
+
+
+def input_width(splits: Splits) -> int:
+    """Numbers the first Dense layer sees: numeric columns plus one-hot slots (with the unseen one)."""
+    if not splits.categorical:
+        return int(splits.x_train.shape[1])
+    return sum(len(np.unique(splits.x_train[name])) + 1 if name in splits.categorical else 1
+               for name in splits.feature_names)
+
+
+def weight_count(config: Config, n_inputs: int, head: Head) -> int:
+    """Trainable weights the config's network will have, counted without building it."""
+    total, width = 0, n_inputs
+    for layer in config.model.layers:
+        total += (width + 1) * layer.units
+        width = layer.units
+    return total + (width + 1) * head.units
+
+
+def check_memory(n_weights: int, available: int | None = None) -> None:
+    """Refuse a network whose training state cannot fit in the memory there is.
+
+    Args:
+        n_weights: from `weight_count`.
+        available: bytes; default `$DLRECAP_MEMORY_BYTES`, else the system's available memory.
+
+    Raises:
+        ConfigError: at `model.layers`, with the numbers.
+    """
+    available = available if available is not None else available_memory()
+    needed = n_weights * BYTES_PER_WEIGHT
+    if available is None or needed <= available:
+        return
+    raise ConfigError(
+        f"about {_count(n_weights)} weights need {needed / 1e9:.3g} GB to train, "
+        f"but {available / 1e9:.3g} GB are available",
+        key="model.layers", fix="use fewer or narrower layers",
+    )
+
+
+def available_memory() -> int | None:
+    """`$DLRECAP_MEMORY_BYTES`, else MemAvailable from /proc/meminfo (None where unknown)."""
+    import os
+
+    if override := os.environ.get("DLRECAP_MEMORY_BYTES"):
+        return int(override)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _count(n: int) -> str:
+    for size, word in ((10**9, "billion"), (10**6, "million")):
+        if n >= size:
+            return f"{n / size:.2g} {word}"
+    return f"{n:,}"
