@@ -11,12 +11,16 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 from dlrecap import runs
-from dlrecap.errors import ConfigError, DlrecapError
+from dlrecap.errors import ConfigError, DataError, DlrecapError, printable
 
 # Up to this share of rows with a missing value are dropped; more are filled with means.
 DROP_AT_MOST = 0.1
@@ -47,11 +51,15 @@ def write_starter(data_file: Path, target: str, output: Path | None = None,
     """
     data_file = Path(data_file).resolve()
     output = Path(output) if output is not None else Path(f"{data_file.stem}.yaml")
+    if output.resolve() == data_file:
+        raise DlrecapError(f"{output} is the data file itself; init never overwrites it",
+                           fix="choose another --output")
     if output.exists() and not force:
         raise DlrecapError(f"{output} already exists", fix="pass --force to overwrite it, or "
                            "choose another --output")
     text, summary = starter_text(data_file, target, output)
     try:
+        output.parent.mkdir(parents=True, exist_ok=True)
         runs.write_text(output, text)
     except OSError as exc:
         raise DlrecapError(f"{output}: cannot write: {exc.strerror or exc}",
@@ -68,6 +76,7 @@ class _Facts:
     task: str
     labels: list[str] | None
     notes: dict[str, str]  # feature column -> what kind of column it is
+    left_out: dict[str, str]  # column -> why it is not a feature
     width: int  # inputs of the first Dense layer, after one-hot encoding
     rows: int
     incomplete: int  # rows with a missing value in a used column
@@ -103,6 +112,7 @@ def starter_text(data_file: Path, target: str, output: Path) -> tuple[str, str]:
         (f"  target: {_scalar(facts.target)}", "the column to predict"),
         ("  features:", "the model's inputs; delete a line to leave a column out"),
         *[(f"    - {_scalar(column)}", note) for column, note in facts.notes.items()],
+        *[(f"    # - {_scalar(column)}", f"left out: {why}") for column, why in facts.left_out.items()],
         (f"  task: {facts.task}", f"{task_note}; auto | binary | multiclass | regression"),
         (f"  missing: {facts.missing}", f"{missing_note}; error | drop | mean"),
         ("  validation_split: 0.2", "share of rows for validation (early stopping watches it)"),
@@ -120,7 +130,7 @@ def starter_text(data_file: Path, target: str, output: Path) -> tuple[str, str]:
         (f"  epochs: {50 if big else 200}", "an upper bound: early stopping usually ends sooner"),
         (f"  early_stopping: {5 if big else 20}", "patience: epochs without a better val_loss"),
     ]
-    return "\n".join(_line(text, note) for text, note in lines) + "\n", summary
+    return "\n".join(_line(text, note) for text, note in lines) + "\n", printable(summary)
 
 
 def _study(data_file: Path, target: str) -> _Facts:
@@ -141,8 +151,15 @@ def _study(data_file: Path, target: str) -> _Facts:
     rows = len(frame)
     missing = "error" if not incomplete else "drop" if incomplete <= DROP_AT_MOST * rows else "mean"
     booleans = {c for c in features if pd.api.types.is_bool_dtype(frame[c])}
+    left_out = {c: why for c in features if (why := not_a_feature(frame[c], c))}
+    if len(left_out) == len(features):
+        raise DataError(f"{data_file}: no column can be a feature ("
+                        + "; ".join(f"{c}: {why}" for c, why in left_out.items()) + ")",
+                        fix="add columns that describe the rows")
+    features = [c for c in features if c not in left_out]
     del frame
-    splits = load_splits(DataConfig(path=str(data_file), target=target, missing=missing), 0)
+    splits = load_splits(DataConfig(path=str(data_file), target=target, features=features,
+                                    missing=missing), 0)
     width, notes = 0, {}
     for column in features:
         if column in splits.categorical:
@@ -153,8 +170,44 @@ def _study(data_file: Path, target: str) -> _Facts:
         else:
             width += 1
             notes[column] = "numeric"
-    return _Facts(data_file, target, splits.task, splits.label_names, notes, width, rows,
+    return _Facts(data_file, target, splits.task, splits.label_names, notes, left_out, width, rows,
                   incomplete, missing)
+
+
+# In fewer rows, unique values are as likely chance as an ID: a toy table keeps them.
+MIN_ROWS_FOR_IDS = 20
+# The last word of a column name that says "this identifies the row".
+_ID_WORDS = {"id", "uuid", "guid", "index", "key"}
+
+
+def _named_like_id(name: str) -> bool:
+    """`id`, `ID`, `user_id`, `userId`, `row-index`: yes; `paid`, `width`: no."""
+    words = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)
+    return bool(words) and words[-1].lower() in _ID_WORDS
+
+
+def not_a_feature(column: pd.Series, name: str) -> str | None:
+    """Why a column cannot help a model predict (an ID, or constant), or None.
+
+    A column unique per row identifies rows when it is text, consecutive integers, or named
+    like an ID; a model would memorize it, and it says nothing about new rows. A unique
+    float column is an ordinary measurement.
+    """
+    import pandas as pd
+
+    values = column.dropna()
+    if values.nunique() <= 1:
+        return "the same value in every row, nothing to learn from"
+    if len(values) < max(len(column), MIN_ROWS_FOR_IDS) or values.nunique() < len(values):
+        return None
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_float_dtype(values):
+        return "unique per row and named like an ID" if _named_like_id(name) else None
+    if pd.api.types.is_integer_dtype(values):
+        ordered = np.sort(values.to_numpy())
+        if np.all(np.diff(ordered) == 1):
+            return "consecutive integers, unique per row: a row number or ID"
+        return "unique per row and named like an ID" if _named_like_id(name) else None
+    return "unique text per row: an ID or name, not a feature"
 
 
 def _data_path(data_file: Path, output: Path) -> tuple[str, str]:
@@ -166,9 +219,13 @@ def _data_path(data_file: Path, output: Path) -> tuple[str, str]:
 
 
 def _line(text: str, note: str | None) -> str:
+    # Comments carry column names and labels from the file: a newline in one would end the
+    # comment and break the YAML, so control characters are escaped.
+    if text.startswith("#"):
+        text = printable(text)
     if note is None:
         return text
-    return f"{text.ljust(COMMENT_COLUMN - 1)} # {note}"
+    return f"{text.ljust(COMMENT_COLUMN - 1)} # {printable(note)}"
 
 
 def _scalar(value: str) -> str:

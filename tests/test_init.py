@@ -73,7 +73,7 @@ def test_init_infers_regression_and_missing_policy(tmp_path):
 def test_init_quotes_column_names_yaml_would_misread(tmp_path):
     path = tmp_path / "odd.csv"
     path.write_text("project hours,yes,a: b,#n,y\n" + "".join(
-        f"{i},{i},{i},{i},{'ab'[i % 2]}\n" for i in range(30)), encoding="utf-8")
+        f"{i % 7},{i % 5},{i % 3},{i % 4},{'ab'[i % 2]}\n" for i in range(30)), encoding="utf-8")
     output = tmp_path / "odd.yaml"
     assert invoke("init", str(path), "--target", "y", "--output", str(output)).exit_code == 0
     features = load_config(output).config.data.features
