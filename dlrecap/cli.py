@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
@@ -29,44 +29,60 @@ from dlrecap.errors import (
 )
 from dlrecap.vocab import SPLITS
 
+if TYPE_CHECKING:
+    from dlrecap.config.load import LoadedConfig
+
 
 class _Group(TyperGroup):
     """Turns every failure into `error: ...` lines and the contract's exit code."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False  # failures are ours to render, the exit ours to make
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
-        except typer.Abort:  # Ctrl-C outside training, turned into Abort by Click
-            console.note("interrupted")
-            code = 130
-        except ExpectationError as exc:
-            for line in exc.unmet:
-                console.error(f"expect: {line}")
-            console.error(exc.render())
-            code = exc.exit_code
-        except Interrupted as exc:
-            console.note(exc.render())
-            code = exc.exit_code
-        except DlrecapError as exc:
-            console.error(exc.render())
-            code = exc.exit_code
-        except KeyboardInterrupt:
-            console.error("interrupted")
-            code = 130
-        except Exception as exc:
-            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `dlrecap`: the help, as is
-                exc.show()
-                code = exc.exit_code
-            elif _is_usage_error(exc):  # Click's UsageError, vendored inside Typer
-                ctx = getattr(exc, "ctx", None)
-                hint = f" (see {ctx.command_path if ctx else 'dlrecap'} --help)"
-                console.error(printable(f"{exc.format_message()}{hint}"))
-                code = exc.exit_code
-            else:
-                code = _crash(exc)
+            code = super().main(*args, **kwargs)
+        except (Exception, KeyboardInterrupt) as exc:
+            code = _report(exc)
         if standalone_mode:
             sys.exit(code or 0)
         return code
+
+
+def _report(exc: Exception | KeyboardInterrupt) -> int:
+    """Say what went wrong on the console; return the exit code the contract gives it."""
+    if isinstance(exc, typer.Abort):  # Ctrl-C outside training, turned into Abort by Click
+        console.note("interrupted")
+        return 130
+    if isinstance(exc, DlrecapError):
+        return _report_own(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        console.error("interrupted")
+        return 130
+    if type(exc).__name__ == "NoArgsIsHelpError" or _is_usage_error(exc):
+        return _report_click(exc)
+    return _crash(exc)
+
+
+def _report_click(exc: Any) -> int:
+    """Click's own errors; Typer vendors Click, so they are known by name only."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # bare `dlrecap`: the help, as is
+        exc.show()
+    else:  # a ClickException, such as a UsageError
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see {ctx.command_path if ctx else 'dlrecap'} --help)"
+        console.error(printable(f"{exc.format_message()}{hint}"))
+    return exc.exit_code
+
+
+def _report_own(exc: DlrecapError) -> int:
+    if isinstance(exc, ExpectationError):
+        for line in exc.unmet:
+            console.error(f"expect: {line}")
+        console.error(exc.render())
+    elif isinstance(exc, Interrupted):
+        console.note(exc.render())
+    else:
+        console.error(exc.render())
+    return exc.exit_code
 
 
 def _is_usage_error(exc: Exception) -> bool:
@@ -121,7 +137,7 @@ def _runs_dir(value: Path | None) -> Path:
     return value or default_runs_dir()
 
 
-def _load_and_lint(config: Path, overrides: list[str], strict: bool) -> Any:
+def _load_and_lint(config: Path, overrides: list[str], strict: bool) -> LoadedConfig:
     from dlrecap.config.lint import lint
     from dlrecap.config.load import load_config
 
@@ -233,7 +249,7 @@ def schema() -> None:
 @app.command()
 def datasets() -> None:
     """List the built-in data sets."""
-    from dlrecap.data.registry import DATASETS
+    from dlrecap.catalog import DATASETS
 
     rows = [[d.name, d.task, d.features, d.classes, d.rows if d.rows else "samples", d.source]
             for d in DATASETS.values()]

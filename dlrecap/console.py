@@ -8,13 +8,16 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
-def _width(stream: Any) -> int | None:
+
+def _width(stream: TextIO) -> int | None:
     # Piped output is not cut to 80 columns: tables stay one row per line.
     return None if stream.isatty() or "COLUMNS" in os.environ else 160
 
@@ -76,8 +79,8 @@ class EpochProgress:
     def __init__(self) -> None:
         self.main_metric: str | None = None
         self.live = err.is_terminal
-        self.progress: Any = None
-        self.task: Any = None
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
         self.epochs = 0
         self.begin = 0.0
 
@@ -105,7 +108,7 @@ class EpochProgress:
         stats = self._stats(logs)
         elapsed = time.perf_counter() - self.begin
         eta = elapsed / epoch * (self.epochs - epoch)
-        if self.progress is not None:
+        if self.progress is not None and self.task is not None:
             self.progress.update(self.task, completed=epoch, stats=stats, eta=f"{eta:.0f}s")
         elif epoch == 1 or epoch == self.epochs or epoch % max(1, self.epochs // 20) == 0:
             note(f"epoch {epoch}/{self.epochs}  {stats}  ({elapsed:.1f}s)")

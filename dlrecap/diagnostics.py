@@ -87,7 +87,7 @@ class HealthMonitor(keras.callbacks.Callback):
         self.warnings: list[str] = []
         self.rows: list[dict[str, Any]] = []
         self._seen: set[tuple[str, str]] = set()
-        self._probe: Any = None
+        self._probe: Callable[..., tuple[Any, Any, Any]] | None = None
         self._layers: list[tuple[str, str, keras.layers.Dense]] = []
         self._epochs: int | None = None
         self._fresh = not (append and self.path.is_file())
@@ -125,8 +125,14 @@ class HealthMonitor(keras.callbacks.Callback):
     # --- the work -----------------------------------------------------------------------
 
     def check(self, epoch: int) -> list[dict[str, Any]]:
-        """Probe the model now, record the rows for `epoch` and raise any new warnings."""
-        outputs = self._probe(self.x) if self.y is None else self._probe(self.x, self.y)
+        """Probe the model now, record the rows for `epoch` and raise any new warnings.
+
+        Returns no rows while the monitor is off: before `on_train_begin`, or switched off.
+        """
+        probe = self._probe
+        if probe is None:
+            return []
+        outputs = probe(self.x) if self.y is None else probe(self.x, self.y)
         active, saturated, norms = (np.asarray(t) for t in outputs)
         new_rows = []
         for i, (label, activation, layer) in enumerate(self._layers):
@@ -147,7 +153,7 @@ class HealthMonitor(keras.callbacks.Callback):
         self._write(new_rows)
         return new_rows
 
-    def _make_probe(self) -> Any:
+    def _make_probe(self) -> Callable[..., tuple[Any, Any, Any]]:
         import tensorflow as tf
 
         layers = self._layers
@@ -164,12 +170,12 @@ class HealthMonitor(keras.callbacks.Callback):
                 saturated.append(tf.pad(share, pad))
             return tf.stack(active), tf.stack(saturated)
 
-        if self.y is None:
+        if self.y is None or loss_fn is None:
             @tf.function(reduce_retracing=True)
-            def probe(x):
+            def forward_probe(x):
                 pre, _ = _forward(self.model, x)
                 return (*stats(pre), tf.zeros([len(layers)]))
-            return probe
+            return forward_probe
 
         @tf.function(reduce_retracing=True)
         def probe(x, y):

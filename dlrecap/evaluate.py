@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from dlrecap import runs
 from dlrecap.config.load import load_config
 from dlrecap.errors import RunError
 
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+    from dlrecap.config.schema import Config
+    from dlrecap.data.split import Features, Splits
+    from dlrecap.model import Head
+
 SPLITS = ("test", "validation", "train")
 
 
-def load_run(run_dir: Path) -> tuple[Any, Any, Any, Any]:
+def load_run(run_dir: Path) -> tuple[Config, Splits, Head, keras.Model]:
     """The run's config, its data splits, its output head and its trained Keras model."""
     from dlrecap.data import load_splits
     from dlrecap.model import plan_head
@@ -24,7 +32,7 @@ def load_run(run_dir: Path) -> tuple[Any, Any, Any, Any]:
     return config, splits, head, load_model(run_dir, seed=config.seed)
 
 
-def load_model(run_dir: Path, seed: int = 0, device: str = "auto") -> Any:
+def load_model(run_dir: Path, seed: int = 0, device: str = "auto") -> keras.Model:
     """The run's trained Keras model, uncompiled (`predict` needs no training data)."""
     from dlrecap.train.device import setup_tensorflow
 
@@ -64,7 +72,7 @@ def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
     return engine.evaluator(model, head)(x, encode_targets(y, head))
 
 
-def model_outputs(model: Any, x: Any, batch: int = 8192) -> Any:
+def model_outputs(model: keras.Model, x: Features, batch: int = 8192) -> np.ndarray:
     """The model's outputs for rows `x` (a matrix or a dict of columns) as a NumPy array."""
     import numpy as np
     import tensorflow as tf

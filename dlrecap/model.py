@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -143,7 +143,7 @@ _TAKEN_NAME = re.compile(r"^(standardize|numeric|features|output|(hidden|dropout
 warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
 
 
-def table_inputs(splits: Splits, standardize: bool) -> tuple[dict[str, Any], Any]:
+def table_inputs(splits: Splits, standardize: bool) -> tuple[dict[str, keras.KerasTensor], keras.KerasTensor]:
     """One input per column of a table with string columns, so the model takes raw rows.
 
     Numeric columns are concatenated (and standardized on the training rows); each string
@@ -156,7 +156,7 @@ def table_inputs(splits: Splits, standardize: bool) -> tuple[dict[str, Any], Any
     """
     import keras
 
-    inputs: dict[str, Any] = {}
+    inputs: dict[str, keras.KerasTensor] = {}
     numeric, encoded = [], []
     for i, name in enumerate(splits.feature_names):
         if name in splits.categorical:
@@ -186,7 +186,7 @@ def _input_name(i: int, column: str) -> str:
     return f"feature_{i}" if "/" in column or _TAKEN_NAME.match(column) else column
 
 
-def make_initializer(spec: InitializerConfig) -> Any:
+def make_initializer(spec: InitializerConfig) -> keras.initializers.Initializer:
     """A fresh Keras initializer (drawing from the global seed set by the trainer)."""
     import keras
 
@@ -208,7 +208,7 @@ def _class_name(name: str) -> str:
             "zeros": "Zeros", "ones": "Ones"}[name]
 
 
-def make_metrics(head: Head) -> list[Any]:
+def make_metrics(head: Head) -> list[keras.metrics.Metric]:
     """Keras metric objects named exactly as history.csv and metrics.json name them."""
     import keras
 
@@ -226,7 +226,7 @@ def make_metrics(head: Head) -> list[Any]:
     return [factories[name](name=name) for name in head.metrics]
 
 
-def make_optimizer(config: Config) -> Any:
+def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
     """The configured Keras optimizer."""
     import keras
 

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dlrecap import runs
 from dlrecap.evaluate import model_outputs
+
+if TYPE_CHECKING:
+    import keras
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from dlrecap.data.split import Splits
+    from dlrecap.model import Head
 
 LEARNING_CURVES = "learning_curves.png"
 DECISION_BOUNDARY = "decision_boundary.png"
@@ -44,7 +52,8 @@ def main_metric(history: dict[str, Any]) -> str | None:
     return names[0] if names else None
 
 
-def draw_run(run_dir: Path, model: Any = None, splits: Any = None, head: Any = None) -> list[Path]:
+def draw_run(run_dir: Path, model: keras.Model | None = None, splits: Splits | None = None,
+             head: Head | None = None) -> list[Path]:
     """Draw every picture that fits the run and return the files written.
 
     Learning curves need only history.csv; the other pictures need the model and the data,
@@ -75,7 +84,7 @@ def draw_run(run_dir: Path, model: Any = None, splits: Any = None, head: Any = N
     if splits.task == "regression":
         written.append(predictions(model, splits, run_dir / PREDICTIONS, title))
         return written
-    labels = info.get("labels") or splits.label_names
+    labels = info.get("labels") or splits.label_names or []
     if splits.n_features == 2:
         written.append(decision_boundary(model, splits, labels, run_dir / DECISION_BOUNDARY, title))
     written.append(confusion_matrix(model, splits, labels, run_dir / CONFUSION_MATRIX, title))
@@ -128,7 +137,7 @@ def classes_of(outputs: np.ndarray) -> np.ndarray:
     return outputs.argmax(axis=-1)
 
 
-def decision_boundary(model: Any, splits: Any, labels: list[str], path: Path, title: str) -> Path:
+def decision_boundary(model: keras.Model, splits: Splits, labels: list[str], path: Path, title: str) -> Path:
     """Predicted class probability over the input plane with the points on top."""
     from matplotlib.colors import LinearSegmentedColormap
 
@@ -177,7 +186,7 @@ def decision_boundary(model: Any, splits: Any, labels: list[str], path: Path, ti
     return save_figure(fig, path)
 
 
-def confusion_matrix(model: Any, splits: Any, labels: list[str], path: Path, title: str) -> Path:
+def confusion_matrix(model: keras.Model, splits: Splits, labels: list[str], path: Path, title: str) -> Path:
     """Counts of true vs predicted class on the test split (validation, train if it is empty)."""
     split = next((s for s in ("test", "validation", "train") if len(splits.split(s)[0])), "train")
     x, y = splits.split(split)
@@ -210,7 +219,7 @@ def confusion_matrix(model: Any, splits: Any, labels: list[str], path: Path, tit
 # --- regression ------------------------------------------------------------------------
 
 
-def predictions(model: Any, splits: Any, path: Path, title: str) -> Path:
+def predictions(model: keras.Model, splits: Splits, path: Path, title: str) -> Path:
     """Predicted vs true values; with one feature also the fitted curve over the data."""
     one_feature = splits.n_features == 1
     fig, axes = new_figure(1, 2 if one_feature else 1, width=11 if one_feature else 5.6, height=5,
@@ -252,7 +261,7 @@ def predictions(model: Any, splits: Any, path: Path, title: str) -> Path:
 
 
 def new_figure(rows: int, cols: int, width: float, height: float, *, left: float = 0.75,
-               bottom: float = 0.6, top: float = 0.7, right: float = 0.25) -> tuple[Any, list[Any]]:
+               bottom: float = 0.6, top: float = 0.7, right: float = 0.25) -> tuple[Figure, list[Axes]]:
     """A figure on the Agg canvas with `rows` x `cols` axes; margins are in inches.
 
     Fixed margins instead of a layout engine: constrained layout drew every figure twice
@@ -269,7 +278,7 @@ def new_figure(rows: int, cols: int, width: float, height: float, *, left: float
     return fig, list(axes.ravel())
 
 
-def save_figure(fig: Any, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     with runs.atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     return Path(path)

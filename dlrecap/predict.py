@@ -8,7 +8,7 @@ Rows count from 1 after the header line in every message, as in `dlrecap.data.fi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,11 @@ from dlrecap import runs
 from dlrecap.data.files import category_values, numeric_values, read_table
 from dlrecap.errors import DataError, RunError
 from dlrecap.model import CATEGORY_LAYER  # (importing it also quiets a Keras warning on load)
+
+if TYPE_CHECKING:
+    import keras
+
+    from dlrecap.data.split import Features
 
 PREDICTION = "prediction"
 PROB_PREFIX = "prob_"
@@ -65,7 +70,7 @@ def predict_file(run_dir: Path, input_path: Path) -> pd.DataFrame:
     return _with_predictions(result, outputs, labels)
 
 
-def vocabularies(model: Any, features: list[str]) -> dict[str, list[str]]:
+def vocabularies(model: keras.Model, features: list[str]) -> dict[str, list[str]]:
     """The categories the model knows, per categorical feature column."""
     if not isinstance(model.input, dict):
         return {}
@@ -78,7 +83,7 @@ def vocabularies(model: Any, features: list[str]) -> dict[str, list[str]]:
 
 
 def model_inputs(frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]],
-                 path: Path) -> Any:
+                 path: Path) -> Features:
     """The model's input: a float32 matrix, or (with categorical columns) a dict of columns.
 
     Raises:
@@ -112,7 +117,7 @@ def model_inputs(frame: pd.DataFrame, features: list[str], categories: dict[str,
             for n, v in columns.items()}
 
 
-def _predict(model: Any, inputs: Any) -> np.ndarray:
+def _predict(model: keras.Model, inputs: Features) -> np.ndarray:
     from dlrecap.evaluate import model_outputs
 
     return model_outputs(model, inputs, batch=BATCH)
@@ -121,6 +126,7 @@ def _predict(model: Any, inputs: Any) -> np.ndarray:
 def _with_predictions(rows: pd.DataFrame, outputs: np.ndarray,
                       labels: list[str] | None) -> pd.DataFrame:
     outputs = outputs.reshape(len(rows), -1)
+    new: dict[str, np.ndarray]
     if not labels:
         new = {PREDICTION: outputs[:, 0].astype(np.float32)}
     else:

@@ -236,8 +236,13 @@ def list_runs(runs_dir: Path) -> list[RunInfo]:
         started = metrics.get("started_at") or _stamp_time(match.group("stamp"))
         runs.append(RunInfo(path, metrics.get("name") or match.group("name"), started, metrics))
     # Within one second the suffix counts up: -10 comes after -9, not after -1.
-    return sorted(runs, key=lambda r: (r.started, int(_RUN_NAME.match(r.path.name).group("n") or 1),
-                                       r.path.name))
+    return sorted(runs, key=lambda r: (r.started, _suffix(r.path.name), r.path.name))
+
+
+def _suffix(name: str) -> int:
+    """The count a run name ends with when several start within one second (`-2`), else 1."""
+    match = _RUN_NAME.match(name)
+    return int(match.group("n") or 1) if match else 1
 
 
 def _stamp_time(stamp: str) -> str:

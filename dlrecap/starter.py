@@ -86,7 +86,7 @@ class _Facts:
 def starter_text(data_file: Path, target: str, output: Path) -> tuple[str, str]:
     """The config text for `data_file` and a one-line summary of the task it found."""
     facts = _study(Path(data_file), target)
-    if facts.task == "regression":
+    if facts.labels is None:  # regression
         summary = f"regression on {facts.target!r}"
         task_note = f"inferred: {facts.target!r} holds numbers"
     else:

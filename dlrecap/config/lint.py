@@ -5,8 +5,11 @@ Each warning names its key and says in one line why it matters. `--strict` makes
 
 from __future__ import annotations
 
+from dlrecap.catalog import DATASETS
 from dlrecap.config.schema import Config
-from dlrecap.data.registry import DATASETS
+
+# (dotted key, message): one teaching warning.
+Finding = tuple[str, str]
 
 # Learning rates outside these ranges rarely train well with the optimizer named.
 _USUAL_LR = {
@@ -16,7 +19,7 @@ _USUAL_LR = {
 }
 
 
-def lint(config: Config, task: str | None = None, train_rows: int | None = None) -> list[tuple[str, str]]:
+def lint(config: Config, task: str | None = None, train_rows: int | None = None) -> list[Finding]:
     """Return `(dotted key, message)` for each suspicious setting.
 
     Args:
@@ -24,15 +27,32 @@ def lint(config: Config, task: str | None = None, train_rows: int | None = None)
         task: the data's task when known (built-in sets know it before loading).
         train_rows: the number of training rows when known.
     """
-    data, model, training = config.data, config.model, config.training
-    if data.dataset in DATASETS:
-        info = DATASETS[data.dataset]
-        task = task or (info.task if data.task == "auto" else data.task)
-        rows = info.rows or data.samples
-        if train_rows is None and rows:
-            train_rows = round(rows * (1 - data.validation_split - data.test_split))
-    found: list[tuple[str, str]] = []
+    task, train_rows = _known_shape(config, task, train_rows)
+    return [
+        *_model_warnings(config, task),
+        *_early_stopping_warnings(config),
+        *_optimizer_warnings(config),
+        *_dropout_warnings(config),
+        *_batch_warnings(config, train_rows),
+    ]
 
+
+def _known_shape(config: Config, task: str | None, train_rows: int | None) -> tuple[str | None, int | None]:
+    """The task and training rows, filled in from the catalogue for a built-in data set."""
+    data = config.data
+    if data.dataset not in DATASETS:
+        return task, train_rows
+    info = DATASETS[data.dataset]
+    task = task or (info.task if data.task == "auto" else data.task)
+    rows = info.rows or data.samples
+    if train_rows is None and rows:
+        train_rows = round(rows * (1 - data.validation_split - data.test_split))
+    return task, train_rows
+
+
+def _model_warnings(config: Config, task: str | None) -> list[Finding]:
+    model, training = config.model, config.training
+    found: list[Finding] = []
     activations = [layer.activation or model.activation for layer in model.layers]
     if activations and all(a == "linear" for a in activations):
         found.append(("model.layers", "every hidden activation is linear, so the whole network "
@@ -46,13 +66,26 @@ def lint(config: Config, task: str | None = None, train_rows: int | None = None)
     if task in ("binary", "multiclass") and training.loss in ("mse", "mae", "huber"):
         found.append(("training.loss", f"{training.loss} on a classification task learns slowly; "
                       "cross-entropy is the loss for probabilities"))
-    es = training.early_stopping
-    if es and es.patience >= training.epochs:
+    return found
+
+
+def _early_stopping_warnings(config: Config) -> list[Finding]:
+    training, es = config.training, config.training.early_stopping
+    if not es:
+        return []
+    found: list[Finding] = []
+    if es.patience >= training.epochs:
         found.append(("training.early_stopping.patience", f"patience {es.patience} >= epochs "
                       f"{training.epochs}, so early stopping can never stop training"))
-    if es and data.validation_split == 0 and es.monitor.startswith("val_"):
+    if config.data.validation_split == 0 and es.monitor.startswith("val_"):
         found.append(("training.early_stopping", "data.validation_split is 0: early stopping "
                       "watches training loss, which keeps falling while the model overfits"))
+    return found
+
+
+def _optimizer_warnings(config: Config) -> list[Finding]:
+    training = config.training
+    found: list[Finding] = []
     low, high = _USUAL_LR[training.optimizer]
     if not low <= training.learning_rate <= high:
         found.append(("training.learning_rate", f"{training.learning_rate:g} is far outside the "
@@ -61,14 +94,22 @@ def lint(config: Config, task: str | None = None, train_rows: int | None = None)
     if training.momentum and training.optimizer != "sgd":
         found.append(("training.momentum", f"momentum applies to sgd only; {training.optimizer} "
                       "ignores it"))
+    return found
+
+
+def _dropout_warnings(config: Config) -> list[Finding]:
+    model = config.model
     rates = [(f"model.layers[{i}].dropout", layer.dropout) for i, layer in enumerate(model.layers)]
     # model.dropout only reaches layers that set no dropout of their own.
     if any(layer.dropout is None for layer in model.layers):
         rates.append(("model.dropout", model.dropout))
-    for key, rate in rates:
-        if rate is not None and rate >= 0.8:
-            found.append((key, f"dropout {rate:g} drops most activations; 0.1-0.5 is usual"))
-    if train_rows and training.batch_size > train_rows:
-        found.append(("training.batch_size", f"{training.batch_size} is more than the "
-                      f"{train_rows} training rows: each epoch is one full-batch step"))
-    return found
+    return [(key, f"dropout {rate:g} drops most activations; 0.1-0.5 is usual")
+            for key, rate in rates if rate is not None and rate >= 0.8]
+
+
+def _batch_warnings(config: Config, train_rows: int | None) -> list[Finding]:
+    batch_size = config.training.batch_size
+    if train_rows and batch_size > train_rows:
+        return [("training.batch_size", f"{batch_size} is more than the {train_rows} training "
+                 "rows: each epoch is one full-batch step")]
+    return []

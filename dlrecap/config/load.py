@@ -15,10 +15,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
+from dlrecap.catalog import DATASETS, SYNTHETIC
 from dlrecap.config import choices, guard
 from dlrecap.config.checks import check_task
-from dlrecap.config.schema import Config
-from dlrecap.data.registry import DATASETS, SYNTHETIC
+from dlrecap.config.schema import Config, DataConfig
 from dlrecap.errors import ConfigError
 from dlrecap.vocab import DEFAULT_SAMPLES
 
@@ -96,7 +96,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if isinstance(data, dict) and isinstance(data.get("path"), str):
         data["path"] = str((path.parent / data["path"]).resolve())
 
-    loaded = LoadedConfig(Config.model_construct(), path, marks, override_sources)
+    # Locating an error needs only the marks: an unvalidated placeholder stands in for the config.
+    placeholder = Config.model_construct(data=DataConfig.model_construct())
+    loaded = LoadedConfig(placeholder, path, marks, override_sources)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -148,34 +150,47 @@ def _split_key(key: str) -> KeyPath:
 
 
 def _assign(raw: dict[str, Any], path: KeyPath, value: Any, text: str) -> None:
+    """Set `value` at `path` inside `raw`, making the sections and lists on the way."""
+    where = f"--set {text}"
     node: Any = raw
-    for i, part in enumerate(path[:-1]):
-        nxt = path[i + 1]
-        if isinstance(part, int):
-            if not isinstance(node, list) or part >= len(node):
-                raise ConfigError(f"{dotted(path[:i + 1])} does not exist", source=f"--set {text}")
-            if node[part] is None or (type(node[part]) is int and not isinstance(nxt, int)):
-                node[part] = {"units": node[part]} if type(node[part]) is int else {}
-            node = node[part]
-        else:
-            if not isinstance(node, dict):
-                raise ConfigError(f"{dotted(path[:i])} is not a section", source=f"--set {text}")
-            if node.get(part) is None and isinstance(nxt, int):
-                # `model.layers[0].units=4` on a file without layers edits the default layers
-                default = _schema_default(path[:i + 1])
-                node[part] = default if isinstance(default, list) else []
-            elif not isinstance(node.get(part), (dict, list)):
-                node[part] = [] if isinstance(nxt, int) else {}
-            node = node[part]
+    for i in range(len(path) - 1):
+        node = _child(node, path[:i + 1], path[i + 1], where)
+    _set_last(node, path, value, where)
+
+
+def _child(node: Any, here: KeyPath, nxt: str | int, where: str) -> Any:
+    """The container at the end of `here`, made (or widened from a shorthand) as `nxt` needs."""
+    part = here[-1]
+    if isinstance(part, int):
+        if not isinstance(node, list) or part >= len(node):
+            raise ConfigError(f"{dotted(here)} does not exist", source=where)
+        if node[part] is None or (type(node[part]) is int and not isinstance(nxt, int)):
+            node[part] = {"units": node[part]} if type(node[part]) is int else {}
+        return node[part]
+    if not isinstance(node, dict):
+        raise ConfigError(f"{dotted(here[:-1])} is not a section", source=where)
+    if node.get(part) is None and isinstance(nxt, int):
+        # `model.layers[0].units=4` on a file without layers edits the default layers
+        default = _schema_default(here)
+        node[part] = default if isinstance(default, list) else []
+    elif not isinstance(node.get(part), (dict, list)):
+        node[part] = [] if isinstance(nxt, int) else {}
+    return node[part]
+
+
+def _set_last(node: Any, path: KeyPath, value: Any, where: str) -> None:
     last = path[-1]
     if isinstance(last, int):
         if not isinstance(node, list) or last > len(node):
-            raise ConfigError(f"{dotted(path)} does not exist", source=f"--set {text}")
-        node.append(value) if last == len(node) else node.__setitem__(last, value)
+            raise ConfigError(f"{dotted(path)} does not exist", source=where)
+        if last == len(node):
+            node.append(value)
+        else:
+            node[last] = value
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise ConfigError(f"{dotted(path[:-1])} is not a section", source=f"--set {text}")
+        raise ConfigError(f"{dotted(path[:-1])} is not a section", source=where)
 
 
 def _schema_default(path: KeyPath) -> Any:
@@ -351,6 +366,19 @@ def _show(value: Any) -> str:
 def _check_and_fill(config: Config) -> Config:
     """Checks that span several keys, then the defaults that depend on the data set."""
     data = config.data
+    _check_one_source(data)
+    if data.dataset is None:
+        if data.task != "auto":
+            check_task(config, data.task)
+        return config
+    update = _check_built_in(data, data.dataset)
+    check_task(config, DATASETS[data.dataset].task if data.task == "auto" else data.task)
+    if update:
+        config = config.model_copy(update={"data": data.model_copy(update=update)})
+    return config
+
+
+def _check_one_source(data: DataConfig) -> None:
     if (data.dataset is None) == (data.path is None):
         raise ConfigError(
             "give exactly one of data.dataset and data.path", key="data",
@@ -361,32 +389,28 @@ def _check_and_fill(config: Config) -> Config:
             f"validation_split + test_split = {data.validation_split + data.test_split:g} "
             "leaves too few training rows", key="data.test_split", fix="keep their sum <= 0.9",
         )
-    update: dict[str, Any] = {}
-    if data.dataset is not None:
-        if data.dataset not in DATASETS:
-            hint = choices.did_you_mean(data.dataset, list(DATASETS))
-            raise ConfigError(
-                f"unknown data set {data.dataset!r}{hint}", key="data.dataset",
-                fix=None if hint else "`dlrecap datasets` lists them",
-            )
-        for key in ("target", "features"):
-            if getattr(data, key) is not None:
-                raise ConfigError("applies to data files only, not to built-in sets",
-                                  key=f"data.{key}", fix="remove it")
-        if data.dataset in SYNTHETIC:
-            info = DATASETS[data.dataset]
-            update["samples"] = data.samples if data.samples is not None else DEFAULT_SAMPLES
-            update["noise"] = data.noise if data.noise is not None else info.default_noise
-        else:
-            for key in ("samples", "noise"):
-                if getattr(data, key) is not None:
-                    raise ConfigError(
-                        f"applies to synthetic data sets only; {data.dataset} has fixed rows",
-                        key=f"data.{key}", fix="remove it",
-                    )
-        check_task(config, DATASETS[data.dataset].task if data.task == "auto" else data.task)
-    elif data.task != "auto":
-        check_task(config, data.task)
-    if update:
-        config = config.model_copy(update={"data": data.model_copy(update=update)})
-    return config
+
+
+def _check_built_in(data: DataConfig, name: str) -> dict[str, Any]:
+    """Check the keys a built-in data set allows; return the defaults it fills in."""
+    if name not in DATASETS:
+        hint = choices.did_you_mean(name, list(DATASETS))
+        raise ConfigError(
+            f"unknown data set {name!r}{hint}", key="data.dataset",
+            fix=None if hint else "`dlrecap datasets` lists them",
+        )
+    _reject_set_keys(data, ("target", "features"), "applies to data files only, not to built-in sets")
+    if name in SYNTHETIC:
+        return {
+            "samples": data.samples if data.samples is not None else DEFAULT_SAMPLES,
+            "noise": data.noise if data.noise is not None else DATASETS[name].default_noise,
+        }
+    _reject_set_keys(data, ("samples", "noise"),
+                     f"applies to synthetic data sets only; {name} has fixed rows")
+    return {}
+
+
+def _reject_set_keys(data: DataConfig, keys: tuple[str, ...], message: str) -> None:
+    for key in keys:
+        if getattr(data, key) is not None:
+            raise ConfigError(message, key=f"data.{key}", fix="remove it")

@@ -7,6 +7,7 @@ complete and check config files.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -15,25 +16,54 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     field_validator,
     model_serializer,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from dlrecap.config import choices as c
 
 
-def _choice(options: tuple[str, ...], what: str) -> Any:
-    """A string type restricted to `options`, with a did-you-mean error and an editor enum."""
-    return Annotated[
-        str,
-        AfterValidator(lambda value: c.check_choice(value, options, what)),
-        Field(json_schema_extra={"enum": list(options)}),
-    ]
+@dataclass(frozen=True)
+class OneOf:
+    """Annotated metadata: the string must be one of `options`.
+
+    A wrong value gets a did-you-mean error; editors get the options as a JSON Schema enum.
+
+    Args:
+        options: the values allowed.
+        what: what the value is, for the error message (`unknown loss 'mes'`).
+
+    Example:
+
+    ```python
+    loss: Annotated[str, OneOf(("mse", "mae"), "loss")] = "mse"
+    ```
+    """
+
+    options: tuple[str, ...]
+    what: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["enum"] = list(self.options)
+        return json_schema
+
+    def _check(self, value: str) -> str:
+        return c.check_choice(value, self.options, self.what)
 
 
-Activation = _choice(c.HIDDEN_ACTIVATIONS, "activation")
-OutputActivation = _choice(c.OUTPUT_ACTIVATIONS, "output activation")
-Metric = _choice(c.METRICS, "metric")
+Activation = Annotated[str, OneOf(c.HIDDEN_ACTIVATIONS, "activation")]
+OutputActivation = Annotated[str, OneOf(c.OUTPUT_ACTIVATIONS, "output activation")]
+Metric = Annotated[str, OneOf(c.METRICS, "metric")]
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -47,7 +77,7 @@ class Section(BaseModel):
 class InitializerConfig(Section):
     """A weight initializer; `random_normal` draws from N(mean, stddev^2), the lecture's N(0, sigma^2)."""
 
-    name: _choice(c.INITIALIZERS, "initializer") = Field(description="Keras initializer name.")
+    name: Annotated[str, OneOf(c.INITIALIZERS, "initializer")] = Field(description="Keras initializer name.")
     mean: Finite | None = Field(None, description="random_normal / truncated_normal: mean.")
     stddev: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
         None, description="random_normal / truncated_normal: standard deviation (sigma)."
@@ -104,8 +134,10 @@ class DataConfig(Section):
     standardize: bool = Field(
         True, description="Scale features with mean/std of the training rows, inside the model."
     )
-    task: _choice(c.TASKS, "task") = Field("auto", description="auto | binary | multiclass | regression.")
-    missing: _choice(c.MISSING, "missing-value policy") = Field(
+    task: Annotated[str, OneOf(c.TASKS, "task")] = Field(
+        "auto", description="auto | binary | multiclass | regression."
+    )
+    missing: Annotated[str, OneOf(c.MISSING, "missing-value policy")] = Field(
         "error", description="Files: what to do with missing values: error | drop | mean."
     )
 
@@ -184,10 +216,10 @@ def _metrics_shorthand(value: Any) -> Any:
 class TrainingConfig(Section):
     """How the weights are fitted."""
 
-    loss: _choice(c.LOSSES, "loss") = Field(
+    loss: Annotated[str, OneOf(c.LOSSES, "loss")] = Field(
         "auto", description="auto: binary/categorical cross-entropy or mse from the task."
     )
-    optimizer: _choice(c.OPTIMIZERS, "optimizer") = Field("adam", description="Optimizer.")
+    optimizer: Annotated[str, OneOf(c.OPTIMIZERS, "optimizer")] = Field("adam", description="Optimizer.")
     learning_rate: Annotated[float, Field(gt=0.0, le=100.0)] = Field(
         0.001, description="Step size."
     )
@@ -203,13 +235,13 @@ class TrainingConfig(Section):
         "auto", description="auto: accuracy (classification) or mae (regression); or a list "
         "(one name is a list of one)."
     )
-    engine: _choice(c.ENGINES, "engine") = Field(
+    engine: Annotated[str, OneOf(c.ENGINES, "engine")] = Field(
         "auto", description="auto | fast (in-memory compiled loop) | keras (Model.fit)."
     )
-    precision: _choice(c.PRECISIONS, "precision") = Field(
+    precision: Annotated[str, OneOf(c.PRECISIONS, "precision")] = Field(
         "float32", description="float32 | mixed_float16 | mixed_bfloat16 (GPUs)."
     )
-    distribute: _choice(c.DISTRIBUTES, "distribution strategy") = Field(
+    distribute: Annotated[str, OneOf(c.DISTRIBUTES, "distribution strategy")] = Field(
         "auto", description="auto | none | mirrored | multi_worker."
     )
     tensorboard: bool = Field(False, description="Write TensorBoard logs in the run directory.")
@@ -307,7 +339,7 @@ class SweepConfig(Section):
         description="Dotted key -> list of values; grid search tries every combination, "
         "random/tpe pick among them.",
     )
-    search: _choice(("grid", "random", "tpe"), "search") = Field(
+    search: Annotated[str, OneOf(("grid", "random", "tpe"), "search")] = Field(
         "grid", description="grid (every combination) | random | tpe (Optuna's Bayesian search)."
     )
     trials: Annotated[int, Field(ge=1, le=10_000)] = Field(

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from dlrecap.config.choices import did_you_mean
 from dlrecap.errors import ConfigError, DataError, first_line
+
+if TYPE_CHECKING:
+    from dlrecap.data.split import Features
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".npz": "npz"}
 # Whole-number targets with at most this many distinct values are taken as classes.
@@ -43,7 +46,7 @@ class Table:
     """
 
     name: str
-    x: Any
+    x: Features
     y: np.ndarray
     target: str
     features: list[str]
@@ -65,6 +68,19 @@ def read_table(path: str | Path, *, raw: bool = False) -> pd.DataFrame:
             header but no data rows.
     """
     path = shown_path(path)
+    kind = _readable_format(path)
+    frame = _parse(path, kind, raw)
+    if frame.shape[1] == 0:
+        raise DataError(f"{path}: the file is empty", fix="the first line names the columns")
+    if len(frame) == 0:
+        raise DataError(f"{path}: no data rows, only a header ({frame.shape[1]} columns)",
+                        fix="add rows below the header")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _readable_format(path: Path) -> str:
+    """The format `path`'s suffix names, once the file is known to exist and be a file."""
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         suffix = repr(path.suffix) if path.suffix else "no suffix"
@@ -73,8 +89,13 @@ def read_table(path: str | Path, *, raw: bool = False) -> pd.DataFrame:
         raise DataError(f"{path}: no such file")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a data file")
+    return kind
+
+
+def _parse(path: Path, kind: str, raw: bool) -> pd.DataFrame:
+    """Run the reader for `kind`, turning each way a file can be unreadable into a `DataError`."""
     try:
-        frame = _READERS[kind](path, raw)
+        return _READERS[kind](path, raw)
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -88,13 +109,6 @@ def read_table(path: str | Path, *, raw: bool = False) -> pd.DataFrame:
         detail = first_line(exc)
         detail = detail.removeprefix("Error tokenizing data. C error: ")
         raise DataError(f"{path}: not a valid {kind} file: {detail}") from None
-    if frame.shape[1] == 0:
-        raise DataError(f"{path}: the file is empty", fix="the first line names the columns")
-    if len(frame) == 0:
-        raise DataError(f"{path}: no data rows, only a header ({frame.shape[1]} columns)",
-                        fix="add rows below the header")
-    frame.columns = [str(c) for c in frame.columns]
-    return frame
 
 
 def shown_path(path: str | Path) -> Path:
@@ -274,7 +288,7 @@ def load_table(data: Any) -> Table:
     y, labels, task = _classes_or_values(target_values, target, target_is_text,
                                          getattr(data, "task", "auto") or "auto", path)
     if categorical:
-        x: Any = {c: v.reshape(-1, 1) if c in categorical else v.astype(np.float32).reshape(-1, 1)
+        x: Features = {c: v.reshape(-1, 1) if c in categorical else v.astype(np.float32).reshape(-1, 1)
                   for c, v in columns.items()}
     else:
         x = np.empty((len(y), len(features)), dtype=np.float32)

@@ -1,80 +1,15 @@
-"""The built-in data sets: what each one is, without loading any of them.
+"""Look up a built-in data set by name, without loading any of them.
 
-Kept free of numpy and scikit-learn so `dlrecap datasets` and config validation stay fast.
+The catalogue itself lives in `dlrecap.catalog` (config validation reads it too); this module
+adds the lookup whose error belongs to the data layer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from dlrecap.catalog import DATASETS, SYNTHETIC, DatasetInfo
 from dlrecap.errors import DataError
 
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """One built-in data set.
-
-    Args:
-        name: the value of `data.dataset`.
-        task: `"binary"`, `"multiclass"` or `"regression"`.
-        source: `"synthetic"` or `"scikit-learn (bundled)"`.
-        features: number of feature columns.
-        classes: number of classes, `None` for regression.
-        rows: number of rows, `None` for synthetic sets (they have `data.samples` rows).
-        description: one line: what it is and what lesson it serves.
-        default_noise: the noise used when `data.noise` is not set (synthetic sets only).
-    """
-
-    name: str
-    task: str
-    source: str
-    features: int
-    classes: int | None
-    rows: int | None
-    description: str
-    default_noise: float | None
-
-
-_SYN = "synthetic"
-_SK = "scikit-learn (bundled)"
-
-_ALL = [
-    DatasetInfo("xor", "binary", _SYN, 2, 2, None,
-                "four noisy corners, label 1 where the signs differ: no line separates it, "
-                "one hidden layer does", 0.1),
-    DatasetInfo("circles", "binary", _SYN, 2, 2, None,
-                "a ring around a disc: needs a curved boundary", 0.1),
-    DatasetInfo("moons", "binary", _SYN, 2, 2, None,
-                "two interleaved half-moons: a line gets most, a small network all", 0.1),
-    DatasetInfo("spiral", "binary", _SYN, 2, 2, None,
-                "two interleaved spiral arms: needs depth and patience", 0.1),
-    DatasetInfo("gaussian", "binary", _SYN, 2, 2, None,
-                "two overlapping Gaussian blobs: a single perceptron is enough", 0.5),
-    DatasetInfo("pass_fail", "binary", _SYN, 2, 2, None,
-                "lectures attended and project hours -> fail/pass: the lecture's perceptron "
-                "example", 0.1),
-    DatasetInfo("linear", "regression", _SYN, 3, None, None,
-                "y = x.w + b + noise: linear regression with a known answer", 0.1),
-    DatasetInfo("sine", "regression", _SYN, 1, None, None,
-                "y = sin(x) + noise on [-2pi, 2pi]: a curve no linear model fits", 0.1),
-    DatasetInfo("iris", "multiclass", _SK, 4, 3, 150,
-                "150 iris flowers, 4 measurements, 3 species: the classic first classifier",
-                None),
-    DatasetInfo("wine", "multiclass", _SK, 13, 3, 178,
-                "178 wines, 13 chemical measurements, 3 cultivars: standardization matters",
-                None),
-    DatasetInfo("breast_cancer", "binary", _SK, 30, 2, 569,
-                "569 tumours, 30 cell-nucleus features, malignant/benign: real binary data",
-                None),
-    DatasetInfo("digits", "multiclass", _SK, 64, 10, 1797,
-                "1797 8x8 handwritten digits, 10 classes: softmax over many classes", None),
-    DatasetInfo("diabetes", "regression", _SK, 10, None, 442,
-                "442 patients, 10 baseline variables -> disease progression: noisy real "
-                "regression", None),
-]
-
-DATASETS: dict[str, DatasetInfo] = {info.name: info for info in _ALL}
-SYNTHETIC: frozenset[str] = frozenset(n for n, i in DATASETS.items() if i.source == _SYN)
+__all__ = ["DATASETS", "SYNTHETIC", "DatasetInfo", "get_info"]
 
 
 def get_info(name: str) -> DatasetInfo:

@@ -12,6 +12,9 @@ from dlrecap.data.registry import SYNTHETIC, get_info
 from dlrecap.errors import DataError
 from dlrecap.vocab import DEFAULT_SAMPLES, SPLITS
 
+# Feature rows: a float32 matrix, or a dict of `(n, 1)` column arrays when some columns hold
+# text (see `Splits.categorical`).
+Features = np.ndarray | dict[str, np.ndarray]
 
 @dataclass(frozen=True, eq=False)
 class Splits:
@@ -47,7 +50,7 @@ class Splits:
 
     @property
     def n_classes(self) -> int | None:
-        return None if self.task == "regression" else len(self.label_names)
+        return None if self.task == "regression" or self.label_names is None else len(self.label_names)
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Returns `(x, y)` of `"train"`, `"validation"` or `"test"`."""
@@ -60,7 +63,7 @@ class Splits:
         raise DataError(f"unknown split '{name}'", fix="one of: " + ", ".join(SPLITS))
 
 
-def n_rows(x: np.ndarray | dict[str, np.ndarray]) -> int:
+def n_rows(x: Features) -> int:
     """Rows of an `x`: a matrix, or a dict of column arrays (see `Splits.categorical`)."""
     return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
 
@@ -203,7 +206,8 @@ def _file_splits(data, seed: int) -> Splits:
     validation, test = float(data.validation_split or 0), float(data.test_split or 0)
     stratify = table.task != "regression"
     name = Path(table.name).name
-    _check_sizes(len(y), validation, test, len(table.labels) if stratify else 1, name, False)
+    classes = len(table.labels) if table.labels is not None else 1  # None: regression
+    _check_sizes(len(y), validation, test, classes, name, False)
     if stratify:
         _check_class_sizes(y, table, 1 + (validation > 0) + (test > 0))
     _, n_val, n_test = _counts(len(y), validation, test)
