@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,8 @@ def plan_sweep(
     config_path: str | Path,
     overrides: list[str] | tuple[str, ...] = (),
     *,
-    grid: list[str] | dict[str, list[Any]] = (),
-    ranges: list[str] | dict[str, str] = (),
+    grid: Sequence[str] | Mapping[str, list[Any]] = (),
+    ranges: Sequence[str] | Mapping[str, str] = (),
     search: str | None = None,
     trials: int | None = None,
     seed: int | None = None,

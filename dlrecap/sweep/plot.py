@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def plot_sweep(path: Path, rows: list[Row], plan: SweepPlan) -> None:
     plt.close(fig)
 
 
-def _scale(axes: Any, values: list[float], diverged: list[float] = ()) -> None:
+def _scale(axes: Any, values: list[float], diverged: Sequence[float] = ()) -> None:
     """Fit the y-axis to `values`; a log scale when they span more than two decades.
 
     On a log scale the axis also takes diverged values up to three decades higher, so a
@@ -108,8 +109,8 @@ def _curve(row: Row, metric: str) -> tuple[list[int], list[float]]:
         for record in csv.DictReader(f):
             text = record.get(metric) or record.get(metric.removeprefix("val_"))
             try:
-                value = float(text)
-            except (TypeError, ValueError):
+                value = float(text or "")
+            except ValueError:
                 continue
             if not math.isfinite(value):  # a diverged epoch would flatten every other curve
                 continue
