@@ -342,7 +342,7 @@ def predict(
     from dlrecap.predict import predict_file, to_csv, write_csv
     from dlrecap.runs import find_run
 
-    frame = predict_file(find_run(run, _runs_dir(runs_dir)), input_file)
+    frame = predict_file(find_run(run, _runs_dir(runs_dir)), input_file, on_warning=console.warning)
     if output is None:
         console.out.file.write(to_csv(frame))
         return

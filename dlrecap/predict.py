@@ -7,6 +7,7 @@ Rows count from 1 after the header line in every message, as in `dlrecap.data.fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from dlrecap import runs
 from dlrecap.data.files import category_values, numeric_values, read_table
-from dlrecap.errors import DataError, RunError
+from dlrecap.errors import DataError, RunError, printable
 from dlrecap.model import CATEGORY_LAYER  # (importing it also quiets a Keras warning on load)
 
 if TYPE_CHECKING:
@@ -25,26 +26,31 @@ if TYPE_CHECKING:
 
 PREDICTION = "prediction"
 PROB_PREFIX = "prob_"
+# Added to the new columns' names when the input already has a column of that name.
+COLLISION_SUFFIX = "_dlrecap"
 # Rows per model call: large enough to be fast, small enough for memory.
 BATCH = 4096
 
 
-def predict_file(run_dir: Path, input_path: Path) -> pd.DataFrame:
+def predict_file(run_dir: Path, input_path: Path,
+                 on_warning: Callable[[str], None] | None = None) -> pd.DataFrame:
     """The rows of `input_path` with the run's predictions appended.
 
     Args:
         run_dir: a run directory with a trained model.
         input_path: a `.csv`, `.tsv` or `.parquet` file holding the run's feature columns;
             other columns are carried through unchanged.
+        on_warning: called with each warning line (categories unseen in training), or None.
 
     Returns:
         The input rows (CSV cells exactly as written), then a `prediction` column (class
         labels for classification) and, for classification, one `prob_<label>` column per
-        class. Columns of those names already in the input are replaced.
+        class. When the input already has a column of one of those names, every new
+        column gets the suffix `_dlrecap` instead, and the input's columns stay as they are.
 
     Raises:
-        DataError: an unreadable input, missing feature columns, non-numbers or missing
-            values in feature columns, or categories the model never saw.
+        DataError: an unreadable input, missing feature columns, non-numbers, values
+            beyond float32's range or missing values in feature columns.
         RunError: the run has no model or does not name its features.
     """
     input_path = Path(input_path)
@@ -63,7 +69,8 @@ def predict_file(run_dir: Path, input_path: Path) -> pd.DataFrame:
     from dlrecap.evaluate import load_model
 
     model = load_model(run_dir, seed=int(info.get("seed") or 0))
-    inputs = model_inputs(frame, features, vocabularies(model, features), input_path)
+    inputs = model_inputs(frame, features, vocabularies(model, features), input_path,
+                          on_warning or (lambda _line: None))
     outputs = _predict(model, inputs)
     result = read_table(input_path, raw=True) if input_path.suffix.lower() in (".csv", ".tsv") \
         else frame
@@ -83,7 +90,7 @@ def vocabularies(model: keras.Model, features: list[str]) -> dict[str, list[str]
 
 
 def model_inputs(frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]],
-                 path: Path) -> Features:
+                 path: Path, on_warning: Callable[[str], None] = lambda _line: None) -> Features:
     """The model's input: a float32 matrix, or (with categorical columns) a dict of columns.
 
     Raises:
@@ -105,16 +112,22 @@ def model_inputs(frame: pd.DataFrame, features: list[str], categories: dict[str,
             raise DataError(f"{path}: column {name!r}, data row {row + 1}: missing value",
                             fix="fill it in: the model needs every feature")
         if not known.all():
-            row = int(np.argmax(~known))
-            shown = ", ".join(categories[name][:10]) + (", ..." if len(categories[name]) > 10 else "")
-            raise DataError(f"{path}: column {name!r}, data row {row + 1}: category "
-                            f"{values[row]!r} was not seen in training (known: {shown})",
-                            fix="use one of the known categories")
+            on_warning(_unseen_categories(path, name, values, known))
         columns[name] = values
     if not categories:
         return np.stack([columns[n] for n in features], axis=1).astype(np.float32)
     return {n: (v if n in categories else v.astype(np.float32)).reshape(-1, 1)
             for n, v in columns.items()}
+
+
+def _unseen_categories(path: Path, column: str, values: np.ndarray, known: np.ndarray) -> str:
+    """The warning for categories the model never saw: they share its out-of-vocabulary slot."""
+    unseen = list(dict.fromkeys(values[~known]))
+    shown = ", ".join(repr(v) for v in unseen[:5]) + (", ..." if len(unseen) > 5 else "")
+    rows = int((~known).sum())
+    return printable(f"{path}: column {column!r}: {len(unseen)} categor{'y' if len(unseen) == 1 else 'ies'} "
+                     f"not seen in training ({shown}, in {rows} row{'s' if rows > 1 else ''}); "
+                     "predicted as an unknown category")
 
 
 def _predict(model: keras.Model, inputs: Features) -> np.ndarray:
@@ -135,8 +148,9 @@ def _with_predictions(rows: pd.DataFrame, outputs: np.ndarray,
         probs = np.round(outputs.astype(np.float64), 6)
         new = {PREDICTION: np.asarray(labels, dtype=object)[np.argmax(outputs, axis=1)]}
         new.update({f"{PROB_PREFIX}{label}": probs[:, i] for i, label in enumerate(labels)})
-    rows = rows.drop(columns=[c for c in new if c in rows.columns]).reset_index(drop=True)
-    return pd.concat([rows, pd.DataFrame(new)], axis=1)
+    if any(c in rows.columns for c in new):  # never overwrite the user's own columns
+        new = {f"{c}{COLLISION_SUFFIX}": v for c, v in new.items()}
+    return pd.concat([rows.reset_index(drop=True), pd.DataFrame(new)], axis=1)
 
 
 def to_csv(frame: pd.DataFrame) -> str:

@@ -90,15 +90,17 @@ def test_predict_by_config_name_to_an_output_file(student_run, tmp_path):
     assert [p.name for p in output.parent.iterdir()] == ["predictions.csv"]  # no temp file left
 
 
-def test_predict_parquet_input_and_replaced_prediction_columns(student_run, tmp_path):
-    frame = pd.DataFrame({"lectures": [30, 0], "project_hours": [40.0, 0.5],
-                          "prediction": ["old", "old"]})
+@pytest.mark.parametrize("taken", ["prediction", "prob_pass"])
+def test_predict_parquet_input_keeps_columns_named_like_the_new_ones(student_run, tmp_path, taken):
+    frame = pd.DataFrame({"lectures": [30, 0], "project_hours": [40.0, 0.5], taken: ["old", "old"]})
     frame.to_parquet(tmp_path / "new.parquet")
     result = invoke("predict", str(student_run), str(tmp_path / "new.parquet"))
     assert result.exit_code == 0, result.output
     out = pd.read_csv(io.StringIO(result.stdout))
-    assert list(out.columns) == ["lectures", "project_hours", "prediction", "prob_fail", "prob_pass"]
-    assert out["prediction"].tolist() == ["pass", "fail"]
+    assert list(out.columns) == ["lectures", "project_hours", taken, "prediction_dlrecap",
+                                 "prob_fail_dlrecap", "prob_pass_dlrecap"]
+    assert out[taken].tolist() == ["old", "old"]
+    assert out["prediction_dlrecap"].tolist() == ["pass", "fail"]
 
 
 @pytest.mark.parametrize("content, message", [
@@ -163,14 +165,18 @@ def test_categorical_features_go_in_raw(apartment_run, tmp_path):
     assert out["prediction"].notna().all() and out["prediction"].nunique() == 2
 
 
-def test_an_unseen_category_names_column_value_and_row(apartment_run, tmp_path):
+def test_an_unseen_category_is_predicted_with_a_warning(apartment_run, tmp_path):
     path = tmp_path / "new.csv"
-    path.write_text("area,district,balcony\n50,centre,True\n60,harbour,False\n", encoding="utf-8")
+    path.write_text("area,district,balcony\n50,centre,True\n60,harbour,True\n60,docks,True\n"
+                    "70,harbour,False\n", encoding="utf-8")
     result = invoke("predict", str(apartment_run), str(path))
-    assert result.exit_code == 2, result.output
-    assert result.stderr == (f"error: {path}: column 'district', data row 2: category 'harbour' "
-                             "was not seen in training (known: centre, river, suburbs) "
-                             "(use one of the known categories)\n")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (f"warning: {path}: column 'district': 2 categories not seen in training "
+                             "('harbour', 'docks', in 3 rows); predicted as an unknown category\n")
+    out = pd.read_csv(io.StringIO(result.stdout))
+    assert len(out) == 4 and out["prediction"].notna().all()
+    # Unseen categories share the one unknown slot: otherwise equal rows predict alike.
+    assert out.loc[1, "prediction"] == out.loc[2, "prediction"]
 
 
 def test_table_model_one_hot_widths_and_parameter_count(tmp_path):
