@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from dlrecap import plots, runs
+from dlrecap.config.schema import effective
 from dlrecap.errors import RunError
 from dlrecap.vocab import SPLITS
 
@@ -122,7 +123,8 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
         raise RunError(f"{run_dir} has no {runs.CONFIG_FILE}") from None
     except (OSError, yaml.YAMLError) as exc:
         raise RunError(f"{path}: unreadable ({type(exc).__name__})") from None
-    return data if isinstance(data, dict) else {}
+    # Compare what each run trained with: a layer's `activation: null` means the model's.
+    return effective(data) if isinstance(data, dict) else {}
 
 
 def _show(value: Any) -> str:

@@ -63,13 +63,20 @@ def test_layers_of_different_depth_differ_key_by_key(tmp_path):
     a = fake_run(tmp_path / "a", resolved(), 0.95)
     b = fake_run(tmp_path / "b", resolved("model.layers=[8, 4]"), 0.9)
     diff = dict(compare_runs([a, b]).config_diff)
+    # Values as trained: an unset layer activation shows the model default it took (relu).
     assert diff == {
-        "model.layers[0].activation": ["tanh", "null"],
+        "model.layers[0].activation": ["tanh", "relu"],
         "model.layers[1].units": [MISSING, "4"],
-        "model.layers[1].activation": [MISSING, "null"],
-        "model.layers[1].dropout": [MISSING, "null"],
-        "model.layers[1].initializer": [MISSING, "null"],
+        "model.layers[1].activation": [MISSING, "relu"],
+        "model.layers[1].dropout": [MISSING, "0.0"],
+        "model.layers[1].initializer": [MISSING, "glorot_uniform"],
     }
+
+
+def test_a_default_spelled_out_is_no_difference(tmp_path):
+    a = fake_run(tmp_path / "a", resolved("model.layers=[8]"), 0.9)
+    b = fake_run(tmp_path / "b", resolved("model.layers=[{units: 8, activation: relu}]"), 0.9)
+    assert compare_runs([a, b]).config_diff == []
 
 
 def test_identical_configs_have_no_differences_but_metrics_side_by_side(tmp_path):

@@ -64,6 +64,24 @@ def test_each_warning_fires_on_its_config(tmp_path, text, key, words):
 def test_model_dropout_unused_when_every_layer_sets_its_own(tmp_path):
     text = ("data:\n  dataset: xor\nmodel:\n  layers: [{units: 8, activation: tanh, dropout: 0.1}]\n"
             "  dropout: 0.9\n")
+    # Not "0.9 drops most activations" (no layer takes it), but: it does nothing.
+    assert warnings_of(tmp_path, text) == [
+        ("model.dropout", "has no effect: every layer sets its own dropout "
+                          "(remove dropout from the layers to let this one apply)")]
+
+
+@pytest.mark.parametrize("text, key", [
+    ("model:\n  layers: [{units: 8, activation: tanh}]\n  activation: relu\n", "model.activation"),
+    ("model:\n  layers: []\n  activation: relu\n", "model.activation"),
+    ("model:\n  layers: [{units: 4, initializer: he_normal}]\n  initializer: lecun_normal\n",
+     "model.initializer"),
+])
+def test_shadowed_settings_are_named(tmp_path, text, key):
+    assert [k for k, _ in warnings_of(tmp_path, "data:\n  dataset: xor\n" + text)] == [key]
+
+
+def test_a_model_default_some_layer_takes_is_no_warning(tmp_path):
+    text = "data:\n  dataset: xor\nmodel:\n  layers: [{units: 8, activation: tanh}, 4]\n  activation: relu\n"
     assert warnings_of(tmp_path, text) == []
 
 

@@ -6,7 +6,7 @@ Each warning names its key and says in one line why it matters. `--strict` makes
 from __future__ import annotations
 
 from dlrecap.catalog import DATASETS
-from dlrecap.config.schema import Config
+from dlrecap.config.schema import LAYER_DEFAULTS, Config
 
 # (dotted key, message): one teaching warning.
 Finding = tuple[str, str]
@@ -29,6 +29,7 @@ def lint(config: Config, task: str | None = None, train_rows: int | None = None)
     """
     task, train_rows = _known_shape(config, task, train_rows)
     return [
+        *_shadowed_warnings(config),
         *_model_warnings(config, task),
         *_early_stopping_warnings(config),
         *_optimizer_warnings(config),
@@ -48,6 +49,22 @@ def _known_shape(config: Config, task: str | None, train_rows: int | None) -> tu
     if train_rows is None and rows:
         train_rows = round(rows * (1 - data.validation_split - data.test_split))
     return task, train_rows
+
+
+def _shadowed_warnings(config: Config) -> list[Finding]:
+    """Model-level layer defaults that were set but that no layer takes."""
+    model = config.model
+    found: list[Finding] = []
+    for key in LAYER_DEFAULTS:
+        if key not in model.model_fields_set:
+            continue
+        if not model.layers:
+            found.append((f"model.{key}", "has no effect: the network has no hidden layers "
+                          "(layers: [] is a perceptron)"))
+        elif all(getattr(layer, key) is not None for layer in model.layers):
+            found.append((f"model.{key}", f"has no effect: every layer sets its own {key} "
+                          f"(remove {key} from the layers to let this one apply)"))
+    return found
 
 
 def _model_warnings(config: Config, task: str | None) -> list[Finding]:

@@ -151,6 +151,9 @@ class LayerConfig(Section):
     initializer: Initializer | None = Field(None, description="Default: model.initializer.")
 
 
+# Keys a layer may set for itself; unset, it takes the model's value of the same name.
+LAYER_DEFAULTS = ("activation", "dropout", "initializer")
+
 # Far beyond any useful dense network; more only makes validation and building slow.
 MAX_LAYERS = 1000
 
@@ -401,3 +404,21 @@ class Config(Section):
         if data.get("sweep") is None:  # only sweep configs show the section
             data.pop("sweep", None)
         return data
+
+    def effective(self) -> dict[str, Any]:
+        """Like `resolved`, with each layer's unset keys shown as the model default it takes.
+
+        Two configs with the same effective dict train the same network the same way.
+        """
+        return effective(self.resolved())
+
+
+def effective(resolved: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config (as config.yaml holds it) with layer defaults filled in, in place."""
+    model = resolved.get("model")
+    layers = model.get("layers") if isinstance(model, dict) else None
+    for layer in layers if isinstance(layers, list) else []:
+        for key in LAYER_DEFAULTS:
+            if isinstance(layer, dict) and layer.get(key) is None and key in model:
+                layer[key] = model[key]
+    return resolved
