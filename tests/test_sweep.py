@@ -123,7 +123,9 @@ def test_random_search_is_repeatable_and_stays_in_range(tmp_path):
 def test_tpe_search_asks_within_the_ranges_and_replays_finished_trials(tmp_path):
     from dlrecap.sweep.search import TpeSearch
 
-    plan = plan_sweep(write(tmp_path, TINY), search="tpe", trials=6, grid=["model.activation=relu,tanh"],
+    # One hidden layer, so that its activation is something to search over.
+    plan = plan_sweep(write(tmp_path, TINY), ["model.layers=[4]"], search="tpe", trials=6,
+                      grid=["model.activation=relu,tanh"],
                       ranges=["training.learning_rate=1e-3:1:log"])
     assert plan.trials == []  # tpe asks as it goes
     search = TpeSearch(plan, [({"model.activation": "relu", "training.learning_rate": 0.01}, 0.5)])

@@ -20,7 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from dlrecap.config.load import LoadedConfig, load_config
-from dlrecap.config.schema import SweepConfig, parse_range
+from dlrecap.config.schema import LAYER_DEFAULTS, SweepConfig, parse_range
 from dlrecap.errors import ConfigError
 from dlrecap.sweep.search import initial_params
 from dlrecap.vocab import is_maximized
@@ -149,7 +149,31 @@ def plan_sweep(
         plan.new_trial(params)
     plan.jobs = settings["jobs"] or default_jobs(len(plan.trials) or plan.settings["trials"])
     check_trials(plan)
+    check_axes_matter(plan)
     return plan
+
+
+def check_axes_matter(plan: SweepPlan) -> None:
+    """Refuse an axis whose values all train the same thing (say, `model.activation` while
+    every layer sets its own): its trials would differ by chance alone.
+
+    Raises:
+        ConfigError: located where the axis was written.
+    """
+    # (key, index) as `_origins` names where an axis was written: its first value, or its range.
+    axes = {(key, 0): [json.dumps(v) for v in values] for key, values in plan.settings["grid"].items()}
+    axes.update({(key, None): [json.dumps(v) for v in parse_range(text)[:2]]
+                 for key, text in plan.settings["ranges"].items()})
+    for (key, index), values in axes.items():
+        if len(set(values)) < 2:
+            continue
+        seen = {_trained_with(load_config(plan.config_path, [*plan.base_overrides, f"{key}={v}"]))
+                for v in values}
+        if len(seen) == 1:
+            raise _at(plan.loaded, plan.origins, (key, index),
+                      "changes nothing: every value gives the same resolved config "
+                      "(the setting is shadowed, for example by each layer's own)",
+                      fix="sweep the key that takes effect, e.g. model.layers[0].activation")
 
 
 def _parse_options(items: Any, option: str, parse: Any) -> tuple[dict[str, Any], dict[str, str]]:
@@ -324,6 +348,14 @@ def check_trials(plan: SweepPlan, trials: list[Trial] | None = None) -> None:
 def _value_index(plan: SweepPlan, key: str, value: Any) -> int | None:
     values = plan.settings["grid"].get(key, [])
     return next((i for i, v in enumerate(values) if v == value), None)
+
+
+def _trained_with(loaded: LoadedConfig) -> str:
+    """What a trial trains, as text: layer defaults count only through the layers that take them."""
+    effective = loaded.config.effective()
+    for key in LAYER_DEFAULTS:
+        effective["model"].pop(key, None)
+    return json.dumps(effective, sort_keys=True)
 
 
 def _at(loaded: LoadedConfig | None, origins: dict, where: tuple, message: str,
