@@ -1,0 +1,79 @@
+"""The trivial baseline beside every result: what a model learns nothing still scores.
+
+For classification the trivial predictor answers the majority class of the training rows
+(its loss: the training rows' class shares as probabilities, the best a constant can do);
+for regression it answers the mean of the training targets. A learner whose network scores
+about the same has trained nothing, and is told so.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# "Clearly better" than the baseline: more than this much accuracy, or this share less error.
+ACCURACY_MARGIN = 0.02
+ERROR_MARGIN = 0.05
+# Probabilities are clipped as Keras' cross-entropy clips them.
+_EPSILON = 1e-7
+
+
+def baseline_metrics(task: str, loss: str, metrics: tuple[str, ...], y_train: np.ndarray,
+                     y: np.ndarray) -> dict[str, float]:
+    """The metrics (`loss` first) of the trivial predictor fitted on `y_train`, scored on `y`.
+
+    Args:
+        task: `binary`, `multiclass` or `regression`.
+        loss: the Keras loss name the model trains with.
+        metrics: the metric names the run reports.
+        y_train: training targets (class indices, or numbers in original units).
+        y: the split's targets, the same kind.
+    """
+    if task == "regression":
+        return _regression(loss, metrics, float(np.mean(y_train)), np.asarray(y, dtype=np.float64))
+    return _classification(metrics, np.asarray(y_train, dtype=np.int64), np.asarray(y, dtype=np.int64))
+
+
+def _classification(metrics: tuple[str, ...], y_train: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    classes = int(max(y_train.max(initial=0), y.max(initial=0))) + 1
+    shares = np.bincount(y_train, minlength=classes) / len(y_train)
+    probability = np.clip(shares[y], _EPSILON, 1 - _EPSILON)
+    majority = int(np.argmax(shares))
+    positive = majority == 1  # binary metrics count class 1 as positive
+    values = {
+        "accuracy": float(np.mean(y == majority)),
+        "auc": 0.5,  # one score for every row ranks nothing
+        "precision": float(np.mean(y == 1)) if positive else 0.0,
+        "recall": 1.0 if positive else 0.0,
+    }
+    out = {"loss": float(-np.mean(np.log(probability)))}
+    out.update({name: values[name] for name in metrics if name in values})
+    return out
+
+
+def _regression(loss: str, metrics: tuple[str, ...], mean: float, y: np.ndarray) -> dict[str, float]:
+    error = y - mean
+    values = {"mse": float(np.mean(error**2)), "mae": float(np.mean(np.abs(error)))}
+    values["rmse"] = math.sqrt(values["mse"])
+    absolute = np.abs(error)
+    values["huber"] = float(np.mean(np.where(absolute <= 1, 0.5 * error**2, absolute - 0.5)))
+    out = {"loss": values.get(loss, values["mse"])}
+    out.update({name: values[name] for name in metrics if name in values})
+    return out
+
+
+def no_better(model: dict[str, float], baseline: dict[str, float]) -> str | None:
+    """Words for a model that does not clearly beat its baseline on a split, else None."""
+    if "accuracy" in model and "accuracy" in baseline:
+        if model["accuracy"] < baseline["accuracy"] + ACCURACY_MARGIN:
+            return (f"accuracy {model['accuracy']:.4f} is no better than always predicting the "
+                    f"majority class ({baseline['accuracy']:.4f})")
+        return None
+    for name in ("mae", "mse", "rmse"):
+        if name in model and name in baseline and baseline[name] > 0:
+            if model[name] > baseline[name] * (1 - ERROR_MARGIN):
+                return (f"{name} {model[name]:.4g} is no better than always predicting the mean "
+                        f"of the training targets ({baseline[name]:.4g})")
+            return None
+    return None

@@ -1,0 +1,58 @@
+"""The trivial baseline: majority class or training mean, scored like the model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dlrecap.baseline import baseline_metrics, no_better
+
+
+def test_majority_class_accuracy_and_prior_cross_entropy():
+    y_train = np.array([0, 0, 0, 1])  # 75% zeros
+    y = np.array([0, 1, 1, 1])
+    found = baseline_metrics("binary", "binary_crossentropy", ("accuracy",), y_train, y)
+    assert found["accuracy"] == pytest.approx(0.25)  # always 0: right once in four
+    expected = -(math.log(0.75) + 3 * math.log(0.25)) / 4
+    assert found["loss"] == pytest.approx(expected)
+
+
+def test_multiclass_majority():
+    found = baseline_metrics("multiclass", "categorical_crossentropy", ("accuracy",),
+                             np.array([2, 2, 1, 0, 2]), np.array([2, 1]))
+    assert found["accuracy"] == pytest.approx(0.5)
+
+
+def test_binary_precision_recall_auc_of_a_constant():
+    found = baseline_metrics("binary", "binary_crossentropy", ("precision", "recall", "auc"),
+                             np.array([1, 1, 0]), np.array([1, 0, 0, 0]))
+    assert found == {"loss": pytest.approx(found["loss"]), "precision": 0.25, "recall": 1.0, "auc": 0.5}
+
+
+def test_regression_mean_predictor_in_original_units():
+    y_train = np.array([30_000.0, 32_000.0, 28_000.0])  # mean 30,000
+    y = np.array([31_000.0, 27_000.0])
+    found = baseline_metrics("regression", "mse", ("mae", "rmse"), y_train, y)
+    assert found["mae"] == pytest.approx(2_000.0)
+    assert found["loss"] == pytest.approx((1_000**2 + 3_000**2) / 2)
+    assert found["rmse"] == pytest.approx(math.sqrt(found["loss"]))
+
+
+def test_the_loss_follows_the_training_loss():
+    args = (("mae",), np.array([0.0, 2.0]), np.array([0.0, 3.0]))
+    assert baseline_metrics("regression", "mae", *args)["loss"] == pytest.approx(1.5)
+    assert baseline_metrics("regression", "huber", *args)["loss"] == pytest.approx((0.5 + 1.5) / 2)
+
+
+@pytest.mark.parametrize("model, baseline, said", [
+    ({"accuracy": 0.51}, {"accuracy": 0.50}, "no better than always predicting the majority class"),
+    ({"accuracy": 0.52}, {"accuracy": 0.50}, None),  # 0.02 better: clearly
+    ({"mae": 96.0}, {"mae": 100.0}, "no better than always predicting the mean"),
+    ({"mae": 94.0}, {"mae": 100.0}, None),
+    ({"mse": 0.0}, {"mse": 0.0}, None),  # a constant target: nothing to beat
+])
+def test_no_better_says_so_in_words(model, baseline, said):
+    found = no_better(model, baseline)
+    assert (found is None) if said is None else (said in found)
