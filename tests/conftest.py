@@ -1,4 +1,8 @@
-"""Shared fixtures: plain, narrow terminal output and a private runs directory per test."""
+"""Shared fixtures: plain, narrow terminal output and a private runs directory per test.
+
+Shared helper functions (the CLI in-process, fake run directories, waiting on files) live
+in helpers.py beside this file.
+"""
 
 from __future__ import annotations
 

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from dlrecap.cli import app
 from dlrecap.data import DATASETS
+
+from helpers import ENV, invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 DLRECAP = Path(sys.executable).parent / "dlrecap"
-ENV = {"NO_COLOR": "1", "COLUMNS": "120"}
 
 TINY = """\
 data:
@@ -43,11 +42,6 @@ training:
   epochs: 30
   batch_size: 8
 """
-
-
-def invoke(*args: str, env: dict | None = None):
-    """Run `dlrecap ARGS` in this process; stdout and stderr come back separately."""
-    return CliRunner().invoke(app, list(args), env={**ENV, **(env or {})})
 
 
 def write(folder: Path, name: str, text: str) -> Path:

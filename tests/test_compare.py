@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from typer.testing import CliRunner
 
-from dlrecap.cli import app
 from dlrecap.compare import MISSING, compare_runs, draw_comparison, flatten
+
+from helpers import invoke, make_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -27,18 +25,16 @@ def resolved(*overrides: str) -> dict:
 def fake_run(folder: Path, config: dict, test_accuracy: float, epochs: int = 4,
              validation: bool = True) -> Path:
     """A finished-looking run directory: config.yaml, metrics.json, history.csv."""
-    folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (folder / "metrics.json").write_text(json.dumps({
+    metrics = {
         "name": config["name"], "status": "completed", "epochs_run": epochs,
         "best_epoch": epochs, "stopped_early": False, "duration_s": 1.5, "parameters": 33,
         "train": {"loss": 0.1, "accuracy": 0.99}, "validation": {"loss": 0.2, "accuracy": 0.9},
-        "test": {"loss": 0.3, "accuracy": test_accuracy}}))
+        "test": {"loss": 0.3, "accuracy": test_accuracy}}
     columns = "epoch,loss,accuracy" + (",val_loss,val_accuracy" if validation else "")
     rows = [f"{e},{1 / e},{0.5 + e / 10}" + (f",{1.2 / e},{0.4 + e / 10}" if validation else "")
             for e in range(1, epochs + 1)]
-    (folder / "history.csv").write_text("\n".join([columns, *rows]) + "\n")
-    return folder
+    return make_run_dir(folder, metrics=metrics, history="\n".join([columns, *rows]) + "\n",
+                        config=config)
 
 
 def test_flatten_names_every_leaf_with_a_dotted_key():
@@ -112,8 +108,8 @@ def test_compare_command_prints_tables_and_writes_compare_png_here(tmp_path, mon
     fake_run(runs / "xor-20260101-000000", resolved(), 0.95)
     fake_run(runs / "xor-20260101-000001", resolved("training.epochs=7"), 0.85)
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["compare", "xor-20260101-000000",
-                                      str(runs / "xor-20260101-000001"), "--runs-dir", str(runs)])
+    result = invoke("compare", "xor-20260101-000000", str(runs / "xor-20260101-000001"),
+                    "--runs-dir", str(runs))
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "config keys that differ" in out and "training.epochs" in out
@@ -128,10 +124,9 @@ def test_compare_command_prints_tables_and_writes_compare_png_here(tmp_path, mon
 
 def test_compare_command_errors_exit_2(tmp_path):
     one = fake_run(tmp_path / "runs" / "xor-20260101-000000", resolved(), 0.9)
-    result = CliRunner().invoke(app, ["compare", str(one)])
+    result = invoke("compare", str(one))
     assert result.exit_code == 2 and "name at least two runs" in result.stderr
-    result = CliRunner().invoke(app, ["compare", str(one), "missing",
-                                      "--runs-dir", str(tmp_path / "runs")])
+    result = invoke("compare", str(one), "missing", "--runs-dir", str(tmp_path / "runs"))
     assert result.exit_code == 2
     assert result.stderr.startswith("error: no run directory or run named 'missing'")
     assert "Traceback" not in result.output
@@ -164,6 +159,6 @@ def test_compare_two_trained_runs(tmp_path, monkeypatch):
     assert [key for key, _ in found.config_diff] == ["training.learning_rate"]
     assert dict(found.metrics)["epochs_run"] == [3, 3]
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["compare", str(a), str(b)])
+    result = invoke("compare", str(a), str(b))
     assert result.exit_code == 0, result.output
     assert (tmp_path / "compare.png").read_bytes()[:8] == PNG

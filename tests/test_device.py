@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from dlrecap.cli import app
+from helpers import invoke
 
-ENV = {"NO_COLOR": "1", "COLUMNS": "120"}
 TINY = """\
 name: tiny
 seed: 3
@@ -18,10 +16,6 @@ data: {dataset: moons, samples: 200, noise: 0.25}
 model: {layers: [16]}
 training: {learning_rate: 0.05, batch_size: 16, epochs: 6}
 """
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args), env=ENV)
 
 
 def train(tmp_path: Path, *args: str) -> tuple[object, dict]:

@@ -14,18 +14,16 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from dlrecap.cli import app
 from dlrecap.config.load import load_config
 
+from helpers import ENV, invoke, wait_for
+
 DLRECAP = Path(sys.executable).parent / "dlrecap"
-ENV = {"NO_COLOR": "1", "COLUMNS": "120"}
 TINY = """\
 name: tiny
 seed: 3
@@ -134,10 +132,8 @@ def test_two_workers_restart_from_the_backup_and_end_with_identical_weights(tmp_
     # 1. Two workers train "forever"; both are killed once the chief has backed up 2 epochs.
     procs = _start_workers(config, runs, "--set", "training.epochs=100000")
     try:
-        deadline = time.monotonic() + 400
-        while _backup_epochs(backup) < 2 and time.monotonic() < deadline:
-            assert all(p.poll() is None for p in procs), [p.communicate()[1][-2000:] for p in procs]
-            time.sleep(0.2)
+        wait_for(lambda: _backup_epochs(backup) >= 2, 400, processes=procs,
+                 what="the chief's backup of 2 epochs")
     finally:
         for p in procs:
             p.send_signal(signal.SIGKILL)
@@ -184,8 +180,7 @@ def test_two_workers_restart_from_the_backup_and_end_with_identical_weights(tmp_
 def test_multi_worker_without_tf_config_exits_2(tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     config = _write(tmp_path, TINY.replace("epochs: 6}", "epochs: 6, distribute: multi_worker}"))
-    result = CliRunner().invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "runs")],
-                                env=ENV)
+    result = invoke("train", str(config), "--runs-dir", str(tmp_path / "runs"))
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {config}:5:")
     assert "training.distribute: multi_worker reads the cluster from the TF_CONFIG" in result.stderr

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from dlrecap.cli import app
+from helpers import invoke
 
-ENV = {"NO_COLOR": "1", "COLUMNS": "120"}
 pytestmark = pytest.mark.slow  # every test here needs a trained model
 
 CONFIG = """\
@@ -23,10 +21,6 @@ data: {dataset: iris}
 model: {layers: [8]}
 training: {epochs: 5, batch_size: 16, learning_rate: 0.05}
 """
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args), env=ENV)
 
 
 @pytest.fixture(scope="module")

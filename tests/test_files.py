@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from dlrecap.cli import app
 from dlrecap.config.load import load_config
 from dlrecap.config.schema import DataConfig
 from dlrecap.data.files import read_table
 from dlrecap.data.split import load_splits, n_rows
 from dlrecap.errors import ConfigError, DataError
+
+from helpers import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDENTS = ROOT / "configs" / "data" / "students.csv"
@@ -342,7 +342,7 @@ def test_train_on_bad_data_exits_2_and_leaves_no_run(tmp_path, monkeypatch, cont
     config.write_text("data:\n  path: d.csv\n  target: y\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path.parent)  # another working directory
     runs = tmp_path / "runs"
-    result = CliRunner().invoke(app, ["train", str(config), "--runs-dir", str(runs)])
+    result = invoke("train", str(config), "--runs-dir", str(runs))
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and result.stdout == ""
     # the data file is named relative to the working directory
@@ -364,7 +364,7 @@ def test_train_with_bad_data_keys_exits_2(tmp_path, yaml_line, message):
     lines[key] = yaml_line
     config = tmp_path / "c.yaml"
     config.write_text("data:\n" + "\n".join(lines.values()) + "\n", encoding="utf-8")
-    result = CliRunner().invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "runs")])
+    result = invoke("train", str(config), "--runs-dir", str(tmp_path / "runs"))
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "runs").exists()

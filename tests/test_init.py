@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from dlrecap.cli import app
 from dlrecap.config.load import load_config
 
-ENV = {"NO_COLOR": "1", "COLUMNS": "120"}
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args), env=ENV)
+from helpers import ENV, invoke
 
 
 def table(folder: Path, name: str = "grades.csv", rows: int = 40, gap: int | None = None) -> Path:

@@ -7,6 +7,8 @@ import pytest
 from dlrecap.config import load_config
 from dlrecap.config.lint import lint
 
+from helpers import invoke
+
 CLEAN = "data:\n  dataset: xor\nmodel:\n  layers: [{units: 8, activation: tanh}]\n"
 
 
@@ -101,13 +103,9 @@ def test_a_known_task_from_the_caller_is_used(tmp_path):
 
 
 def test_a_warning_points_at_its_line_through_the_cli(tmp_path):
-    from typer.testing import CliRunner
-
-    from dlrecap.cli import app
-
     path = tmp_path / "c.yaml"
     path.write_text(CLEAN + "training:\n  learning_rate: 0.5\n")
-    result = CliRunner().invoke(app, ["validate", str(path)])
+    result = invoke("validate", str(path))
     assert result.exit_code == 0
     assert result.stderr == (
         f"warning: {path}:6:18: training.learning_rate: 0.5 is far outside the usual 1e-05..0.1 "

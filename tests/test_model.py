@@ -7,6 +7,7 @@ import pytest
 
 from dlrecap.config.schema import Config
 from dlrecap.data import load_splits
+from dlrecap.data.split import Splits
 from dlrecap.errors import ConfigError
 from dlrecap.model import (
     Head,
@@ -188,6 +189,35 @@ def test_normalization_uses_training_rows_only():
     assert not np.allclose(np.ravel(layer.mean), everything.mean(axis=0), rtol=1e-5)
     scaled = np.asarray(layer(splits.x_train))
     np.testing.assert_allclose(scaled.mean(axis=0), 0, atol=1e-4)
+
+
+def splits_with_a_constant_column(text_column: bool) -> Splits:
+    """Binary splits whose feature `flat` is 3.0 in every training row."""
+    rng = np.random.default_rng(0)
+    columns = {"spread": rng.normal(5, 2, (40, 1)).astype("float32"),
+               "flat": np.full((40, 1), 3.0, dtype="float32")}
+    if text_column:
+        columns["colour"] = np.array([["red"], ["blue"]] * 20, dtype=object)
+    x = columns if text_column else np.hstack(list(columns.values()))
+    y = np.array([0, 1] * 20)
+    empty = {k: v[:0] for k, v in columns.items()} if text_column else x[:0]
+    return Splits("binary", list(columns), ["0", "1"], x, y, empty, y[:0], empty, y[:0],
+                  categorical=("colour",) if text_column else ())
+
+
+@pytest.mark.parametrize("text_column", [False, True])
+def test_a_constant_column_is_centred_but_not_scaled(text_column):
+    splits = splits_with_a_constant_column(text_column)
+    cfg = config()
+    model = build_model(cfg, splits, plan_head(cfg, "binary", 2))
+    layer = model.get_layer("standardize")
+    assert np.ravel(layer.variance)[1] == 1.0  # not 0: no division by ~0
+    # a new row where the constant column differs: it keeps its raw distance from the mean
+    scaled = np.asarray(layer(np.array([[5.0, 3.0], [5.0, 5.5]], dtype="float32")))
+    assert np.isfinite(scaled).all()
+    np.testing.assert_allclose(scaled[:, 1], [0.0, 2.5], atol=1e-6)
+    rows = splits.x_train if text_column else splits.x_train[:4]
+    assert np.isfinite(np.asarray(model(rows))).all()
 
 
 def test_standardize_false_has_no_normalization_layer():

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from dlrecap import plots
-from dlrecap.cli import app
+
+from helpers import invoke, make_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -50,14 +49,6 @@ def train_tiny(runs_dir: Path, *overrides: str, config: str = "configs/xor.yaml"
 def clear_pictures(run_dir: Path) -> None:
     for name in PICTURES:
         (run_dir / name).unlink(missing_ok=True)
-
-
-def fake_run(folder: Path, info: dict, history: str) -> Path:
-    """A run directory holding only metrics.json and history.csv (no model)."""
-    folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps(info))
-    (folder / "history.csv").write_text(history)
-    return folder
 
 
 HISTORY = "epoch,loss,accuracy,val_loss,val_accuracy\n" + "".join(
@@ -143,8 +134,8 @@ def test_multiclass_decision_boundary_and_confusion_with_many_labels(tmp_path):
 
 
 def test_run_without_a_model_gets_learning_curves_only(tmp_path):
-    run_dir = fake_run(tmp_path / "r", {"name": "x", "status": "failed", "epochs_run": 12},
-                       HISTORY)
+    run_dir = make_run_dir(tmp_path / "r", metrics={"name": "x", "status": "failed",
+                                                    "epochs_run": 12}, history=HISTORY)
     written = plots.draw_run(run_dir)
     assert [p.name for p in written] == [plots.LEARNING_CURVES]
     assert_real_picture(written[0])
@@ -153,7 +144,7 @@ def test_run_without_a_model_gets_learning_curves_only(tmp_path):
 def test_learning_curves_mark_the_best_epoch_and_the_early_stop(tmp_path):
     from matplotlib.image import imread
 
-    history = plots.read_history(fake_run(tmp_path / "r", {}, HISTORY))
+    history = plots.read_history(make_run_dir(tmp_path / "r", metrics={}, history=HISTORY))
     plain = plots.learning_curves(history, {"name": "x"}, tmp_path / "plain.png")
     best = plots.learning_curves(history, {"name": "x", "best_epoch": 4}, tmp_path / "best.png")
     stop = plots.learning_curves(history, {"name": "x", "best_epoch": 4, "stopped_early": True,
@@ -165,7 +156,7 @@ def test_learning_curves_mark_the_best_epoch_and_the_early_stop(tmp_path):
 
 
 def test_read_history_and_main_metric(tmp_path):
-    history = plots.read_history(fake_run(tmp_path / "r", {}, HISTORY))
+    history = plots.read_history(make_run_dir(tmp_path / "r", metrics={}, history=HISTORY))
     assert list(history) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
     assert history["epoch"] == [float(e) for e in range(1, 13)]
     assert plots.main_metric(history) == "accuracy"
@@ -180,7 +171,7 @@ def test_classes_of_thresholds_one_output_and_argmaxes_many():
 
 def test_plot_command_prints_each_file(xor_run):
     clear_pictures(xor_run)
-    result = CliRunner().invoke(app, ["plot", str(xor_run)])
+    result = invoke("plot", str(xor_run))
     assert result.exit_code == 0, result.output
     lines = result.stdout.split()
     assert sorted(Path(p).name for p in lines) == sorted(
@@ -189,6 +180,6 @@ def test_plot_command_prints_each_file(xor_run):
 
 
 def test_plot_command_unknown_run_exits_2(tmp_path):
-    result = CliRunner().invoke(app, ["plot", "nope", "--runs-dir", str(tmp_path)])
+    result = invoke("plot", "nope", "--runs-dir", str(tmp_path))
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and "Traceback" not in result.output

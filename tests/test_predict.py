@@ -11,16 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from dlrecap.cli import app
+from helpers import invoke
 
-ENV = {"NO_COLOR": "1", "COLUMNS": "120"}
 pytestmark = pytest.mark.slow  # every test here needs a trained model
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args), env=ENV)
 
 
 def train(folder: Path, config: str, name: str) -> Path:
@@ -81,8 +75,8 @@ def test_predict_by_config_name_to_an_output_file(student_run, tmp_path):
     new.write_text(NEW_STUDENTS, encoding="utf-8")
     output = tmp_path / "out" / "predictions.csv"
     output.parent.mkdir()
-    result = CliRunner().invoke(app, ["predict", "students", str(new), "--output", str(output)],
-                                env={**ENV, "DLRECAP_RUNS_DIR": str(student_run.parent)})
+    result = invoke("predict", "students", str(new), "--output", str(output),
+                    env={"DLRECAP_RUNS_DIR": str(student_run.parent)})
     assert result.exit_code == 0, result.output
     assert result.stdout == "" and "wrote 2 rows" in result.stderr
     frame = pd.read_csv(output)

@@ -17,9 +17,8 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from dlrecap.cli import app
+from helpers import invoke
 
 pytestmark = pytest.mark.slow  # 800 cases: about 20 s on an idle core
 
@@ -165,7 +164,6 @@ OVERRIDES = st.lists(
 )
 
 _FILES = Path(tempfile.mkdtemp(prefix="dlrecap-props-"))
-_RUNNER = CliRunner()
 CASES = {"ran": 0, "exit 0": 0, "exit 2": 0}
 
 
@@ -179,7 +177,7 @@ def check_validate(content: str | bytes, overrides: list[str] = ()) -> None:
     args = ["validate", str(path)]
     for item in overrides:
         args += ["--set", item]
-    result = _RUNNER.invoke(app, args, env={"NO_COLOR": "1", "COLUMNS": "120"})
+    result = invoke(*args)
     CASES["ran"] += 1
     output = result.output
     assert "Traceback" not in output and "internal error" not in output, output

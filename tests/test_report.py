@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from dlrecap import plots
-from dlrecap.cli import app
 from dlrecap.report import REPORT_FILE, _fmt, build_report, model_summary
+
+from helpers import invoke, make_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -101,13 +101,10 @@ def test_report_on_a_drawn_run_does_not_import_tensorflow(run_dir, tmp_path):
 
 
 def test_report_of_a_failed_run_without_model(tmp_path):
-    run = tmp_path / "broken-20260101-000000"
-    run.mkdir()
-    (run / "metrics.json").write_text(json.dumps({
+    run = make_run_dir(tmp_path / "broken-20260101-000000", metrics={
         "name": "broken", "status": "failed", "epochs_run": 2,
-        "error": "the loss became nan in epoch 3; training diverged"}))
-    (run / "history.csv").write_text("epoch,loss,val_loss\n1,0.9,1.0\n2,5.0,7.0\n")
-    (run / "config.yaml").write_text("name: broken\n")
+        "error": "the loss became nan in epoch 3; training diverged"},
+        history="epoch,loss,val_loss\n1,0.9,1.0\n2,5.0,7.0\n", config="name: broken\n")
     page = build_report(run).read_text(encoding="utf-8")
     assert "the loss became nan in epoch 3" in page
     assert "no saved model" in page and "no metrics" in page
@@ -130,14 +127,14 @@ def test_diagnostics_and_warnings_appear_when_present(run_dir, tmp_path):
 
 def test_report_command_prints_the_path(run_dir, tmp_path):
     out = tmp_path / "elsewhere.html"
-    result = CliRunner().invoke(app, ["report", str(run_dir), "--output", str(out)])
+    result = invoke("report", str(run_dir), "--output", str(out))
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(out)
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
 def test_report_command_with_no_runs_exits_2(tmp_path):
-    result = CliRunner().invoke(app, ["report", "--runs-dir", str(tmp_path)])
+    result = invoke("report", "--runs-dir", str(tmp_path))
     assert result.exit_code == 2
     assert result.stderr.startswith("error: no runs in")
 

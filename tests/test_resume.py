@@ -8,10 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -36,23 +37,16 @@ def _start(tmp_path: Path, epochs: int) -> tuple[subprocess.Popen, Path, Path]:
     return proc, config, runs
 
 
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 240) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"training ended early: {proc.communicate()}")
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("timed out waiting for training to progress")
-
-
 def _history_epochs(run_dir: Path) -> list[int]:
     if not (run_dir / "history.csv").is_file():
         return []
     with open(run_dir / "history.csv", newline="") as f:
         return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def _epochs_written(runs: Path) -> int:
+    """Rows in history.csv of the run being trained under `runs` (0 before it has one)."""
+    return sum(len(_history_epochs(path.parent)) for path in runs.glob("*/history.csv"))
 
 
 def _run_dir(runs: Path) -> Path:
@@ -67,8 +61,8 @@ def _metrics(run_dir: Path) -> dict:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_at_an_epoch_and_resume_continues(tmp_path, signum):
     proc, config, runs = _start(tmp_path, epochs=1000)
-    _wait_for(lambda: runs.is_dir() and any(runs.iterdir())
-              and len(_history_epochs(_run_dir(runs))) >= 2, proc)
+    wait_for(lambda: _epochs_written(runs) >= 2, 240, processes=[proc],
+             what="2 epochs in history.csv")
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -97,8 +91,8 @@ def test_signal_stops_at_an_epoch_and_resume_continues(tmp_path, signum):
 
 def test_kill_9_leaves_a_resumable_run(tmp_path):
     proc, config, runs = _start(tmp_path, epochs=1000)
-    _wait_for(lambda: runs.is_dir() and any(runs.iterdir())
-              and (_run_dir(runs) / "checkpoint" / "state.json").is_file(), proc)
+    wait_for(lambda: bool(list(runs.glob("*/checkpoint/state.json"))), 240, processes=[proc],
+             what="the first checkpoint")
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     run_dir = _run_dir(runs)
@@ -118,8 +112,8 @@ def test_kill_9_leaves_a_resumable_run(tmp_path):
 
 def test_resume_refuses_a_different_model(tmp_path):
     proc, config, runs = _start(tmp_path, epochs=1000)
-    _wait_for(lambda: runs.is_dir() and any(runs.iterdir())
-              and len(_history_epochs(_run_dir(runs))) >= 1, proc)
+    wait_for(lambda: _epochs_written(runs) >= 1, 240, processes=[proc],
+             what="1 epoch in history.csv")
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
     run_dir = _run_dir(runs)

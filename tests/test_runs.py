@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from datetime import datetime
 from pathlib import Path
 
@@ -12,18 +14,18 @@ from dlrecap import runs
 from dlrecap.errors import RunError
 from dlrecap.evaluate import evaluate_run
 
+from helpers import make_run_dir
+
 NOW = datetime(2024, 5, 17, 9, 30, 5)
 
 
 def make_run(runs_dir: Path, name: str, started: str | None, status: str = "completed",
              now: datetime = NOW) -> Path:
     """A run directory with only metrics.json, as train leaves it before the model exists."""
-    path = runs.create_run_dir(runs_dir, name, now)
     metrics = {"name": name, "status": status}
     if started:
         metrics["started_at"] = started
-    runs.write_json(path / runs.METRICS_FILE, metrics)
-    return path
+    return make_run_dir(runs.create_run_dir(runs_dir, name, now), metrics=metrics)
 
 
 # --- naming ------------------------------------------------------------------------------
@@ -75,6 +77,47 @@ def test_failed_write_keeps_the_old_file(tmp_path):
             raise RuntimeError("crash")
     assert json.loads(target.read_text()) == {"status": "running"}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_write_that_fails_midway_keeps_the_old_file_whole(tmp_path):
+    target = tmp_path / "history.csv"
+    runs.write_text(target, "epoch,loss\n1,0.5\n")
+    # A lone surrogate cannot be encoded: the write fails after the file was opened.
+    with pytest.raises(UnicodeEncodeError):
+        runs.write_text(target, "epoch,loss\n1,0.5\n2,\ud800\n")
+    assert target.read_text() == "epoch,loss\n1,0.5\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]
+
+
+def test_write_text_lands_in_one_rename(tmp_path, monkeypatch):
+    renames = []
+    real_replace = os.replace
+
+    def recording_replace(source, destination):
+        renames.append((Path(source), Path(destination)))
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    target = tmp_path / "metrics.json"
+    runs.write_text(target, "{}\n", durable=True)
+    ((tmp, final),) = renames
+    assert final == target and tmp.parent == tmp_path and not tmp.exists()
+    assert target.read_text() == "{}\n"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_the_mode_of_a_normal_new_file(tmp_path, umask, mode):
+    # mkstemp makes its files private (0600) whatever the umask; others must read a run
+    old = os.umask(umask)
+    try:
+        runs.write_text(tmp_path / "history.csv", "epoch\n")
+        runs.write_json(tmp_path / "metrics.json", {})
+        with runs.atomic_path(tmp_path / "model.keras") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    for name in ("history.csv", "metrics.json", "model.keras"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
 
 
 def test_atomic_temp_file_keeps_the_suffix(tmp_path):

@@ -8,14 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from dlrecap.cli import app
 from dlrecap.config.load import load_config
 from dlrecap.sweep.plan import plan_sweep, trial_name
 
+from helpers import invoke
+
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {"NO_COLOR": "1", "COLUMNS": "120"}
 
 # Plain SGD on unscaled regression rows: learning rate 100 overflows within a few epochs,
 # 0.01 and 0.001 train (slowly, but finitely).
@@ -33,10 +32,6 @@ training:
   epochs: 2
   batch_size: 8
 """
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, list(args), env=ENV)
 
 
 def write(folder: Path, text: str, name: str = "tiny.yaml") -> Path:

@@ -1,0 +1,92 @@
+"""Helpers the test modules share: the CLI in-process, fake run directories, waiting on files.
+
+Imported by name (`from helpers import invoke`): pytest puts this folder on `sys.path`
+because it holds the root conftest.py and no `__init__.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+# Plain, wide-enough output: no colour codes and no wrapping that depends on the terminal.
+ENV = {"NO_COLOR": "1", "COLUMNS": "120"}
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+    """Run `dlrecap ARGS` in this process; stdout and stderr come back separately.
+
+    Args:
+        *args: the command line after `dlrecap`.
+        env: variables set for the call, on top of `ENV`.
+
+    Example:
+        result = invoke("validate", "configs/xor.yaml")
+        assert result.exit_code == 0, result.output
+    """
+    from typer.testing import CliRunner
+
+    from dlrecap.cli import app
+
+    return CliRunner().invoke(app, list(args), env={**ENV, **(env or {})})
+
+
+def make_run_dir(folder: Path, *, metrics: dict[str, Any] | None = None,
+                 history: str | None = None, config: dict[str, Any] | str | None = None) -> Path:
+    """A run directory written by hand, with only the files given (no model, no training).
+
+    The files are written plainly, not through `dlrecap.runs`, so tests of that module do
+    not lean on the code they test.
+
+    Args:
+        folder: the run directory; created with its parents if missing.
+        metrics: the content of metrics.json.
+        history: the text of history.csv.
+        config: config.yaml, as a mapping or as YAML text.
+
+    Returns:
+        `folder`.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    if history is not None:
+        (folder / "history.csv").write_text(history, encoding="utf-8")
+    if config is not None:
+        text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
+        (folder / "config.yaml").write_text(text, encoding="utf-8")
+    return folder
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, *, what: str,
+             processes: Iterable[subprocess.Popen] = ()) -> None:
+    """Return once `predicate()` holds; fail the test on timeout or if a process ends first.
+
+    The processes watched here tell their progress only through the files they write, and
+    the standard library cannot wait on a file appearing, so this polls (every 50 ms). On
+    failure every process still running is killed, so none outlives its test.
+
+    Args:
+        predicate: the readiness signal, e.g. "the checkpoint's state.json exists".
+        timeout: seconds to wait at most.
+        what: the signal in words, for the failure message.
+        processes: processes expected to keep running meanwhile.
+    """
+    processes = list(processes)
+    end = time.monotonic() + timeout
+    while not predicate():
+        ended = [p for p in processes if p.poll() is not None]
+        if ended or time.monotonic() > end:
+            reason = "a process ended" if ended else f"timed out after {timeout:.0f} s"
+            for p in processes:
+                p.kill()
+            errors = [(p.communicate()[1] or "")[-2000:] for p in processes]
+            pytest.fail(f"{reason} waiting for {what}; stderr: {errors}")
+        time.sleep(0.05)
