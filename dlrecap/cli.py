@@ -174,7 +174,7 @@ def train(
         from dlrecap.runs import find_run
 
         resume_dir = find_run(resume, _runs_dir(runs_dir))
-    from dlrecap.train.trainer import train as run_training
+    from dlrecap.pipeline import train as run_training
 
     progress = None if quiet else console.EpochProgress()
     result = run_training(loaded, _runs_dir(runs_dir), resume=resume_dir, device=device,

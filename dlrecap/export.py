@@ -6,12 +6,12 @@ and return what `model.keras` returns: class probabilities, or the regression va
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from dlrecap.errors import DlrecapError, RunError
+from dlrecap import runs
+from dlrecap.errors import DlrecapError, RunError, first_line
 
 FORMATS = ("savedmodel", "tflite")
 TFLITE_FILE = "model.tflite"
@@ -57,7 +57,8 @@ def export_run(run_dir: Path, fmt: str, output: Path | None = None) -> Path:
             (staged / TFLITE_FILE).write_bytes(_to_tflite(saved))
         else:
             staged = saved
-        _swap_in(staged, target)
+        # An earlier export waits inside `work` during the swap and goes with it.
+        runs.replace_folder(staged, target, old=work / "previous")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target / TFLITE_FILE if fmt == "tflite" else target
@@ -91,17 +92,5 @@ def _to_tflite(saved_model: Path) -> bytes:
         try:
             return converter.convert()
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise RunError(f"this model cannot be converted to TFLite ({first})",
+            raise RunError(f"this model cannot be converted to TFLite ({first_line(exc)})",
                            fix="export --format savedmodel") from None
-
-
-def _swap_in(staged: Path, target: Path) -> None:
-    """Put `staged` at `target` by renames; an earlier export there goes away only after."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-        os.replace(target, old / "previous")
-    os.replace(staged, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

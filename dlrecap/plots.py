@@ -6,7 +6,7 @@ backend switch) and saved atomically into the run directory.
 
 from __future__ import annotations
 
-import csv
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ import numpy as np
 
 from dlrecap import runs
 from dlrecap.evaluate import model_outputs
+from dlrecap.vocab import SPLITS, VALIDATION_PREFIX, split_of
 
 if TYPE_CHECKING:
     import keras
@@ -34,21 +35,18 @@ DPI = 100
 
 
 def read_history(run_dir: Path) -> dict[str, list[float]]:
-    """history.csv as columns: `{"epoch": [1, 2, ...], "loss": [...], ...}` (empty if none)."""
-    path = Path(run_dir) / runs.HISTORY_FILE
-    if not path.is_file():
-        return {}
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return {}
-    return {key: [float(r[key]) if r.get(key) not in (None, "") else float("nan") for r in rows]
-            for key in rows[0]}
+    """history.csv as columns: `{"epoch": [1.0, 2.0, ...], "loss": [...], ...}` (empty if none).
+
+    A cell left empty is NaN, so that every column has one value per epoch.
+    """
+    rows = runs.read_history(run_dir)
+    columns = dict.fromkeys(key for row in rows for key in row)
+    return {key: [float(row.get(key, math.nan)) for row in rows] for key in columns}
 
 
 def main_metric(history: dict[str, Any]) -> str | None:
     """The headline metric: the first history column after `loss` that is not a val_ one."""
-    names = [k for k in history if k not in ("epoch", "loss") and not k.startswith("val_")]
+    names = [k for k in history if k not in ("epoch", "loss") and split_of(k) == "train"]
     return names[0] if names else None
 
 
@@ -106,12 +104,12 @@ def learning_curves(history: dict[str, list[float]], info: dict[str, Any], path:
     best = info.get("best_epoch")
     for ax, key in zip(axes, panels, strict=True):
         ax.plot(epochs, history[key], color=ORANGE, marker=marker, ms=3, label="training")
-        if f"val_{key}" in history:
-            ax.plot(epochs, history[f"val_{key}"], color=BLUE, marker=marker, ms=3,
+        if VALIDATION_PREFIX + key in history:
+            ax.plot(epochs, history[VALIDATION_PREFIX + key], color=BLUE, marker=marker, ms=3,
                     label="validation")
         if best:
             ax.axvline(best, color="#2ca02c", ls="--", lw=1.2, label=f"best epoch {best}")
-            curve = history.get(f"val_{key}") or history[key]
+            curve = history.get(VALIDATION_PREFIX + key) or history[key]
             if 1 <= best <= len(curve):
                 ax.plot([best], [curve[int(best) - 1]], marker="*", ms=14, color="#2ca02c")
         if info.get("stopped_early"):
@@ -188,7 +186,7 @@ def decision_boundary(model: keras.Model, splits: Splits, labels: list[str], pat
 
 def confusion_matrix(model: keras.Model, splits: Splits, labels: list[str], path: Path, title: str) -> Path:
     """Counts of true vs predicted class on the test split (validation, train if it is empty)."""
-    split = next((s for s in ("test", "validation", "train") if len(splits.split(s)[0])), "train")
+    split = next((s for s in reversed(SPLITS) if len(splits.split(s)[0])), "train")
     x, y = splits.split(split)
     predicted = classes_of(model_outputs(model, x))
     n = len(labels)

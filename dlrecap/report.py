@@ -22,8 +22,6 @@ from dlrecap.errors import RunError
 from dlrecap.vocab import SPLITS
 
 REPORT_FILE = "report.html"
-# Written by dlrecap.diagnostics.HealthMonitor (not imported here: it needs TensorFlow).
-DIAGNOSTICS_FILE = "diagnostics.csv"
 PICTURES = [
     (plots.LEARNING_CURVES, "Learning curves: training vs validation, best epoch and early stop"),
     (plots.DECISION_BOUNDARY, "Decision boundary: predicted probability over the input plane"),
@@ -199,7 +197,8 @@ def _model(run_dir: Path, info: dict[str, Any]) -> str:
 
 
 def _health(run_dir: Path, info: dict[str, Any]) -> str:
-    rows = _read_csv(run_dir / DIAGNOSTICS_FILE)
+    # Written by dlrecap.train.health.HealthMonitor (not imported here: it needs TensorFlow).
+    rows = _read_csv(run_dir / runs.DIAGNOSTICS_FILE)
     warnings = info.get("warnings") or []
     if not rows and not warnings:
         return ""

@@ -1,4 +1,4 @@
-"""Run directories: create them, write their files atomically, find and list them.
+"""Run directories: create them, write their files and folders atomically, find and list them.
 
 A run directory is `<runs-dir>/<name>-<YYYYmmdd-HHMMSS>[-N]/` holding config.yaml,
 model.keras, history.csv and metrics.json (CONTRACT §3).
@@ -6,15 +6,17 @@ model.keras, history.csv and metrics.json (CONTRACT §3).
 
 from __future__ import annotations
 
+import csv
 import errno
 import fcntl
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +29,7 @@ CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+DIAGNOSTICS_FILE = "diagnostics.csv"
 LOCK_FILE = ".lock"
 _RUN_NAME = re.compile(r"^(?P<name>.+)-(?P<stamp>\d{8}-\d{6})(?:-(?P<n>\d+))?$")
 
@@ -94,6 +97,82 @@ def write_text(path: Path, text: str, *, durable: bool = False) -> None:
 
 def write_json(path: Path, data: Any, *, durable: bool = False) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n", durable=durable)
+
+
+def replace_folder(new: Path, target: Path, *, old: Path | None = None) -> None:
+    """Put the folder `new` at `target` by renames; the previous `target` is removed only after.
+
+    A kill at any moment leaves one complete version: `target`, or, between the two renames,
+    the previous one at `old` (see `complete_folder`).
+
+    Args:
+        new: the finished folder, on the same file system as `target`.
+        target: where it belongs.
+        old: where the previous version waits during the swap (default `<target>.old`).
+    """
+    old = old if old is not None else _sibling(target, ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def complete_folder(target: Path, marker: str) -> Path | None:
+    """The complete version of a folder written by `replace_folder`: `target`, else `<target>.old`.
+
+    Args:
+        target: the folder.
+        marker: a file written last, whose presence means the folder is complete.
+    """
+    for path in (target, _sibling(target, ".old")):
+        if (path / marker).is_file():
+            return path
+    return None
+
+
+def remove_folder(target: Path) -> None:
+    """Remove `target` with its `.old` and `.new` companions, if there are any."""
+    for suffix in ("", ".old", ".new"):
+        shutil.rmtree(_sibling(target, suffix), ignore_errors=True)
+
+
+def _sibling(target: Path, suffix: str) -> Path:
+    return target.with_name(target.name + suffix)
+
+
+def read_history(run_dir: Path) -> list[dict[str, float]]:
+    """The rows of a run's history.csv (empty when there is none): `epoch` an int, the rest floats.
+
+    Empty cells are left out of their row.
+    """
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v}
+                for row in csv.DictReader(f)]
+
+
+def history_line(row: Mapping[str, float], columns: Sequence[str]) -> str:
+    """One line of history.csv: the row's values in `columns` order, empty where it has none."""
+    return ",".join(_cell(row.get(c)) for c in columns)
+
+
+def write_history(run_dir: Path, columns: Sequence[str], lines: Iterable[str]) -> None:
+    """Write a run's history.csv atomically: the header, then one `history_line` per epoch.
+
+    It takes formatted lines, so that a caller rewriting the file after every epoch formats
+    each row once and the cost of an epoch stays linear.
+    """
+    text = "\n".join([",".join(columns), *lines]) + "\n"
+    write_text(Path(run_dir) / HISTORY_FILE, text)
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(value) if isinstance(value, int) else f"{value:.6g}"
 
 
 def read_json(directory: Path, name: str, kind: str) -> dict[str, Any]:

@@ -148,7 +148,7 @@ def test_compare_does_not_import_tensorflow(tmp_path):
 @pytest.mark.slow
 def test_compare_two_trained_runs(tmp_path, monkeypatch):
     from dlrecap.config.load import load_config
-    from dlrecap.train.trainer import train
+    from dlrecap.pipeline import train
 
     runs = tmp_path / "runs"
     base = ["data.samples=64", "training.epochs=3", "expect={}"]

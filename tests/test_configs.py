@@ -10,7 +10,7 @@ import pytest
 from dlrecap.config.lint import lint
 from dlrecap.config.load import load_config
 from dlrecap.data.registry import SYNTHETIC
-from dlrecap.train.trainer import train
+from dlrecap.pipeline import train
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 # Folders whose configs are not meant to train on their own (a sweep's base config).

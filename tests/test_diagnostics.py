@@ -1,4 +1,4 @@
-"""Tests for dlrecap.diagnostics: dead and saturated units, gradient norms, warnings, the CSV."""
+"""Tests for dlrecap.train.health: dead and saturated units, gradient norms, warnings, the CSV."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from dlrecap.diagnostics import COLUMNS, MAX_ROWS, HealthMonitor  # noqa: E402
+from dlrecap.train.health import COLUMNS, MAX_ROWS, HealthMonitor  # noqa: E402
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(64, 3)).astype("float32")

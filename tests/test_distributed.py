@@ -41,7 +41,7 @@ TWO_DEVICES = textwrap.dedent("""\
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from dlrecap.config.load import load_config
-    from dlrecap.train.trainer import train
+    from dlrecap.pipeline import train
     out = {}
     for spec in sys.argv[3:]:
         engine, mode, batch = spec.split(",")
@@ -170,7 +170,7 @@ def test_two_workers_restart_from_the_backup_and_end_with_identical_weights(tmp_
         np.testing.assert_array_equal(mine, theirs)
 
     # 3. Split among two workers, with a restart, the result is one device's, uninterrupted.
-    from dlrecap.train.trainer import train
+    from dlrecap.pipeline import train
 
     single = train(load_config(config, [f"training.epochs={epochs}", "training.engine=fast"]),
                    tmp_path / "single").metrics
@@ -232,13 +232,14 @@ def test_multi_worker_refuses_what_its_loop_cannot_do(engine, metrics, key):
 
 def test_distributed_modes_use_the_compiled_loop_and_keras_fit_as_fallback():
     from dlrecap.model import Head
-    from dlrecap.train import distributed, keras_engine
+    from dlrecap.train.distributed import DistributedEngine
     from dlrecap.train.engines import pick_engine
+    from dlrecap.train.keras_engine import KerasEngine
 
     head = Head(1, "sigmoid", "binary_crossentropy", False, ("accuracy",))
     x = np.zeros((4, 2))
-    assert pick_engine("auto", head, x, distribute="mirrored") is distributed
-    assert pick_engine("keras", head, x, distribute="mirrored") is keras_engine
+    assert isinstance(pick_engine("auto", head, x, distribute="mirrored"), DistributedEngine)
+    assert isinstance(pick_engine("keras", head, x, distribute="mirrored"), KerasEngine)
     auc = Head(1, "sigmoid", "binary_crossentropy", False, ("auc",))
-    assert pick_engine("auto", auc, x, distribute="mirrored") is keras_engine
-    assert pick_engine("auto", head, x, distribute="multi_worker") is distributed
+    assert isinstance(pick_engine("auto", auc, x, distribute="mirrored"), KerasEngine)
+    assert isinstance(pick_engine("auto", head, x, distribute="multi_worker"), DistributedEngine)

@@ -40,7 +40,7 @@ def assert_real_picture(path: Path) -> None:
 
 def train_tiny(runs_dir: Path, *overrides: str, config: str = "configs/xor.yaml") -> Path:
     from dlrecap.config.load import load_config
-    from dlrecap.train.trainer import train
+    from dlrecap.pipeline import train
 
     base = ["data.samples=64", "training.epochs=3", "expect={}"]
     return train(load_config(ROOT / config, [*base, *overrides]), runs_dir).run_dir

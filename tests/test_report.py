@@ -27,7 +27,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def train_tiny(runs_dir: Path, *overrides: str) -> Path:
     from dlrecap.config.load import load_config
-    from dlrecap.train.trainer import train
+    from dlrecap.pipeline import train
 
     base = ["data.samples=64", "training.epochs=3", "expect={}"]
     return train(load_config(ROOT / "configs/xor.yaml", [*base, *overrides]), runs_dir).run_dir

@@ -48,16 +48,16 @@ def read_csv(sweep_dir: Path) -> list[dict[str, str]]:
 @pytest.fixture
 def count_trainings(monkeypatch):
     """Counts calls of the trainer made in this process (trials of `--jobs 1`)."""
-    import dlrecap.train.trainer as trainer
+    from dlrecap import pipeline
 
     calls: list[str] = []
-    real = trainer.train
+    real = pipeline.train
 
     def counting(loaded, *args, **kwargs):
         calls.append(loaded.config.name)
         return real(loaded, *args, **kwargs)
 
-    monkeypatch.setattr(trainer, "train", counting)
+    monkeypatch.setattr(pipeline, "train", counting)
     return calls
 
 

@@ -1,4 +1,4 @@
-"""The trainer end to end on tiny configs: run directory, early stopping, engines, NaN, expect."""
+"""The training pipeline end to end on tiny configs: run directory, early stopping, engines, NaN, expect."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import yaml
 
 from dlrecap.config.load import load_config
 from dlrecap.errors import Interrupted, TrainingError
-from dlrecap.train.trainer import train, unmet_expectations
+from dlrecap.expect import unmet_expectations
+from dlrecap.pipeline import train
 
 BASE = {
     "name": "tiny",

@@ -90,7 +90,7 @@ def run_trial(config_path: str, overrides: list[str], runs_dir: str, device: str
     """
     from dlrecap.config.load import load_config
     from dlrecap.errors import DlrecapError, Interrupted
-    from dlrecap.train.trainer import train
+    from dlrecap.pipeline import train
 
     clock = time.perf_counter()
     warnings: list[str] = []

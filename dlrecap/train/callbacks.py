@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Any, Protocol
@@ -10,8 +9,9 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 
+from dlrecap import runs
 from dlrecap.errors import TrainingError
-from dlrecap.runs import write_text
+from dlrecap.vocab import VALIDATION_PREFIX
 
 
 class Progress(Protocol):
@@ -27,41 +27,32 @@ class Progress(Protocol):
 def history_columns(metrics: tuple[str, ...], validation: bool) -> list[str]:
     """history.csv's columns: epoch, loss, metrics, then their val_ counterparts."""
     columns = ["loss", *metrics]
-    return ["epoch", *columns, *([f"val_{c}" for c in columns] if validation else [])]
+    return ["epoch", *columns, *([VALIDATION_PREFIX + c for c in columns] if validation else [])]
 
 
 class HistoryWriter(keras.callbacks.Callback):
-    """Rewrites history.csv (atomically) after every epoch, so it is current at any crash."""
+    """Rewrites history.csv (atomically) after every epoch, so it is current at any crash.
 
-    def __init__(self, path: Path, columns: list[str], progress: Progress | None = None):
+    Args:
+        run_dir: the run directory.
+        columns: history.csv's columns (`history_columns`).
+        progress: where each epoch's row goes as well, or None.
+    """
+
+    def __init__(self, run_dir: Path, columns: list[str], progress: Progress | None = None):
         super().__init__()
-        self.path, self.columns, self.progress = path, columns, progress
+        self.run_dir, self.columns, self.progress = run_dir, columns, progress
+        # Rows may be replaced before training (a resume); the lines follow them lazily.
         self.rows: list[dict[str, float]] = []
-        self._lines = [",".join(columns)]  # formatted once: rewriting stays linear per epoch
+        self._lines: list[str] = []  # formatted once: rewriting stays linear per epoch
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         self.rows.append(row)
-        for r in self.rows[len(self._lines) - 1:]:
-            self._lines.append(",".join(_cell(r.get(c)) for c in self.columns))
-        write_text(self.path, "\n".join(self._lines) + "\n")
+        self._lines += [runs.history_line(r, self.columns) for r in self.rows[len(self._lines):]]
+        runs.write_history(self.run_dir, self.columns, self._lines)
         if self.progress:
             self.progress.epoch(epoch + 1, row)
-
-
-def read_history(path: Path) -> list[dict[str, float]]:
-    """The rows of an existing history.csv (empty when there is none), epoch as int."""
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
-                for row in csv.DictReader(f)]
-
-
-def _cell(value: float | int | None) -> str:
-    if value is None:
-        return ""
-    return str(value) if isinstance(value, int) else f"{value:.6g}"
 
 
 class FiniteLossGuard(keras.callbacks.Callback):

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from dlrecap import runs, signals
 from dlrecap.errors import RunError
 
 CHECKPOINT_DIR = "checkpoint"
@@ -31,11 +30,7 @@ MIN_SECONDS_BETWEEN = 2.0
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The complete checkpoint folder of a run, if it has one."""
-    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old"):
-        path = run_dir / name
-        if (path / "state.json").is_file():
-            return path
-    return None
+    return runs.complete_folder(run_dir / CHECKPOINT_DIR, "state.json")
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -70,8 +65,7 @@ def restore(model: keras.Model, path: Path) -> tuple[dict[str, Any], list[np.nda
 
 
 def remove_checkpoints(run_dir: Path) -> None:
-    for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old", CHECKPOINT_DIR + ".new"):
-        shutil.rmtree(run_dir / name, ignore_errors=True)
+    runs.remove_folder(run_dir / CHECKPOINT_DIR)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -136,13 +130,8 @@ class Checkpointer(keras.callbacks.Callback):
             state["early_stopping"] = self.stopper.state()
             if self.stopper.best_weights is not None:
                 np.savez(new / "best_weights.npz", *self.stopper.best_weights)
-        (new / "state.json").write_text(json.dumps(state), encoding="utf-8")
-        current, old = self.run_dir / CHECKPOINT_DIR, self.run_dir / (CHECKPOINT_DIR + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if current.exists():
-            current.rename(old)
-        new.rename(current)
-        shutil.rmtree(old, ignore_errors=True)
+        (new / "state.json").write_text(json.dumps(state), encoding="utf-8")  # written last
+        runs.replace_folder(new, self.run_dir / CHECKPOINT_DIR)
         self.last_save, self.saved_epoch = time.monotonic(), epochs_done
 
 
@@ -155,18 +144,11 @@ class StopRequest:
     @contextmanager
     def catching_signals(self) -> Iterator[StopRequest]:
         """Within the block, the first SIGINT/SIGTERM asks for a stop; a second one aborts."""
-        if threading.current_thread() is not threading.main_thread():
-            yield self  # signal handlers can only be set from the main thread
-            return
 
-        def handler(signum: int, _frame: Any) -> None:
+        def on_signal(signum: int) -> None:
             if self.requested is not None:
                 raise KeyboardInterrupt
             self.requested = signum
 
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with signals.handled_by(on_signal):
             yield self
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)

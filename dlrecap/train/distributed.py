@@ -36,11 +36,8 @@ from dlrecap import runs
 from dlrecap.errors import ConfigError, DlrecapError, TrainingError
 from dlrecap.model import Head
 from dlrecap.train import fast_engine
+from dlrecap.vocab import VALIDATION_PREFIX
 
-# The multi-worker loop scores with the fast engine's in-graph metrics and its evaluator
-# (weights are identical on every worker, so each evaluates locally, with no collectives).
-supports = fast_engine.supports
-evaluator = fast_engine.evaluator
 BACKUP_ROOT = ".multi_worker"
 # Back up at most this often: saving costs milliseconds, often more than an epoch here. A
 # restart retrains the epochs since, with the same batches, so it reaches the same weights.
@@ -98,9 +95,7 @@ class Cluster:
     def finish(self) -> None:
         """After a completed training: the chief removes the multi-worker backup."""
         if self.chief and self.backup_dir is not None:
-            for suffix in ("", ".old", ".new"):
-                shutil.rmtree(self.backup_dir.with_name(self.backup_dir.name + suffix),
-                              ignore_errors=True)
+            runs.remove_folder(self.backup_dir)
             with contextlib.suppress(OSError):  # only when no other config's backup is there
                 self.backup_dir.parent.rmdir()
 
@@ -189,12 +184,7 @@ def _is_chief(spec: dict[str, Any]) -> bool:
 
 
 def _complete_backup(folder: Path | None) -> Path | None:
-    if folder is None:
-        return None
-    for path in (folder, folder.with_name(folder.name + ".old")):
-        if (path / "state.json").is_file():
-            return path
-    return None
+    return runs.complete_folder(folder, "state.json") if folder is not None else None
 
 
 class WorkerBackup(keras.callbacks.Callback):
@@ -210,7 +200,7 @@ class WorkerBackup(keras.callbacks.Callback):
         cluster: the multi-worker cluster.
         run_dir: this process's run directory (recorded so a restarted chief reuses it).
         history: the `HistoryWriter` whose rows are kept, or None.
-        stopper: the early-stopping callback whose state is kept, or None.
+        stopper: the `ResumableEarlyStopping` whose state is kept, or None.
     """
 
     def __init__(self, cluster: Cluster, run_dir: Path, history: Any = None, stopper: Any = None):
@@ -252,7 +242,7 @@ class WorkerBackup(keras.callbacks.Callback):
         if not self.cluster.chief or time.monotonic() - self.last_save < BACKUP_EVERY_S:
             return
         folder = self.cluster.backup_dir
-        new, old = folder.with_name(folder.name + ".new"), folder.with_name(folder.name + ".old")
+        new = folder.with_name(folder.name + ".new")
         shutil.rmtree(new, ignore_errors=True)
         new.mkdir(parents=True)
         self.model.save_weights(new / "model.weights.h5")
@@ -261,50 +251,44 @@ class WorkerBackup(keras.callbacks.Callback):
                  "rows": self.history.rows if self.history is not None else [],
                  "early_stopping": None}
         if self.stopper is not None:
-            best = None if self.stopper.best is None else float(self.stopper.best)
-            state["early_stopping"] = {"best": best, "best_epoch": int(self.stopper.best_epoch),
-                                       "wait": int(self.stopper.wait)}
+            state["early_stopping"] = self.stopper.state()
             if self.stopper.best_weights is not None:
                 np.savez(new / "best_weights.npz", *self.stopper.best_weights)
-        (new / "state.json").write_text(json.dumps(state), encoding="utf-8")
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            folder.rename(old)
-        new.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
+        (new / "state.json").write_text(json.dumps(state), encoding="utf-8")  # written last
+        runs.replace_folder(new, folder)
         self.last_save = time.monotonic()
 
 
-# Called inside the strategy's scope, like the model's construction.
-compile_model = fast_engine.compile_model
+class DistributedEngine(fast_engine.FastEngine):
+    """The fast engine's loop with every global batch split among a strategy's replicas.
 
-
-def fit(
-    model: keras.Model,
-    head: Head,
-    config: Any,
-    train: tuple[np.ndarray, np.ndarray],
-    validation: tuple[np.ndarray, np.ndarray] | None,
-    callbacks: list[keras.callbacks.Callback],
-    initial_epoch: int = 0,
-) -> None:
-    """Train `model` under its strategy; callbacks see every epoch as they would under `fit`.
-
-    Every worker runs this with the same data and seed; each global batch is split among
-    all replicas, so the result matches one device training on `batch_size` rows per step.
-    `model` must have been built and compiled in the strategy's scope.
+    It scores with the fast engine's in-graph metrics and its evaluator (weights are
+    identical on every worker, so each evaluates locally, with no collectives), and compiles
+    like it, inside the strategy's scope.
     """
-    step = _ReplicaSteps(model, head, config.training.batch_size, config.seed,
-                         model.distribute_strategy)
-    x, y = (tf.convert_to_tensor(a) for a in train)
-    val = tuple(tf.convert_to_tensor(a) for a in validation) if validation is not None else None
-    try:
-        _run_epochs(model, head, config, step, (x, y), val, callbacks, initial_epoch)
-    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as exc:
-        # A worker died or cannot be reached: every collective fails from here on.
-        raise TrainingError(f"lost contact with another worker ({type(exc).__name__})",
-                            fix="start the same command again on every worker: training "
-                            "resumes from the last backup") from None
+
+    name = "distributed"
+
+    def fit(self, model: keras.Model, head: Head, config: Any, train: tuple[Any, np.ndarray],
+            validation: tuple[Any, np.ndarray] | None, callbacks: list[keras.callbacks.Callback],
+            initial_epoch: int = 0) -> None:
+        """Train `model` under its strategy; callbacks see every epoch as they would under `fit`.
+
+        Every worker runs this with the same data and seed; each global batch is split among
+        all replicas, so the result matches one device training on `batch_size` rows per
+        step. `model` must have been built and compiled in the strategy's scope.
+        """
+        step = _ReplicaSteps(model, head, config.training.batch_size, config.seed,
+                             model.distribute_strategy)
+        x, y = (tf.convert_to_tensor(a) for a in train)
+        val = tuple(tf.convert_to_tensor(a) for a in validation) if validation is not None else None
+        try:
+            _run_epochs(model, head, config, step, (x, y), val, callbacks, initial_epoch)
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as exc:
+            # A worker died or cannot be reached: every collective fails from here on.
+            raise TrainingError(f"lost contact with another worker ({type(exc).__name__})",
+                                fix="start the same command again on every worker: training "
+                                "resumes from the last backup") from None
 
 
 def _run_epochs(model: keras.Model, head: Head, config: Any, step: _ReplicaSteps,
@@ -324,7 +308,7 @@ def _run_epochs(model: keras.Model, head: Head, config: Any, step: _ReplicaSteps
         logs = fast_engine._as_floats(head, step.train_epoch(*train, tf.constant(epoch, tf.int64)))
         if val is not None and np.isfinite(logs["loss"]):
             scores = fast_engine._as_floats(head, step.evaluate(*val))
-            logs.update({f"val_{k}": v for k, v in scores.items()})
+            logs.update({VALIDATION_PREFIX + k: v for k, v in scores.items()})
         hooks.on_epoch_end(epoch, logs)
         # A stop asked for on one worker only (a signal) must stop them all at this epoch.
         if step.any_worker(bool(model.stop_training)):

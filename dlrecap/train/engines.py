@@ -1,45 +1,102 @@
-"""Choose the training engine: the fast in-memory loop when it can, Keras `fit` otherwise."""
+"""Training engines: what each one does, and which one trains a given job.
+
+An engine turns a built Keras model into a trained one; every engine calls Keras callbacks
+once per epoch, so history, early stopping and checkpoints behave alike whichever one runs.
+The fast in-memory loop trains when it can, Keras `fit` otherwise.
+"""
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dlrecap.errors import ConfigError
 from dlrecap.model import Head
 
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+
+class Engine(Protocol):
+    """A way to train a compiled Keras model on data held in memory.
+
+    Attributes:
+        name: what metrics.json records as `engine`, e.g. `fast`.
+
+    Example:
+
+    ```python
+    engine = pick_engine("auto", head, splits.x_train)
+    engine.compile(model, head, config, train_rows=len(x))
+    engine.fit(model, head, config, (x, y), (x_val, y_val), callbacks=[...])
+    scores = engine.evaluator(model, head)(x_test, y_test)  # {"loss": ..., "accuracy": ...}
+    ```
+    """
+
+    name: str
+
+    def supports(self, head: Head, x: Any, *, tensorboard: bool = False,
+                 distribute: str = "none") -> str | None:
+        """Why this engine cannot train `head` on rows `x`, or None when it can.
+
+        Args:
+            head: the output head (its loss and metrics).
+            x: the training rows: a matrix, or a dict of columns.
+            tensorboard: whether TensorBoard logging is asked for.
+            distribute: the strategy: `none`, `mirrored` or `multi_worker`.
+        """
+        ...
+
+    def compile(self, model: keras.Model, head: Head, config: Any, train_rows: int) -> None:
+        """Attach optimizer, loss and metrics to `model` (inside the strategy's scope)."""
+        ...
+
+    def fit(self, model: keras.Model, head: Head, config: Any, train: tuple[Any, np.ndarray],
+            validation: tuple[Any, np.ndarray] | None, callbacks: list[keras.callbacks.Callback],
+            initial_epoch: int = 0) -> None:
+        """Train the compiled `model` in place from `initial_epoch` to `training.epochs`.
+
+        Callbacks see `on_train_begin`, each epoch's begin and end (with the epoch's logs,
+        `val_` ones included when there is `validation`), and `on_train_end`.
+        """
+        ...
+
+    def evaluator(self, model: keras.Model, head: Head) -> Callable[[Any, Any], dict[str, float]]:
+        """A function `(x, y) -> {"loss": ..., metric: ...}`, named as in history.csv."""
+        ...
+
 
 def pick_engine(requested: str, head: Head, x: Any, *, tensorboard: bool = False,
-                distribute: str = "none") -> ModuleType:
-    """The engine module for `training.engine: requested` under `distribute`.
+                distribute: str = "none") -> Engine:
+    """The engine for `training.engine: requested` under `distribute`.
 
-    On one device: the fast engine when it can, else Keras `fit` (`keras_engine`). Under
-    `mirrored` or `multi_worker`: the fast engine's loop with each batch split among the
-    replicas (`distributed`) when it can, else Keras `fit` under `mirrored`; under
+    On one device: the fast engine when it can, else Keras `fit`. Under `mirrored` or
+    `multi_worker`: the fast engine's loop with each batch split among the replicas
+    (`DistributedEngine`) when it can, else Keras `fit` under `mirrored`; under
     `multi_worker` that is an error, as Keras 3 `fit` does not work there (keras#20585).
 
     Raises:
         ConfigError: the requested engine cannot train this config.
     """
-    from dlrecap.train import distributed, fast_engine, keras_engine
+    from dlrecap.train.distributed import DistributedEngine
+    from dlrecap.train.fast_engine import FastEngine
+    from dlrecap.train.keras_engine import KerasEngine
 
-    reason = None
-    if not fast_engine.supports(head, x):
-        reason = "it computes only accuracy, mae, mse and rmse, on numeric feature matrices"
-    elif tensorboard:
-        reason = "TensorBoard logging needs Keras fit"
-    if distribute == "multi_worker":
-        if requested == "keras":
-            raise ConfigError("Keras fit does not work under MultiWorkerMirroredStrategy "
-                              "(keras#20585)", key="training.engine",
+    fast = DistributedEngine() if distribute in ("mirrored", "multi_worker") else FastEngine()
+    keras_fit = KerasEngine()
+    if requested == "keras":
+        if why := keras_fit.supports(head, x, tensorboard=tensorboard, distribute=distribute):
+            raise ConfigError(why, key="training.engine",
                               fix="use auto: multi_worker has its own loop")
-        if reason:
-            raise ConfigError(f"the multi-worker loop cannot train this config: {reason}",
-                              key="training.distribute", fix="use mirrored or none")
-        return distributed
-    if requested == "fast" and reason:
+        return keras_fit
+    reason = fast.supports(head, x, tensorboard=tensorboard, distribute=distribute)
+    if reason is None:
+        return fast
+    if distribute == "multi_worker":
+        raise ConfigError(f"the multi-worker loop cannot train this config: {reason}",
+                          key="training.distribute", fix="use mirrored or none")
+    if requested == "fast":
         raise ConfigError(f"the fast engine cannot train this config: {reason}",
                           key="training.engine", fix="use auto or keras")
-    if requested == "keras" or reason:
-        return keras_engine
-    return distributed if distribute == "mirrored" else fast_engine
+    return keras_fit

@@ -9,6 +9,7 @@ per epoch, so early stopping, history rows and progress behave exactly as with `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -16,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from dlrecap.model import Head, make_metrics, make_optimizer
+from dlrecap.vocab import VALIDATION_PREFIX
 
 # Metrics computed inside the graph; others need Keras' stateful metric objects (keras engine).
 SUPPORTED_METRICS = ("accuracy", "mae", "mse", "rmse")
@@ -23,55 +25,64 @@ SUPPORTED_METRICS = ("accuracy", "mae", "mse", "rmse")
 EVAL_BATCH = 16384
 
 
-def supports(head: Head, x: Any) -> bool:
-    """Whether the fast engine can train this head on this data."""
-    return isinstance(x, np.ndarray) and all(m in SUPPORTED_METRICS for m in head.metrics)
+class FastEngine:
+    """Trains with one compiled call per epoch over tensors in memory (an `Engine`).
 
+    It computes its metrics inside the graph, so it takes numeric feature matrices and the
+    metrics in `SUPPORTED_METRICS` only; `pick_engine` falls back to Keras `fit` otherwise.
+    """
 
-def compile_model(model: keras.Model, head: Head, config: Any, train_rows: int) -> None:
-    """Attach optimizer, loss and metrics, so model.keras saves the optimizer state too."""
-    model.compile(optimizer=make_optimizer(config), loss=head.loss,
-                  metrics=make_metrics(head), jit_compile=False)
-    model.optimizer.build(model.trainable_variables)
+    name = "fast"
 
+    def supports(self, head: Head, x: Any, *, tensorboard: bool = False,
+                 distribute: str = "none") -> str | None:
+        """Why this engine cannot train `head` on `x`, or None when it can.
 
-def fit(
-    model: keras.Model,
-    head: Head,
-    config: Any,
-    train: tuple[np.ndarray, np.ndarray],
-    validation: tuple[np.ndarray, np.ndarray] | None,
-    callbacks: list[keras.callbacks.Callback],
-    initial_epoch: int = 0,
-) -> None:
-    """Train the compiled `model` in place; callbacks see every epoch as they would under `fit`."""
-    training = config.training
-    step = _StepFunctions(model, head, training.batch_size, config.seed)
-    x, y = (tf.convert_to_tensor(a) for a in train)
-    val = tuple(tf.convert_to_tensor(a) for a in validation) if validation is not None else None
+        `distribute` does not matter here: under a strategy its loop runs as `DistributedEngine`.
+        """
+        if not isinstance(x, np.ndarray) or any(m not in SUPPORTED_METRICS for m in head.metrics):
+            return "it computes only accuracy, mae, mse and rmse, on numeric feature matrices"
+        if tensorboard:
+            return "TensorBoard logging needs Keras fit"
+        return None
 
-    hooks = keras.callbacks.CallbackList(callbacks, model=model)
-    model.stop_training = False
-    hooks.on_train_begin()
-    for epoch in range(initial_epoch, training.epochs):
-        hooks.on_epoch_begin(epoch)
-        logs = _as_floats(head, step.train_epoch(x, y, tf.constant(epoch, tf.int64)))
-        if val is not None and np.isfinite(logs["loss"]):
-            logs.update({f"val_{k}": v for k, v in _as_floats(head, step.evaluate(*val)).items()})
-        hooks.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
-    hooks.on_train_end()
+    def compile(self, model: keras.Model, head: Head, config: Any, train_rows: int) -> None:
+        """Attach optimizer, loss and metrics, so model.keras saves the optimizer state too."""
+        model.compile(optimizer=make_optimizer(config), loss=head.loss,
+                      metrics=make_metrics(head), jit_compile=False)
+        model.optimizer.build(model.trainable_variables)
 
+    def fit(self, model: keras.Model, head: Head, config: Any, train: tuple[Any, np.ndarray],
+            validation: tuple[Any, np.ndarray] | None, callbacks: list[keras.callbacks.Callback],
+            initial_epoch: int = 0) -> None:
+        """Train the compiled `model` in place; callbacks see every epoch as under `fit`."""
+        training = config.training
+        step = _StepFunctions(model, head, training.batch_size, config.seed)
+        x, y = (tf.convert_to_tensor(a) for a in train)
+        val = tuple(tf.convert_to_tensor(a) for a in validation) if validation is not None else None
 
-def evaluator(model: keras.Model, head: Head) -> Any:
-    """A function `(x, y) -> {loss, metrics}` computed like Keras' `evaluate`, compiled once."""
-    step = _StepFunctions(model, head, batch_size=1, seed=0)
+        hooks = keras.callbacks.CallbackList(callbacks, model=model)
+        model.stop_training = False
+        hooks.on_train_begin()
+        for epoch in range(initial_epoch, training.epochs):
+            hooks.on_epoch_begin(epoch)
+            logs = _as_floats(head, step.train_epoch(x, y, tf.constant(epoch, tf.int64)))
+            if val is not None and np.isfinite(logs["loss"]):
+                scores = _as_floats(head, step.evaluate(*val))
+                logs.update({VALIDATION_PREFIX + k: v for k, v in scores.items()})
+            hooks.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+        hooks.on_train_end()
 
-    def evaluate(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-        return _as_floats(head, step.evaluate(tf.convert_to_tensor(x), tf.convert_to_tensor(y)))
+    def evaluator(self, model: keras.Model, head: Head) -> Callable[[Any, Any], dict[str, float]]:
+        """A function `(x, y) -> {loss, metrics}` computed like Keras' `evaluate`, compiled once."""
+        step = _StepFunctions(model, head, batch_size=1, seed=0)
 
-    return evaluate
+        def evaluate(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+            return _as_floats(head, step.evaluate(tf.convert_to_tensor(x), tf.convert_to_tensor(y)))
+
+        return evaluate
 
 
 def _as_floats(head: Head, values: tuple[tf.Tensor, ...]) -> dict[str, float]:

@@ -2,8 +2,9 @@
 
 After each epoch `HealthMonitor` runs one compiled pass over a small sample of rows: the
 forward pass records every Dense layer's pre-activations, the backward pass gives each
-layer's gradient norm. The numbers go to `diagnostics.csv`; conditions that usually mean
-training is in trouble become one-line warnings a learner can act on.
+layer's gradient norm. The numbers go to `diagnostics.csv` (the report shows them);
+conditions that usually mean training is in trouble become one-line warnings a learner can
+act on.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ VANISH_RATIO = 1e-3
 EXPLODE_NORM = 1e4
 COLUMNS = ["epoch", "layer", "name", "activation", "units", "dead_share", "saturated_share",
            "grad_norm"]
-CSV_FILE = "diagnostics.csv"
 
 
 class HealthMonitor(keras.callbacks.Callback):
