@@ -96,7 +96,7 @@ def open_run(loaded: LoadedConfig, runs_dir: Path, resume: Path | None, cluster:
     from dlrecap.train.callbacks import HistoryWriter, history_columns
 
     config = loaded.config
-    path = cluster.run_dir(runs_dir, config.name, resume)  # multi_worker: chief only
+    path = cluster.run_dir(runs_dir, config.name or "run", resume)  # multi_worker: chief only
     clock = time.perf_counter()
     previous = runs.read_metrics(path) if resume is not None else {}
     runs.write_text(path / runs.CONFIG_FILE,

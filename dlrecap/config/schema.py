@@ -416,7 +416,9 @@ class Config(Section):
 def effective(resolved: dict[str, Any]) -> dict[str, Any]:
     """A resolved config (as config.yaml holds it) with layer defaults filled in, in place."""
     model = resolved.get("model")
-    layers = model.get("layers") if isinstance(model, dict) else None
+    if not isinstance(model, dict):
+        return resolved
+    layers = model.get("layers")
     for layer in layers if isinstance(layers, list) else []:
         for key in LAYER_DEFAULTS:
             if isinstance(layer, dict) and layer.get(key) is None and key in model:

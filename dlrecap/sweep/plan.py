@@ -161,7 +161,8 @@ def check_axes_matter(plan: SweepPlan) -> None:
         ConfigError: located where the axis was written.
     """
     # (key, index) as `_origins` names where an axis was written: its first value, or its range.
-    axes = {(key, 0): [json.dumps(v) for v in values] for key, values in plan.settings["grid"].items()}
+    axes: dict[tuple[str, int | None], list[str]] = {
+        (key, 0): [json.dumps(v) for v in values] for key, values in plan.settings["grid"].items()}
     axes.update({(key, None): [json.dumps(v) for v in parse_range(text)[:2]]
                  for key, text in plan.settings["ranges"].items()})
     for (key, index), values in axes.items():

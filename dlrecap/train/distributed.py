@@ -205,7 +205,8 @@ class WorkerBackup(keras.callbacks.Callback):
 
     def __init__(self, cluster: Cluster, run_dir: Path, history: Any = None, stopper: Any = None):
         super().__init__()
-        self.cluster, self.run_dir = cluster, run_dir
+        assert cluster.backup_dir is not None, "only multi_worker clusters keep a backup"
+        self.cluster, self.run_dir, self.backup_dir = cluster, run_dir, cluster.backup_dir
         self.history, self.stopper = history, stopper
         self.state: dict[str, Any] | None = None
         self.last_save = 0.0
@@ -215,7 +216,9 @@ class WorkerBackup(keras.callbacks.Callback):
         self.state = self.cluster.backup_state()
         if self.state is None:
             return 0
-        folder = _complete_backup(self.cluster.backup_dir)
+        folder = _complete_backup(self.backup_dir)
+        if folder is None:
+            return 0
         try:
             self.model.load_weights(folder / "model.weights.h5")
         except Exception as exc:  # a damaged backup: say which, don't crash
@@ -233,15 +236,16 @@ class WorkerBackup(keras.callbacks.Callback):
         if self.stopper is not None and es:
             self.stopper.best, self.stopper.best_epoch, self.stopper.wait = \
                 es["best"], es["best_epoch"], es["wait"]
-            best = _complete_backup(self.cluster.backup_dir) / "best_weights.npz"
-            if best.is_file():
+            folder = _complete_backup(self.backup_dir)
+            best = folder / "best_weights.npz" if folder is not None else None
+            if best is not None and best.is_file():
                 with np.load(best) as data:
                     self.stopper.best_weights = [data[f"arr_{i}"] for i in range(len(data.files))]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if not self.cluster.chief or time.monotonic() - self.last_save < BACKUP_EVERY_S:
             return
-        folder = self.cluster.backup_dir
+        folder = self.backup_dir
         new = folder.with_name(folder.name + ".new")
         shutil.rmtree(new, ignore_errors=True)
         new.mkdir(parents=True)
