@@ -23,8 +23,8 @@ def both_engines(head: Head, predictions: np.ndarray, y: np.ndarray) -> tuple[di
 
     x = np.asarray(predictions, dtype="float32")
     model = passing_through(x.shape[1])
-    fast = fast_engine.evaluator(model, head)(x, y)
-    return fast, keras_engine.evaluator(model, head)(x, y)
+    fast = fast_engine.FastEngine().evaluator(model, head)(x, y)
+    return fast, keras_engine.KerasEngine().evaluator(model, head)(x, y)
 
 
 def test_binary_accuracy_thresholds_the_probability_at_one_half():
