@@ -1,4 +1,8 @@
-"""Score a finished run on one of its splits, rebuilt from the run's own config and seed."""
+"""Score a finished run on one of its splits, rebuilt from the run's own config and seed.
+
+A plain dense network is run with NumPy (`dlrecap.inference`), without importing
+TensorFlow; any other model is loaded with Keras.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import TYPE_CHECKING
 from dlrecap import runs
 from dlrecap.config.load import load_config
 from dlrecap.errors import RunError
+from dlrecap.inference import LightModel, Unsupported, load_light, score
 
 if TYPE_CHECKING:
     import keras
@@ -20,8 +25,8 @@ if TYPE_CHECKING:
 SPLITS = ("test", "validation", "train")
 
 
-def load_run(run_dir: Path) -> tuple[Config, Splits, Head, keras.Model]:
-    """The run's config, its data splits, its output head and its trained Keras model."""
+def load_run(run_dir: Path) -> tuple[Config, Splits, Head, keras.Model | LightModel]:
+    """The run's config, its data splits, its output head and its trained model."""
     from dlrecap.data import load_splits
     from dlrecap.model import plan_head
 
@@ -29,7 +34,17 @@ def load_run(run_dir: Path) -> tuple[Config, Splits, Head, keras.Model]:
     config = load_config(run_dir / runs.CONFIG_FILE).config
     splits = load_splits(config.data, config.seed)
     head = plan_head(config, splits.task, splits.n_classes)
-    return config, splits, head, load_model(run_dir, seed=config.seed)
+    return config, splits, head, load_inference_model(run_dir, seed=config.seed)
+
+
+def load_inference_model(run_dir: Path, seed: int = 0) -> keras.Model | LightModel:
+    """The run's model for inference: NumPy when it is a plain dense network, else Keras."""
+    try:
+        return load_light(_model_path(run_dir))
+    except Unsupported:
+        return load_model(run_dir, seed=seed)
+    except Exception:  # noqa: BLE001 - a damaged file: Keras' loader says what is wrong
+        return load_model(run_dir, seed=seed)
 
 
 def load_model(run_dir: Path, seed: int = 0, device: str = "auto") -> keras.Model:
@@ -60,24 +75,33 @@ def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
     from dlrecap.data.split import n_rows
     from dlrecap.model import encode_targets
 
-    _config, splits, head, model = load_run(run_dir)
-    from dlrecap.train.engines import pick_engine
-
+    config, splits, head, model = load_run(run_dir)
     x, y = splits.split(split)
     if n_rows(x) == 0:
         key = "test_split" if split == "test" else "validation_split"
         raise RunError(f"the run has no {split} rows (data.{key} is 0)",
                        fix="pick another --split")
+    if isinstance(model, LightModel):
+        try:
+            return score(head, model(x), encode_targets(y, head), model.weight_penalty())
+        except Unsupported:  # a metric only Keras computes
+            model = load_model(run_dir, seed=config.seed)
+    from dlrecap.train.engines import pick_engine
+
     engine = pick_engine("auto", head, x)
     return engine.evaluator(model, head)(x, encode_targets(y, head))
 
 
-def model_outputs(model: keras.Model, x: Features, batch: int = 8192) -> np.ndarray:
+def model_outputs(model: keras.Model | LightModel, x: Features, batch: int = 8192) -> np.ndarray:
     """The model's outputs for rows `x` (a matrix or a dict of columns) as a NumPy array."""
     import numpy as np
-    import tensorflow as tf
 
     from dlrecap.data.split import n_rows
+
+    if isinstance(model, LightModel):
+        parts = [model(_rows(x, i, i + batch)) for i in range(0, max(n_rows(x), 1), batch)]
+        return np.concatenate(parts)
+    import tensorflow as tf
 
     if n_rows(x) == 0:
         return np.zeros((0, model.output_shape[-1]), dtype="float32")
@@ -88,3 +112,9 @@ def model_outputs(model: keras.Model, x: Features, batch: int = 8192) -> np.ndar
     parts = [np.asarray(model(x[i:i + batch], training=False), dtype="float32")
              for i in range(0, len(x), batch)]
     return np.concatenate(parts)
+
+
+def _rows(x: Features, start: int, stop: int) -> Features:
+    if isinstance(x, dict):
+        return {key: column[start:stop] for key, column in x.items()}
+    return x[start:stop]

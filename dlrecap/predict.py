@@ -17,6 +17,7 @@ import pandas as pd
 from dlrecap import runs
 from dlrecap.data.files import category_values, numeric_values, read_table
 from dlrecap.errors import DataError, RunError, printable
+from dlrecap.inference import LightModel
 from dlrecap.model import CATEGORY_LAYER  # (importing it also quiets a Keras warning on load)
 
 if TYPE_CHECKING:
@@ -66,9 +67,9 @@ def predict_file(run_dir: Path, input_path: Path,
             f"{', '.join(repr(a) for a in absent)}, which run {run_dir.name} takes as input "
             f"(columns: {', '.join(frame.columns)})",
             fix=f"the run's feature columns are: {', '.join(features)}")
-    from dlrecap.evaluate import load_model
+    from dlrecap.evaluate import load_inference_model
 
-    model = load_model(run_dir, seed=int(info.get("seed") or 0))
+    model = load_inference_model(run_dir, seed=int(info.get("seed") or 0))
     inputs = model_inputs(frame, features, vocabularies(model, features), input_path,
                           on_warning or (lambda _line: None))
     outputs = _predict(model, inputs)
@@ -77,8 +78,11 @@ def predict_file(run_dir: Path, input_path: Path,
     return _with_predictions(result, outputs, labels)
 
 
-def vocabularies(model: keras.Model, features: list[str]) -> dict[str, list[str]]:
+def vocabularies(model: keras.Model | LightModel, features: list[str]) -> dict[str, list[str]]:
     """The categories the model knows, per categorical feature column."""
+    if isinstance(model, LightModel):
+        return {name: [str(v) for v in model.vocabularies[CATEGORY_LAYER.format(i)]]
+                for i, name in enumerate(features) if CATEGORY_LAYER.format(i) in model.vocabularies}
     if not isinstance(model.input, dict):
         return {}
     found = {}
@@ -130,7 +134,7 @@ def _unseen_categories(path: Path, column: str, values: np.ndarray, known: np.nd
                      "predicted as an unknown category")
 
 
-def _predict(model: keras.Model, inputs: Features) -> np.ndarray:
+def _predict(model: keras.Model | LightModel, inputs: Features) -> np.ndarray:
     from dlrecap.evaluate import model_outputs
 
     return model_outputs(model, inputs, batch=BATCH)
