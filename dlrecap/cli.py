@@ -110,6 +110,24 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from dlrecap import __version__
+
+        console.result(f"dlrecap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="Print dlrecap's version and exit."),
+) -> None:
+    """Train dense neural networks from a YAML config."""
+
+
 SetOption = typer.Option(
     [], "--set", metavar="KEY=VALUE",
     help="Override a config key with a YAML value, e.g. training.learning_rate=0.01.",

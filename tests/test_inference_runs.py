@@ -77,3 +77,11 @@ def test_predict_plot_and_report_without_tensorflow(run, tmp_path):
         done = without_tensorflow(command, str(run))
         assert done.returncode == 0, done.stderr
     assert (run / "report.html").is_file()
+
+
+def test_version_answers_without_tensorflow():
+    from dlrecap import __version__
+
+    done = without_tensorflow("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"dlrecap {__version__}\n"
