@@ -6,6 +6,7 @@ TensorFlow; any other model is loaded with Keras.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,12 @@ def load_run(run_dir: Path) -> tuple[Config, Splits, Head, keras.Model | LightMo
 
 
 def load_inference_model(run_dir: Path, seed: int = 0) -> keras.Model | LightModel:
-    """The run's model for inference: NumPy when it is a plain dense network, else Keras."""
+    """The run's model for inference: NumPy when it is a plain dense network, else Keras.
+
+    `DLRECAP_INFERENCE=keras` always takes Keras (to compare the two, as the benchmark does).
+    """
+    if os.environ.get("DLRECAP_INFERENCE") == "keras":
+        return load_model(run_dir, seed=seed)
     try:
         return load_light(_model_path(run_dir))
     except Unsupported:
