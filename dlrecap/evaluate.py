@@ -29,11 +29,12 @@ SPLITS = ("test", "validation", "train")
 def load_run(run_dir: Path) -> tuple[Config, Splits, Head, keras.Model | LightModel]:
     """The run's config, its data splits, its output head and its trained model."""
     from dlrecap.data import load_splits
+    from dlrecap.data.split import ROWS_FILE, load_rows
     from dlrecap.model import plan_head
 
     _model_path(run_dir)  # no model: say so before reading any data
     config = load_config(run_dir / runs.CONFIG_FILE).config
-    splits = load_splits(config.data, config.seed)
+    splits = load_splits(config.data, config.seed, rows=load_rows(run_dir / ROWS_FILE))
     head = plan_head(config, splits.task, splits.n_classes)
     return config, splits, head, load_inference_model(run_dir, seed=config.seed)
 

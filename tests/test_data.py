@@ -276,3 +276,36 @@ def test_linear_model_accuracy(name, low, high):
     s = load_splits(cfg(name, validation_split=0.0, test_split=0.25), 0)
     acc = LogisticRegression().fit(s.x_train, s.y_train).score(s.x_test, s.y_test)
     assert low <= acc <= high, acc
+
+
+def test_saved_rows_are_reused_and_give_the_same_splits(tmp_path):
+    from dlrecap.data.split import load_rows, save_rows
+
+    data = SimpleNamespace(dataset="xor", path=None, samples=60, noise=0.1, validation_split=0.2,
+                           test_split=0.2, task="auto")
+    first = load_splits(data, seed=3)
+    save_rows(first, tmp_path / "splits.npz")
+    rows = load_rows(tmp_path / "splits.npz")
+    again = load_splits(data, seed=3, rows=rows)
+    for a, b in zip(first.rows, again.rows, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(first.x_test, again.x_test)
+    # Rows that do not number this data exactly once are ignored: the data is split again.
+    wrong = (rows[0][:-1], rows[1], rows[2])
+    np.testing.assert_array_equal(load_splits(data, seed=3, rows=wrong).x_test, first.x_test)
+    assert load_rows(tmp_path / "missing.npz") is None
+
+
+def test_reused_rows_need_no_scikit_learn(tmp_path):
+    code = (
+        "import sys; from types import SimpleNamespace\n"
+        "from dlrecap.data import load_splits\n"
+        "from dlrecap.data.split import load_rows, save_rows\n"
+        "d = SimpleNamespace(dataset='xor', path=None, samples=60, noise=0.1, validation_split=0.2,"
+        " test_split=0.2, task='auto')\n"
+        f"save_rows(load_splits(d, 0), {str(tmp_path / 's.npz')!r})\n"
+        "for m in [m for m in sys.modules if m.startswith('sklearn')]: del sys.modules[m]\n"
+        "sys.modules['sklearn'] = None\n"
+        f"load_splits(d, 0, rows=load_rows({str(tmp_path / 's.npz')!r}))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -31,6 +31,8 @@ class Splits:
             any, each `x` is a dict of `(n, 1)` column arrays keyed by feature name
             (float32, or `str` objects for these columns) instead of a matrix, and the
             model one-hot encodes them itself. Count rows with `n_rows(x)`.
+        rows: the train, validation and test row numbers in the data as loaded, so that
+            a finished run can be scored on the same rows without splitting again.
     """
 
     task: str
@@ -43,6 +45,7 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     categorical: tuple[str, ...] = ()
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def n_features(self) -> int:
@@ -155,7 +158,28 @@ def _split_indices(y, n_val, n_test, stratify, seed,
     return train, parts[1], parts[0]
 
 
-def load_splits(data, seed: int) -> Splits:
+# A run's row numbers per split, kept in its run directory (see `save_rows`).
+ROWS_FILE = "splits.npz"
+
+
+def save_rows(splits: Splits, path: Path) -> None:
+    """Write the splits' row numbers (an .npz of train, validation and test)."""
+    if splits.rows is not None:
+        with open(path, "wb") as f:
+            np.savez(f, **dict(zip(SPLITS, splits.rows, strict=True)))
+
+
+def load_rows(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Row numbers written by `save_rows`, or None when the file is missing or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            train, validation, test = (np.asarray(arrays[name], dtype=np.int64) for name in SPLITS)
+    except (OSError, KeyError, ValueError):
+        return None
+    return train, validation, test
+
+
+def load_splits(data, seed: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Splits:
     """Loads (or generates) the configured data set and splits it.
 
     Args:
@@ -163,6 +187,9 @@ def load_splits(data, seed: int) -> Splits:
             `validation_split`, `test_split` and `task` attributes; for files also
             `target`, `features` and `missing`.
         seed: seeds both the generator and the splits; the same seed gives the same arrays.
+        rows: row numbers from `load_rows` to reuse instead of splitting again (a finished
+            run's own rows; splitting imports scikit-learn, which takes seconds). Ignored
+            unless they fit the data.
 
     Returns:
         The `Splits`. Classification splits are stratified; validation and test hold
@@ -178,7 +205,7 @@ def load_splits(data, seed: int) -> Splits:
     if data.dataset is None:
         if data.path is None:
             raise DataError("data: set data.dataset or data.path")
-        return _file_splits(data, seed)
+        return _file_splits(data, seed, rows)
     info = get_info(data.dataset)
     if info.name in SYNTHETIC:
         x, y, features, labels = _generate(data, info, np.random.default_rng(seed))
@@ -192,12 +219,22 @@ def load_splits(data, seed: int) -> Splits:
     stratify = task != "regression"
     _check_sizes(len(y), validation, test, len(labels) if stratify else 1, info.name,
                  info.name in SYNTHETIC)
-    _, n_val, n_test = _counts(len(y), validation, test)
-    tr, va, te = _split_indices(y, n_val, n_test, stratify, seed)
-    return Splits(task, list(features), labels, x[tr], y[tr], x[va], y[va], x[te], y[te])
+    tr, va, te = _reuse(rows, len(y)) or _split_indices(y, *_counts(len(y), validation, test)[1:],
+                                                         stratify, seed)
+    return Splits(task, list(features), labels, x[tr], y[tr], x[va], y[va], x[te], y[te],
+                  rows=(tr, va, te))
 
 
-def _file_splits(data, seed: int) -> Splits:
+def _reuse(rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+           n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """`rows` when they number each of `n` rows exactly once, else None (split again)."""
+    if rows is None or sum(len(r) for r in rows) != n:
+        return None
+    seen = np.concatenate(rows)
+    return rows if np.array_equal(np.sort(seen), np.arange(n)) else None
+
+
+def _file_splits(data, seed: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Splits:
     """Splits of a data file; missing values under `missing: mean` are filled from train rows."""
     from dlrecap.data.files import impute, load_table
 
@@ -211,13 +248,13 @@ def _file_splits(data, seed: int) -> Splits:
     if stratify:
         _check_class_sizes(y, table, 1 + (validation > 0) + (test > 0))
     _, n_val, n_test = _counts(len(y), validation, test)
-    tr, va, te = _split_indices(y, n_val, n_test, stratify, seed,
-                                fix="add rows, or use smaller split fractions")
+    tr, va, te = _reuse(rows, len(y)) or _split_indices(y, n_val, n_test, stratify, seed,
+                                                         fix="add rows, or use smaller split fractions")
     parts = [_take(table.x, rows) for rows in (tr, va, te)]
     if getattr(data, "missing", "error") == "mean":
         parts = impute(parts, table.features, table.categorical, table.name)
     return Splits(table.task, table.features, table.labels, parts[0], y[tr], parts[1], y[va],
-                  parts[2], y[te], categorical=table.categorical)
+                  parts[2], y[te], categorical=table.categorical, rows=(tr, va, te))
 
 
 def _check_class_sizes(y, table, needed: int) -> None:
