@@ -18,9 +18,12 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from dlrecap.model import Head
 
 Array = np.ndarray
 Layer = Callable[[list[Any]], Array]
@@ -287,7 +290,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any], list[Array]], Layer]] = {
 SCORED = ("accuracy", "mae", "mse", "rmse")
 
 
-def score(head: Any, outputs: Array, y: Array, penalty: float = 0.0) -> dict[str, float]:
+def score(head: Head, outputs: Array, y: Array, penalty: float = 0.0) -> dict[str, float]:
     """Loss and metrics of `outputs` against encoded targets `y`, as the engines compute them.
 
     Args:
@@ -330,7 +333,7 @@ def _loss(loss: str, y: Array, pred: Array) -> Array:
     raise Unsupported(f"loss {loss}")
 
 
-def _metric(name: str, head: Any, y: Array, pred: Array) -> float:
+def _metric(name: str, head: Head, y: Array, pred: Array) -> float:
     if name == "accuracy":
         if head.one_hot:
             hits = pred.argmax(axis=-1) == y.argmax(axis=-1)
