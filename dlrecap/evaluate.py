@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,8 +56,27 @@ def _model_path(run_dir: Path) -> Path:
     return model_path
 
 
+@dataclass(frozen=True)
+class Scores:
+    """A run's scores on one split.
+
+    Args:
+        metrics: loss and metrics of the run's saved model.
+        baseline: the same for the trivial predictor fitted on the training rows.
+    """
+
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+
+
 def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
     """Loss and metrics of the run's saved model on `split` (`test`, `validation`, `train`)."""
+    return score_run(run_dir, split).metrics
+
+
+def score_run(run_dir: Path, split: str = "test") -> Scores:
+    """The run's saved model and the trivial baseline, scored on `split`, in the target's units."""
+    from dlrecap.baseline import baseline_metrics
     from dlrecap.data.split import n_rows
     from dlrecap.model import encode_targets
 
@@ -69,7 +89,9 @@ def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
         raise RunError(f"the run has no {split} rows (data.{key} is 0)",
                        fix="pick another --split")
     engine = pick_engine("auto", head, x)
-    return engine.evaluator(model, head)(x, encode_targets(y, head))
+    metrics = engine.evaluator(model, head)(x, encode_targets(y, head))
+    baseline = baseline_metrics(splits.task, head.loss, head.metrics, splits.y_train, y)
+    return Scores(metrics, baseline)
 
 
 def model_outputs(model: keras.Model, x: Features, batch: int = 8192) -> np.ndarray:
