@@ -375,7 +375,7 @@ def recording_failures(loaded: LoadedConfig, run: Run, model: keras.Model,
         save_model(model, run.path)
         # The guard put back the weights of the last finished epoch.
         run.record("failed", error=exc.render(), weights_epoch=len(run.history.rows))
-        raise TrainingError(f"{run.path}: {exc.message}", fix=exc.fix) from None
+        raise TrainingError(f"{exc.message}; the run is in {run.path}", fix=exc.fix) from None
     except KeyboardInterrupt:
         run.record("interrupted")
         raise Interrupted(_interrupted(loaded, run.path, checkpointer.saved_epoch)) from None
