@@ -9,6 +9,8 @@ about the same has trained nothing, and is told so.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -77,3 +79,39 @@ def no_better(model: dict[str, float], baseline: dict[str, float]) -> str | None
                         f"of the training targets ({baseline[name]:.4g})")
             return None
     return None
+
+
+def judged_split(run: Mapping[str, Any]) -> str | None:
+    """The split a run is judged on: test, else validation when it has no test rows."""
+    baseline = run.get("baseline") or {}
+    return next((s for s in ("test", "validation") if run.get(s) and baseline.get(s)), None)
+
+
+def run_verdict(run: Mapping[str, Any]) -> str | None:
+    """Words for a run (its metrics.json) whose model does not clearly beat its baseline.
+
+    It is judged on the test split, or the validation split when there is no test split.
+
+    Example:
+
+    >>> run_verdict({"test": {"accuracy": 0.5}, "baseline": {"test": {"accuracy": 0.5}}})
+    'test accuracy 0.5000 is no better than always predicting the majority class (0.5000)'
+    """
+    split = judged_split(run)
+    if split is None:
+        return None
+    words = no_better(run[split], run["baseline"][split])
+    return f"{split} {words}" if words else None
+
+
+def baseline_row(run: Mapping[str, Any], names: list[str]) -> list[Any] | None:
+    """The table row `baseline (<split>)` under a run's metrics, or None without a baseline.
+
+    Args:
+        run: the run's metrics.json.
+        names: the metric names of the table's columns.
+    """
+    split = judged_split(run)
+    if split is None:
+        return None
+    return [f"baseline ({split})", *[run["baseline"][split].get(n) for n in names]]

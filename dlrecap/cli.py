@@ -200,17 +200,27 @@ def train(
                           on_warning=console.warning)
     if not quiet:
         _print_summary(result.metrics)
+    from dlrecap.baseline import run_verdict
+
+    if verdict := run_verdict(result.metrics):
+        console.warning(verdict)
     console.result(str(result.run_dir))
     if result.unmet:
         raise ExpectationError(result.unmet, str(result.run_dir))
 
 
 def _print_summary(metrics: dict[str, Any]) -> None:
+    from dlrecap.baseline import baseline_row
+
     splits = [s for s in SPLITS if metrics.get(s)]
     names = list(metrics[splits[0]]) if splits else []
     rows = [[split, *[metrics[split].get(n) for n in names]] for split in splits]
+    if baseline := baseline_row(metrics, names):
+        rows.append(baseline)
     stop = (f", stopped early (best epoch {metrics['best_epoch']})" if metrics.get("stopped_early")
             else f", best epoch {metrics['best_epoch']}")
+    if "weights_epoch" in metrics:
+        stop += f", kept the weights of epoch {metrics['weights_epoch']}"
     where = metrics.get("device", "cpu")
     if metrics.get("distribute", "none") != "none":
         where += f", {metrics['distribute']}"
@@ -227,19 +237,29 @@ def eval_(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     runs_dir: Path | None = RunsDirOption,
 ) -> None:
-    """Score a run's saved model on one of its splits."""
-    from dlrecap.evaluate import SPLITS, evaluate_run
+    """Score a run's saved model on one of its splits, beside the trivial baseline's score."""
+    from dlrecap.baseline import no_better
+    from dlrecap.evaluate import SPLITS, score_run
     from dlrecap.runs import find_run
 
     _check_option(split, SPLITS, "split", "--split")
     run_dir = find_run(run, _runs_dir(runs_dir))
-    metrics = evaluate_run(run_dir, split)
+    scores = score_run(run_dir, split)
+    metrics, baseline = scores.metrics, scores.baseline
+    if verdict := no_better(metrics, baseline):
+        console.warning(f"{split} {verdict}")
     if as_json:
-        finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
         console.out.print_json(json.dumps({"run": str(run_dir), "split": split,
-                                           "metrics": finite}))
+                                           "metrics": _finite(metrics),
+                                           "baseline": _finite(baseline)}))
         return
-    console.table(f"{run_dir} ({split})", ["metric", "value"], [[k, v] for k, v in metrics.items()])
+    console.table(f"{run_dir} ({split})", ["metric", "value", "baseline"],
+                  [[k, v, baseline.get(k)] for k, v in metrics.items()])
+
+
+def _finite(values: dict[str, float]) -> dict[str, float | None]:
+    """JSON has no NaN or infinity: such values become null."""
+    return {k: (v if math.isfinite(v) else None) for k, v in values.items()}
 
 
 @app.command()
@@ -277,7 +297,7 @@ def datasets() -> None:
 @app.command("runs")
 def runs_(runs_dir: Path | None = RunsDirOption) -> None:
     """List the runs, oldest first."""
-    from dlrecap.runs import list_runs
+    from dlrecap.runs import epochs_done, list_runs, listed_status
 
     directory = _runs_dir(runs_dir)
     found = list_runs(directory)
@@ -291,7 +311,7 @@ def runs_(runs_dir: Path | None = RunsDirOption) -> None:
         headline = next((f"{k} {v:.4f}" for k, v in test.items() if k != "loss"), None)
         if headline is None and "loss" in test:
             headline = f"loss {test['loss']:.4f}"
-        rows.append([run.path.name, m.get("status"), m.get("epochs_run"), headline,
+        rows.append([run.path.name, listed_status(m), epochs_done(run.path, m), headline,
                      run.started.replace("T", " ")[:16]])
     console.table(None, ["run", "status", "epochs", "test", "when"], rows)
 

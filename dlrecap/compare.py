@@ -19,7 +19,8 @@ from dlrecap.vocab import SPLITS
 
 COMPARE_FILE = "compare.png"
 MISSING = "-"
-_FACTS = ("status", "epochs_run", "best_epoch", "stopped_early", "duration_s", "parameters")
+_FACTS = ("status", "epochs_run", "best_epoch", "weights_epoch", "stopped_early", "duration_s",
+          "parameters")
 
 
 @dataclass(frozen=True)

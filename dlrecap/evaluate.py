@@ -7,6 +7,7 @@ TensorFlow; any other model is loaded with Keras.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,10 +78,28 @@ def _model_path(run_dir: Path) -> Path:
     return model_path
 
 
+@dataclass(frozen=True)
+class Scores:
+    """A run's scores on one split.
+
+    Args:
+        metrics: loss and metrics of the run's saved model.
+        baseline: the same for the trivial predictor fitted on the training rows.
+    """
+
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+
+
 def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
     """Loss and metrics of the run's saved model on `split` (`test`, `validation`, `train`)."""
+    return score_run(run_dir, split).metrics
+
+
+def score_run(run_dir: Path, split: str = "test") -> Scores:
+    """The run's saved model and the trivial baseline, scored on `split`, in the target's units."""
+    from dlrecap.baseline import baseline_metrics
     from dlrecap.data.split import n_rows
-    from dlrecap.model import encode_targets
 
     config, splits, head, model = load_run(run_dir)
     x, y = splits.split(split)
@@ -88,15 +107,23 @@ def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
         key = "test_split" if split == "test" else "validation_split"
         raise RunError(f"the run has no {split} rows (data.{key} is 0)",
                        fix="pick another --split")
+    baseline = baseline_metrics(splits.task, head.loss, head.metrics, splits.y_train, y)
+    return Scores(_model_scores(run_dir, config.seed, model, head, x, y), baseline)
+
+
+def _model_scores(run_dir: Path, seed: int, model: keras.Model | LightModel, head: Head,
+                  x: Features, y: np.ndarray) -> dict[str, float]:
+    """Loss and metrics of the model on rows `x`: with NumPy when it can, else with Keras."""
+    from dlrecap.model import encode_targets
+
     if isinstance(model, LightModel):
         try:
             return score(head, model(x), encode_targets(y, head), model.weight_penalty())
         except Unsupported:  # a metric only Keras computes
-            model = load_model(run_dir, seed=config.seed)
+            model = load_model(run_dir, seed=seed)
     from dlrecap.train.engines import pick_engine
 
-    engine = pick_engine("auto", head, x)
-    return engine.evaluator(model, head)(x, encode_targets(y, head))
+    return pick_engine("auto", head, x).evaluator(model, head)(x, encode_targets(y, head))
 
 
 def model_outputs(model: keras.Model | LightModel, x: Features, batch: int = 8192) -> np.ndarray:

@@ -80,13 +80,67 @@ def plan_head(config: Config, task: str, n_classes: int | None) -> Head:
     return Head(1, activation, loss, False, metrics)
 
 
-def encode_targets(y: np.ndarray, head: Head) -> np.ndarray:
-    """Labels as the head's loss expects them: (n, 1) floats, (n,) ints or one-hot rows."""
+def encode_targets(y: np.ndarray, head: Head, scale: TargetScale | None = None) -> np.ndarray:
+    """Labels as the head's loss expects them: (n, 1) floats, (n,) ints or one-hot rows.
+
+    Args:
+        y: class indices, or regression targets in their own units.
+        head: the output head.
+        scale: regression targets are standardized with it, when given.
+    """
     if head.one_hot:
         return np.eye(head.units, dtype="float32")[y.astype(int)]
     if head.loss == "sparse_categorical_crossentropy":
         return y.astype("int32")
+    if scale is not None:
+        y = (y.astype("float64") - scale.mean) / scale.std
     return y.astype("float32").reshape(-1, 1)
+
+
+@dataclass(frozen=True)
+class TargetScale:
+    """How a regression target is standardized for training: `(y - mean) / std`.
+
+    A target in the tens of thousands would take a network started near 0 thousands of
+    epochs to reach; standardized, it starts where the data is.
+
+    Args:
+        mean: the training targets' mean.
+        std: their standard deviation (1 for a constant target).
+    """
+
+    mean: float
+    std: float
+
+
+def target_scale(config: Config, splits: Splits) -> TargetScale | None:
+    """The training targets' mean and std when `data.standardize_target` applies, else None."""
+    if not config.data.standardizes_target(splits.task):
+        return None
+    y = np.asarray(splits.y_train, dtype=np.float64)
+    std = float(y.std()) if len(y) else 0.0
+    return TargetScale(float(y.mean()) if len(y) else 0.0, std if std > 0 else 1.0)
+
+
+# The last layer of a model trained on standardized targets: it maps outputs back.
+TARGET_LAYER = "target_units"
+
+
+def in_target_units(model: keras.Model, scale: TargetScale | None) -> keras.Model:
+    """`model` followed by a layer that maps standardized outputs back: `y * std + mean`.
+
+    The new model shares `model`'s layers and weights, so training one trains the other.
+    A plain `Rescaling` layer, it saves and loads without custom code. Without a scale,
+    `model` itself.
+    """
+    if scale is None:
+        return model
+    import keras
+
+    # float32 even under mixed precision: float16 cannot hold targets in the tens of thousands.
+    outputs = keras.layers.Rescaling(scale=scale.std, offset=scale.mean, name=TARGET_LAYER,
+                                     dtype="float32")(model.output)
+    return keras.Model(model.input, outputs, name=model.name)
 
 
 def build_model(config: Config, splits: Splits, head: Head) -> keras.Model:
@@ -137,7 +191,8 @@ def build_model(config: Config, splits: Splits, head: Head) -> keras.Model:
 # The one-hot layer of feature `i` (in `splits.feature_names` order); `predict` reads its vocabulary.
 CATEGORY_LAYER = "categories_{}"
 # Layer names of the model that a column name must not take (Keras needs unique names).
-_TAKEN_NAME = re.compile(r"^(standardize|numeric|features|output|(hidden|dropout|categories|feature)_\d+)$")
+_TAKEN_NAME = re.compile(r"^(standardize|numeric|features|output|target_units"
+                         r"|(hidden|dropout|categories|feature)_\d+)$")
 # Inputs are keyed by column name; a column whose name Keras cannot use gets a stand-in
 # name, and Keras would warn about that at every build and load though the keys match.
 warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")

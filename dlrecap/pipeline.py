@@ -32,7 +32,7 @@ from dlrecap.errors import (
     first_line,
     write_crash_log,
 )
-from dlrecap.expect import unmet_expectations
+from dlrecap.expect import check_expectations, unmet_lines
 from dlrecap.record import Run, describe_run, open_run, save_model, timestamp
 from dlrecap.resume import check_resumable
 from dlrecap.vocab import SPLITS, direction, effective_monitor, is_maximized
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from dlrecap.config.schema import Config
     from dlrecap.data import Splits
-    from dlrecap.model import Head
+    from dlrecap.model import Head, TargetScale
     from dlrecap.train.callbacks import Progress
     from dlrecap.train.checkpoint import Checkpointer, ResumableEarlyStopping, StopRequest
     from dlrecap.train.distributed import Cluster
@@ -98,29 +98,32 @@ def train(
     warn = on_warning or _ignore
     config = resolve_config(loaded, resume)
     splits, head = load_data(loaded)
+    scale = scale_target(config, splits)
     device_label, cluster = prepare_device(loaded, runs_dir, device, deterministic, warn)
     engine = pick_engine(loaded, head, splits, cluster)
+    # `model` trains (on standardized targets, if any); `kept` is what model.keras holds.
     model = build_model(config, splits, head, engine, cluster)
+    kept = output_model(model, scale, cluster)
     state, best_weights = restore_checkpoint(model, resume)
     initial_epoch = state["epochs_done"]
     monitor = choose_monitor(config, splits, warn)
 
-    info = describe_run(config, splits, model, monitor, engine, device_label, cluster)
+    info = describe_run(config, splits, model, monitor, engine, device_label, cluster, scale)
     run = open_run(loaded, runs_dir, resume, cluster, info, head, splits, initial_epoch, progress)
-    encoded = encode(splits, head)
-    hooks = make_callbacks(config, run, head, encoded, monitor, state, best_weights, cluster, warn)
-    fit_s = fit(loaded, run, engine, model, head, encoded, hooks, initial_epoch)
+    encoded = encode(splits, head, scale)
+    hooks = make_callbacks(config, run, head, encoded, monitor, state, best_weights, cluster, warn,
+                           scale)
+    fit_s = fit(loaded, run, engine, model, kept, head, encoded, hooks, initial_epoch)
 
-    results = evaluate(engine, model, head, encoded)
-    save_model(model, run.path)
+    # Scored in the target's own units, as the saved model answers.
+    results = evaluate(engine, kept, head, encode(splits, head) if scale else encoded)
+    save_model(kept, run.path)
     # Recorded before the pictures are drawn: the learning curves mark the best epoch from it.
-    run.record("completed", **best_epoch(run.history.rows, monitor, hooks.stopper),
-               fit_s=round(fit_s, 3), finished_at=timestamp(),
-               warnings=hooks.health.warnings if hooks.health else [], **results)
+    outcome = record_completion(run, config, splits, head, monitor, hooks, fit_s, results)
     _remove_checkpoints(run.path)
-    draw(run.path, model, splits, head, warn)
+    draw(run.path, kept, splits, head, warn)
     cluster.finish()
-    return TrainResult(run.path, run.info, unmet_expectations(config.expect, run.info))
+    return TrainResult(run.path, run.info, unmet_lines(config.expect, outcome) if outcome else [])
 
 
 # --- before the run directory exists: bad input leaves nothing behind -------------------
@@ -199,6 +202,21 @@ def build_model(config: Config, splits: Splits, head: Head, engine: Engine,
     return model
 
 
+def scale_target(config: Config, splits: Splits) -> TargetScale | None:
+    """The regression target's training mean and std when it is standardized, else None."""
+    from dlrecap.model import target_scale
+
+    return target_scale(config, splits)
+
+
+def output_model(model: keras.Model, scale: TargetScale | None, cluster: Cluster) -> keras.Model:
+    """The model that answers in the target's units: `model` itself, or `model` + a rescaling."""
+    from dlrecap.model import in_target_units
+
+    with cluster.scope():
+        return in_target_units(model, scale)
+
+
 def restore_checkpoint(model: keras.Model, resume: Path | None) -> tuple[dict[str, Any], Any]:
     """Load a resumed run's last checkpoint into `model`.
 
@@ -225,11 +243,14 @@ def choose_monitor(config: Config, splits: Splits, warn: Warn) -> str:
     return fallback
 
 
-def encode(splits: Splits, head: Head) -> Encoded:
-    """(x, y) per split, the targets as the loss expects them (one-hot, class indices, ...)."""
+def encode(splits: Splits, head: Head, scale: TargetScale | None = None) -> Encoded:
+    """(x, y) per split, the targets as the loss expects them (one-hot, class indices, ...).
+
+    With a `scale`, regression targets are standardized as the network trains on them.
+    """
     from dlrecap.model import encode_targets
 
-    return {name: (x, encode_targets(y, head)) for name, (x, y) in
+    return {name: (x, encode_targets(y, head, scale)) for name, (x, y) in
             ((s, splits.split(s)) for s in SPLITS)}
 
 
@@ -249,24 +270,22 @@ class Callbacks:
 
 def make_callbacks(config: Config, run: Run, head: Head, encoded: Encoded, monitor: str,
                    state: dict[str, Any], best_weights: Any, cluster: Cluster,
-                   warn: Warn) -> Callbacks:
-    """NaN guard, history, early stopping, checkpoints, health and TensorBoard, in that order."""
+                   warn: Warn, scale: TargetScale | None = None) -> Callbacks:
+    """The callbacks of one `fit`.
+
+    In order: target units (with a `scale`), NaN guard, history, early stopping or the
+    best-weights keeper, checkpoints, health and TensorBoard.
+    """
     from dlrecap.train import callbacks as cb
     from dlrecap.train import checkpoint as ckpt
 
-    es = config.training.early_stopping
-    stopper = None
-    if es:
-        stopper = ckpt.ResumableEarlyStopping(
-            monitor=monitor, patience=es.patience, min_delta=es.min_delta,
-            mode=direction(monitor), restore_best_weights=es.restore_best_weights,
-            initial_state=state["early_stopping"], best_weights=best_weights,
-        )
+    stopper = best_keeper(config, monitor, state, best_weights)
     stop = ckpt.StopRequest()
     checkpointer = ckpt.Checkpointer(run.path, stopper, stop)
-    # Order matters: the guard sees a NaN first; early stopping decides before the checkpoint.
-    hooks: list[Any] = [cb.FiniteLossGuard(), run.history, *([stopper] if stopper else []),
-                        checkpointer]
+    # Order matters: metrics are in the target's units before anyone reads them; the guard
+    # sees a NaN first; early stopping decides before the checkpoint.
+    hooks: list[Any] = [*([cb.TargetUnits(scale.std)] if scale else []), cb.FiniteLossGuard(),
+                        run.history, *([stopper] if stopper else []), checkpointer]
     hooks += cluster.callbacks(run.path, run.history, stopper)  # multi_worker: restart backup
     health = health_monitor(config, run.path, encoded, head, warn,
                             resumed=state["epochs_done"] > 0)
@@ -276,6 +295,24 @@ def make_callbacks(config: Config, run: Run, head: Head, encoded: Encoded, monit
 
         hooks.append(keras.callbacks.TensorBoard(log_dir=str(run.path / "tensorboard")))
     return Callbacks(hooks, stop, checkpointer, stopper, health)
+
+
+def best_keeper(config: Config, monitor: str, state: dict[str, Any],
+                best_weights: Any) -> ResumableEarlyStopping | None:
+    """The callback that tracks the best epoch and, for `training.keep: best`, keeps its weights.
+
+    Early stopping when configured (it restores the best weights only for `keep: best`);
+    without it, a `KeepBest` for `keep: best`, else None.
+    """
+    from dlrecap.train import checkpoint as ckpt
+
+    es, keep_best = config.training.early_stopping, config.training.keeps_best()
+    resumed = {"initial_state": state["early_stopping"], "best_weights": best_weights}
+    if es:
+        return ckpt.ResumableEarlyStopping(
+            monitor=monitor, patience=es.patience, min_delta=es.min_delta,
+            mode=direction(monitor), restore_best_weights=keep_best, **resumed)
+    return ckpt.KeepBest(monitor, direction(monitor), **resumed) if keep_best else None
 
 
 def health_monitor(config: Config, run_dir: Path, encoded: Encoded, head: Head, warn: Warn,
@@ -292,9 +329,12 @@ def health_monitor(config: Config, run_dir: Path, encoded: Encoded, head: Head, 
                          every=every, on_warning=warn, seed=config.seed, append=resumed)
 
 
-def fit(loaded: LoadedConfig, run: Run, engine: Engine, model: keras.Model, head: Head,
-        encoded: Encoded, hooks: Callbacks, initial_epoch: int) -> float:
-    """Train from `initial_epoch`; return the seconds it took.
+def fit(loaded: LoadedConfig, run: Run, engine: Engine, model: keras.Model, kept: keras.Model,
+        head: Head, encoded: Encoded, hooks: Callbacks, initial_epoch: int) -> float:
+    """Train `model` from `initial_epoch`; return the seconds it took.
+
+    `kept` is the model that model.keras holds (`model` answering in the target's units); a
+    failed run saves it, for a look.
 
     Raises:
         TrainingError, Interrupted, RunError, InternalError: as `recording_failures` says;
@@ -307,7 +347,7 @@ def fit(loaded: LoadedConfig, run: Run, engine: Engine, model: keras.Model, head
         for row in run.history.rows:
             progress.epoch(int(row["epoch"]), row)
     start = time.perf_counter()
-    with recording_failures(loaded, run, model, hooks.checkpointer):
+    with recording_failures(loaded, run, kept, hooks.checkpointer):
         with hooks.stop.catching_signals():
             engine.fit(model, head, config, encoded["train"], validation, hooks.all,
                        initial_epoch)
@@ -323,7 +363,8 @@ def recording_failures(loaded: LoadedConfig, run: Run, model: keras.Model,
     """Record how training ended in metrics.json, and turn it into the error the user sees.
 
     Raises:
-        TrainingError: training diverged (the model is kept, for a look).
+        TrainingError: training diverged (the model is kept, for a look); the message names
+            the run directory.
         Interrupted: a second Ctrl-C, or a progress display that asked to stop.
         RunError: the run directory cannot be written (disk full, permissions).
         InternalError: anything else, a bug; its traceback goes to crash.log.
@@ -332,8 +373,9 @@ def recording_failures(loaded: LoadedConfig, run: Run, model: keras.Model,
         yield
     except TrainingError as exc:
         save_model(model, run.path)
-        run.record("failed", error=exc.render())
-        raise
+        # The guard put back the weights of the last finished epoch.
+        run.record("failed", error=exc.render(), weights_epoch=len(run.history.rows))
+        raise TrainingError(f"{exc.message}; the run is in {run.path}", fix=exc.fix) from None
     except KeyboardInterrupt:
         run.record("interrupted")
         raise Interrupted(_interrupted(loaded, run.path, checkpointer.saved_epoch)) from None
@@ -379,6 +421,39 @@ def best_epoch(rows: list[dict[str, float]], monitor: str,
         return {"best_epoch": len(rows), "stopped_early": False}
     pick = max if is_maximized(monitor) else min
     return {"best_epoch": int(pick(values, key=lambda t: t[0])[1]), "stopped_early": False}
+
+
+def record_completion(run: Run, config: Config, splits: Splits, head: Head, monitor: str,
+                      hooks: Callbacks, fit_s: float,
+                      results: dict[str, dict[str, float] | None]) -> dict[str, Any] | None:
+    """metrics.json's last record: the epochs of note, metrics, baseline and `expect:` outcome.
+
+    Returns:
+        The `expect:` outcome (`check_expectations`), or None without an `expect:` block.
+    """
+    outcome = check_expectations(config.expect, results) if config.expect else None
+    rows = run.history.rows
+    run.record("completed", **best_epoch(rows, monitor, hooks.stopper),
+               weights_epoch=weights_epoch(rows, hooks.stopper),
+               fit_s=round(fit_s, 3), finished_at=timestamp(),
+               warnings=hooks.health.warnings if hooks.health else [], **results,
+               baseline=baselines(splits, head), **({"expect": outcome} if outcome else {}))
+    return outcome
+
+
+def weights_epoch(rows: list[dict[str, float]], keeper: ResumableEarlyStopping | None) -> int:
+    """The epoch whose weights the model ended with: the best one when they were kept, else the last."""
+    if keeper is not None and keeper.restore_best_weights and keeper.best_weights is not None:
+        return int(keeper.best_epoch) + 1
+    return len(rows)
+
+
+def baselines(splits: Splits, head: Head) -> dict[str, dict[str, float] | None]:
+    """The trivial predictor's metrics on each split (None for a split without rows)."""
+    from dlrecap.baseline import baseline_metrics
+
+    return {name: baseline_metrics(splits.task, head.loss, head.metrics, splits.y_train, y)
+            if n_rows(x) else None for name, (x, y) in ((s, splits.split(s)) for s in SPLITS)}
 
 
 def _remove_checkpoints(run_dir: Path) -> None:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from dlrecap.config.schema import Config
     from dlrecap.data import Splits
-    from dlrecap.model import Head
+    from dlrecap.model import Head, TargetScale
     from dlrecap.train.callbacks import HistoryWriter, Progress
     from dlrecap.train.distributed import Cluster
     from dlrecap.train.engines import Engine
@@ -60,10 +60,15 @@ class Run:
 
 
 def describe_run(config: Config, splits: Splits, model: keras.Model, monitor: str, engine: Engine,
-                 device_label: str, cluster: Cluster) -> dict[str, Any]:
-    """metrics.json as a run starts: what is trained, on what, with which library versions."""
+                 device_label: str, cluster: Cluster,
+                 scale: TargetScale | None = None) -> dict[str, Any]:
+    """metrics.json as a run starts: what is trained, on what, with which library versions.
+
+    A standardized regression target adds `target_scale`: the mean and std it trains with.
+    """
     from dlrecap.model import parameter_count
 
+    scaled = {"target_scale": {"mean": scale.mean, "std": scale.std}} if scale else {}
     return {
         "name": config.name,
         "status": "running",
@@ -79,6 +84,7 @@ def describe_run(config: Config, splits: Splits, model: keras.Model, monitor: st
         "device": device_label,
         "distribute": cluster.label,
         "seed": config.seed,
+        **scaled,
         "versions": _versions(),
     }
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dlrecap import __version__, plots, runs
+from dlrecap.baseline import baseline_row, run_verdict
 from dlrecap.errors import RunError
 from dlrecap.vocab import SPLITS
 
@@ -142,6 +143,7 @@ def _overview(info: dict[str, Any]) -> str:
         ("rows", " / ".join(f"{k} {v}" for k, v in rows.items()) or None),
         ("epochs run", info.get("epochs_run")),
         ("best epoch", info.get("best_epoch")),
+        ("weights of epoch", info.get("weights_epoch")),
         ("stopped early", info.get("stopped_early")),
         ("monitor", info.get("monitor")),
         ("duration", f"{info['duration_s']:.1f} s" if info.get("duration_s") is not None else None),
@@ -162,7 +164,11 @@ def _metrics(info: dict[str, Any]) -> str:
         return "<h2>Metrics</h2><p class='muted'>no metrics: the run did not finish</p>"
     names = list(info[splits[0]])
     rows = [[s, *[info[s].get(n) for n in names]] for s in splits]
-    return "<h2>Metrics</h2>" + _table(["split", *names], rows)
+    if baseline := baseline_row(info, names):
+        rows.append(baseline)
+    verdict = run_verdict(info)
+    warning = f"<p class='warn'>{_e(verdict)}</p>" if verdict else ""
+    return "<h2>Metrics</h2>" + _table(["split", *names], rows) + warning
 
 
 def _pictures(run_dir: Path) -> str:

@@ -194,6 +194,7 @@ _METRICS_TYPES: dict[str, type | tuple[type, ...]] = {
     "name": str, "status": str, "started_at": str, "pid": int, "epochs_run": int,
     "best_epoch": int, "duration_s": (int, float), "task": str, "labels": list,
     "features": list, "train": dict, "validation": dict, "test": dict,
+    "weights_epoch": int, "baseline": dict, "expect": dict,
 }
 
 
@@ -273,6 +274,31 @@ def shown_status(run_dir: Path, metrics: dict[str, Any]) -> str:
     # A run written before run locks existed has only its pid to go by.
     alive = is_locked(run_dir) if (Path(run_dir) / LOCK_FILE).exists() else process_alive(metrics.get("pid"))
     return status if alive else "interrupted"  # killed, or it could not record its end
+
+
+def listed_status(metrics: dict[str, Any]) -> str:
+    """The status `dlrecap runs` lists: a completed run that missed its `expect:` says so."""
+    status = metrics.get("status") or "unknown"
+    expect = metrics.get("expect")
+    if isinstance(expect, dict) and expect.get("met") is False:
+        return f"{status} (expect missed)"
+    return status
+
+
+def epochs_done(run_dir: Path, metrics: dict[str, Any]) -> int | None:
+    """Epochs a run has trained: metrics.json's count once it completed, else history.csv's rows.
+
+    A running or killed run records `epochs_run` only at its start and end, while
+    history.csv gains a row every epoch.
+    """
+    recorded = metrics.get("epochs_run")
+    if metrics.get("status") == "completed" and isinstance(recorded, int):
+        return recorded
+    try:
+        rows = len(read_history(run_dir))
+    except (OSError, ValueError, csv.Error):  # a damaged history: what metrics.json says is all there is
+        return recorded if isinstance(recorded, int) else None
+    return max(rows, recorded) if isinstance(recorded, int) else rows
 
 
 def process_alive(pid: Any) -> bool:

@@ -118,6 +118,8 @@ def starter_text(data_file: Path, target: str, output: Path) -> tuple[str, str]:
         ("  validation_split: 0.2", "share of rows for validation (early stopping watches it)"),
         ("  test_split: 0.2", "share of rows held out for the final test metrics"),
         ("  standardize: true", "numeric columns scaled by training-row mean/std, in the model"),
+        *([("  standardize_target: true", "trains on (y - mean) / std; answers in the target's units")]
+          if facts.task == "regression" else []),
         ("model:", None),
         ("  layers:", f"hidden Dense layers, sized for {facts.width} inputs and {rows} rows"),
         *[(f"    - {units}", "units (neurons)") for units in layers],

@@ -90,3 +90,20 @@ def wait_for(predicate: Callable[[], bool], timeout: float, *, what: str,
             errors = [(p.communicate()[1] or "")[-2000:] for p in processes]
             pytest.fail(f"{reason} waiting for {what}; stderr: {errors}")
         time.sleep(0.05)
+
+
+def write_prices(path: Path, rows: int = 300, seed: int = 0) -> Path:
+    """A regression CSV whose target is in the tens of thousands, far from a network's start.
+
+    `price = 20000 + 3000 x1 - 2000 x2 + noise`, the noise with standard deviation 500 (a
+    mean absolute error of about 400 is the floor); always guessing the mean is off by
+    about 2,900.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=rows), rng.normal(size=rows)
+    price = 20000 + 3000 * x1 - 2000 * x2 + 500 * rng.normal(size=rows)
+    lines = ["x1,x2,price", *(f"{a:.5f},{b:.5f},{p:.2f}" for a, b, p in zip(x1, x2, price, strict=True))]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dlrecap.baseline import baseline_metrics, no_better
+from dlrecap.baseline import baseline_metrics, no_better, run_verdict
 
 
 def test_majority_class_accuracy_and_prior_cross_entropy():
@@ -56,3 +56,22 @@ def test_the_loss_follows_the_training_loss():
 def test_no_better_says_so_in_words(model, baseline, said):
     found = no_better(model, baseline)
     assert (found is None) if said is None else (said in found)
+
+
+def test_a_run_is_judged_on_its_test_split():
+    run = {"validation": {"accuracy": 0.9}, "test": {"accuracy": 0.5},
+           "baseline": {"validation": {"accuracy": 0.5}, "test": {"accuracy": 0.5}}}
+    assert run_verdict(run) == ("test accuracy 0.5000 is no better than always predicting the "
+                                "majority class (0.5000)")
+    run["test"]["accuracy"] = 0.9
+    assert run_verdict(run) is None
+
+
+def test_a_run_without_test_rows_is_judged_on_validation():
+    run = {"validation": {"mae": 99.0}, "test": None,
+           "baseline": {"validation": {"mae": 100.0}, "test": None}}
+    assert run_verdict(run).startswith("validation mae 99 is no better than always predicting the mean")
+
+
+def test_a_run_without_a_baseline_is_not_judged():
+    assert run_verdict({"test": {"accuracy": 0.5}}) is None

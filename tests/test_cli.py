@@ -13,7 +13,7 @@ import yaml
 
 from dlrecap.data import DATASETS
 
-from helpers import ENV, invoke
+from helpers import ENV, invoke, write_prices
 
 ROOT = Path(__file__).resolve().parents[1]
 DLRECAP = Path(sys.executable).parent / "dlrecap"
@@ -119,6 +119,7 @@ def test_diverging_loss_exits_1_naming_the_epoch(tmp_path):
     assert metrics["status"] == "failed"
     epoch = int(error[0].split("in epoch ")[1].split(";")[0])
     assert metrics["epochs_run"] == epoch - 1
+    assert f"the run is in {run_dir}" in error[0]  # where to look
 
 
 @pytest.mark.slow
@@ -166,6 +167,46 @@ def test_resume_is_refused_cleanly(tmp_path):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
+def test_train_says_which_epochs_weights_it_kept(trained):
+    _, run_dir, result = trained
+    assert "trained 3 epochs" in result.stderr
+    assert "best epoch" in result.stderr and "kept the weights of epoch 3" in result.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["weights_epoch"] == 3
+
+
+@pytest.mark.slow
+def test_a_starter_config_learns_a_target_in_the_tens_of_thousands(tmp_path):
+    data = write_prices(tmp_path / "prices.csv")
+    config = tmp_path / "prices.yaml"
+    assert invoke("init", str(data), "--target", "price", "--output", str(config)).exit_code == 0
+    result = invoke("train", str(config), "--runs-dir", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    m = json.loads((run_dir / "metrics.json").read_text())
+    # Guessing the training mean is off by about 2,900: the network must do far better.
+    assert m["test"]["mae"] < 0.3 * m["baseline"]["test"]["mae"]
+    assert "baseline (test)" in result.stdout
+    assert "no better than" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_model_no_better_than_the_baseline_is_called_out(tmp_path):
+    config = ROOT / "configs" / "xor_linear.yaml"
+    result = invoke("train", str(config), "--runs-dir", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning: test ")]
+    assert len(warned) == 1
+    assert "no better than always predicting the majority class" in warned[0]
+    assert "baseline (test)" in result.stdout
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+
+    table = invoke("eval", str(run_dir))
+    assert table.exit_code == 0, table.output
+    assert "baseline" in table.stdout.splitlines()[2]  # the header row: metric, value, baseline
+    assert "no better than always predicting the majority class" in table.stderr
+
+
 # --- eval --------------------------------------------------------------------------------
 
 
@@ -175,10 +216,12 @@ def test_eval_json_of_the_latest_run(trained):
     result = invoke("eval", "--json", "--runs-dir", str(runs))
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"run", "split", "metrics"}
+    assert set(data) == {"run", "split", "metrics", "baseline"}
     assert data["run"] == str(run_dir) and data["split"] == "test"
-    assert set(data["metrics"]) == {"loss", "accuracy"}
-    saved = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert set(data["metrics"]) == set(data["baseline"]) == {"loss", "accuracy"}
+    saved_run = json.loads((run_dir / "metrics.json").read_text())
+    assert data["baseline"] == pytest.approx(saved_run["baseline"]["test"])
+    saved = saved_run["test"]
     assert data["metrics"]["loss"] == pytest.approx(saved["loss"], rel=1e-5)
     assert data["metrics"]["accuracy"] == pytest.approx(saved["accuracy"])
 

@@ -49,7 +49,7 @@ def test_every_contract_key_has_its_default(tmp_path):
     assert r["data"] == {
         "dataset": "xor", "path": None, "target": None, "features": None,
         "samples": 400, "noise": 0.1, "validation_split": 0.2, "test_split": 0.2,
-        "standardize": True, "task": "auto", "missing": "error",
+        "standardize": True, "standardize_target": None, "task": "auto", "missing": "error",
     }
     assert r["model"] == {
         "layers": [{"units": 8, "activation": None, "dropout": None, "initializer": None}],
@@ -60,6 +60,7 @@ def test_every_contract_key_has_its_default(tmp_path):
         "loss": "auto", "optimizer": "adam", "learning_rate": 0.001, "momentum": 0.0,
         "batch_size": 32, "epochs": 100, "early_stopping": None, "metrics": "auto",
         "engine": "auto", "precision": "float32", "distribute": "auto", "tensorboard": False,
+        "keep": None,
     }
 
 
@@ -68,6 +69,32 @@ def test_early_stopping_section_defaults(tmp_path):
     assert r["training"]["early_stopping"] == {
         "patience": 10, "monitor": "val_loss", "min_delta": 0.0, "restore_best_weights": True,
     }
+
+
+@pytest.mark.parametrize("training, keeps_best", [
+    ("{}", False),                                            # no early stopping: the last epoch
+    ("{early_stopping: 5}", True),                            # it restores the best weights
+    ("{early_stopping: {restore_best_weights: false}}", False),
+    ("{keep: best}", True),
+    ("{keep: last, early_stopping: 5}", False),               # keep decides
+])
+def test_which_weights_are_kept(tmp_path, training, keeps_best):
+    loaded = load_config(write(tmp_path, MINIMAL), [f"training={training}"])
+    assert loaded.config.training.keeps_best() is keeps_best
+
+
+def test_keep_takes_last_or_best(tmp_path):
+    assert "unknown weights to keep 'bset' (did you mean 'best'?)" in rendered(
+        tmp_path, MINIMAL + "training:\n  keep: bset\n")
+
+
+@pytest.mark.parametrize("value, task, on", [
+    (None, "regression", True), (None, "binary", False), (True, "multiclass", False),
+    (False, "regression", False), (True, "regression", True),
+])
+def test_the_target_is_standardized_for_regression_unless_turned_off(tmp_path, value, task, on):
+    text = MINIMAL + ("" if value is None else f"  standardize_target: {str(value).lower()}\n")
+    assert load_config(write(tmp_path, text)).config.data.standardizes_target(task) is on
 
 
 def test_synthetic_noise_default_is_the_data_sets_own(tmp_path):

@@ -58,7 +58,7 @@ def test_init_infers_regression_and_missing_policy(tmp_path):
     assert result.exit_code == 0, result.output
     text = output.read_text(encoding="utf-8")
     raw = yaml.safe_load(text)
-    assert raw["data"]["task"] == "regression"
+    assert raw["data"]["task"] == "regression" and raw["data"]["standardize_target"] is True
     assert raw["data"]["missing"] == "drop" and "1 of 40 rows have a missing value" in text
     assert raw["data"]["path"] == "../prices.csv"  # relative to the config's folder
     load_config(output)

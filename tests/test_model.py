@@ -10,13 +10,17 @@ from dlrecap.data import load_splits
 from dlrecap.data.split import Splits
 from dlrecap.errors import ConfigError
 from dlrecap.model import (
+    TARGET_LAYER,
     Head,
+    TargetScale,
     build_model,
     encode_targets,
+    in_target_units,
     make_metrics,
     make_optimizer,
     parameter_count,
     plan_head,
+    target_scale,
 )
 
 keras = pytest.importorskip("keras")
@@ -268,3 +272,50 @@ def test_every_contract_activation_builds(activation):
     model, splits, _ = built(config(model={"layers": [{"units": 3, "activation": activation}]}))
     out = np.asarray(model(splits.x_train[:5]))
     assert out.shape == (5, 1) and np.isfinite(out).all()
+
+
+# --- regression targets in their own units -----------------------------------------------
+
+
+def test_regression_targets_are_standardized_by_default_and_classes_never():
+    regression = config("linear")
+    splits = load_splits(regression.data, regression.seed)
+    scale = target_scale(regression, splits)
+    assert scale == TargetScale(pytest.approx(float(splits.y_train.mean())),
+                                pytest.approx(float(splits.y_train.std())))
+    y = encode_targets(splits.y_train, plan_head(regression, "regression", None), scale)
+    assert y.mean() == pytest.approx(0.0, abs=1e-5) and y.std() == pytest.approx(1.0, rel=1e-4)
+    assert target_scale(config("linear", standardize_target=False), splits) is None
+    xor = config("xor", standardize_target=True)  # ignored: classes are not numbers to scale
+    assert target_scale(xor, load_splits(xor.data, xor.seed)) is None
+
+
+def test_a_constant_target_is_only_shifted():
+    splits = Splits("regression", ["x"], None, np.zeros((4, 1), "float32"),
+                    np.full(4, 7.0, "float32"), *[np.zeros((0, 1), "float32"), np.zeros(0)] * 2)
+    assert target_scale(config("linear"), splits) == TargetScale(7.0, 1.0)
+
+
+def test_the_saved_model_answers_in_target_units_and_loads_in_safe_mode(tmp_path):
+    model, splits, _ = built(config("linear", model={"layers": [4]}))
+    scale = TargetScale(mean=30_000.0, std=2_500.0)
+    kept = in_target_units(model, scale)
+    assert kept.layers[-1].name == TARGET_LAYER and parameter_count(kept) == parameter_count(model)
+    x = splits.x_test[:5]
+    expected = np.asarray(model(x)) * 2_500.0 + 30_000.0
+    np.testing.assert_allclose(np.asarray(kept(x)), expected, rtol=1e-6)
+    kept.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras", compile=False, safe_mode=True)
+    np.testing.assert_allclose(np.asarray(loaded(x)), expected, rtol=1e-6)
+    assert in_target_units(model, None) is model
+
+
+def test_a_table_model_keeps_its_inputs_by_column_in_target_units(tmp_path):
+    path = tmp_path / "flats.csv"
+    path.write_text("area,district,rent\n" + "".join(
+        f"{30 + i},{'ab'[i % 2]},{1000 + 10 * i}\n" for i in range(20)), encoding="utf-8")
+    cfg = Config.model_validate({"name": "t", "data": {"path": str(path), "target": "rent",
+                                                       "task": "regression"}})
+    model, splits, _ = built(cfg)
+    kept = in_target_units(model, target_scale(cfg, splits))
+    assert isinstance(kept.input, dict) and set(kept.input) == {"area", "district"}

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import invoke
+from helpers import invoke, write_prices
 
 pytestmark = pytest.mark.slow  # every test here needs a trained model
 
@@ -123,16 +123,30 @@ def test_predict_unknown_run_or_format(student_run, tmp_path):
     assert result.exit_code == 2 and "unknown file format ('.json')" in result.stderr
 
 
+def predicted(run: Path, rows: str, folder: Path) -> pd.DataFrame:
+    """`dlrecap predict RUN` on the CSV text `rows`, read back."""
+    path = folder / "rows.csv"
+    path.write_text(rows, encoding="utf-8")
+    result = invoke("predict", str(run), str(path))
+    assert result.exit_code == 0, result.output
+    return pd.read_csv(io.StringIO(result.stdout))
+
+
 def test_predict_a_built_in_regression_run(tmp_path):
     run = train(tmp_path, "data:\n  dataset: linear\n  samples: 40\nmodel:\n  layers: []\n"
                 "training:\n  epochs: 2\n", "linear")
-    path = tmp_path / "rows.csv"
-    path.write_text("x1,x2,x3\n0,0,0\n1,-1,0.5\n", encoding="utf-8")
-    result = invoke("predict", str(run), str(path))
-    assert result.exit_code == 0, result.output
-    out = pd.read_csv(io.StringIO(result.stdout))
+    out = predicted(run, "x1,x2,x3\n0,0,0\n1,-1,0.5\n", tmp_path)
     assert list(out.columns) == ["x1", "x2", "x3", "prediction"]
     assert out["prediction"].dtype == float and out["prediction"].nunique() == 2
+
+
+def test_predictions_are_in_the_targets_own_units(tmp_path):
+    # Two epochs teach little, but a standardized target starts at its mean, not at 0.
+    write_prices(tmp_path / "prices.csv", rows=60)
+    run = train(tmp_path, "data:\n  path: prices.csv\n  target: price\nmodel:\n  layers: [4]\n"
+                "training:\n  epochs: 2\n", "prices")
+    out = predicted(run, "x1,x2\n0,0\n1,-1\n", tmp_path)
+    assert out["prediction"].between(10_000, 30_000).all(), out
 
 
 APARTMENTS = "area,district,balcony,rent\n" + "".join(

@@ -14,7 +14,7 @@ from dlrecap import runs
 from dlrecap.errors import RunError
 from dlrecap.evaluate import evaluate_run
 
-from helpers import make_run_dir
+from helpers import invoke, make_run_dir
 
 NOW = datetime(2024, 5, 17, 9, 30, 5)
 
@@ -173,6 +173,47 @@ def test_list_runs_skips_other_folders_and_files(tmp_path):
     (tmp_path / "file-20240101-000000").write_text("")
     assert [r.path for r in runs.list_runs(tmp_path)] == [run]
     assert runs.list_runs(tmp_path / "missing") == []
+
+
+# --- what `dlrecap runs` shows ----------------------------------------------------------
+
+
+def _listed(runs_dir: Path) -> list[str]:
+    """The table rows `dlrecap runs` prints (without the frame)."""
+    result = invoke("runs", "--runs-dir", str(runs_dir))
+    assert result.exit_code == 0, result.output
+    return [line for line in result.stdout.splitlines() if "-2024" in line]
+
+
+def test_runs_shows_a_missed_expectation(tmp_path):
+    missed = {"met": False, "checks": [{"key": "test_accuracy", "op": ">=", "threshold": 0.9,
+                                        "value": 0.5, "met": False}]}
+    make_run_dir(runs.create_run_dir(tmp_path, "a", NOW), metrics={
+        "name": "a", "status": "completed", "epochs_run": 5, "expect": missed})
+    make_run_dir(runs.create_run_dir(tmp_path, "b", NOW), metrics={
+        "name": "b", "status": "completed", "epochs_run": 5, "expect": {"met": True, "checks": []}})
+    (a, b) = _listed(tmp_path)
+    assert "completed (expect missed)" in a
+    assert "completed" in b and "expect" not in b
+
+
+def test_runs_counts_a_killed_runs_epochs_from_its_history(tmp_path):
+    # Killed (-9) while training: metrics.json still says what it said at the start.
+    history = "epoch,loss,val_loss\n" + "".join(f"{e},0.5,0.6\n" for e in range(1, 8))
+    run = make_run_dir(runs.create_run_dir(tmp_path, "a", NOW), history=history, metrics={
+        "name": "a", "status": "running", "pid": 2**22 + 1})
+    assert runs.epochs_done(run, runs.read_metrics(run)) == 7
+    (row,) = _listed(tmp_path)
+    assert "interrupted" in row and " 7 " in row
+    # a resumed run's stale count, too
+    make_run_dir(run, metrics={"name": "a", "status": "interrupted", "epochs_run": 3})
+    assert runs.epochs_done(run, runs.read_metrics(run)) == 7
+
+
+def test_a_completed_run_keeps_its_recorded_epochs(tmp_path):
+    run = make_run_dir(tmp_path / "r", metrics={"status": "completed", "epochs_run": 4},
+                       history="epoch,loss\n1,0.5\n")
+    assert runs.epochs_done(run, runs.read_metrics(run)) == 4
 
 
 # --- find_run ----------------------------------------------------------------------------

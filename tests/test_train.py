@@ -16,6 +16,8 @@ from dlrecap.errors import Interrupted, TrainingError
 from dlrecap.expect import unmet_expectations
 from dlrecap.pipeline import train
 
+from helpers import write_prices
+
 BASE = {
     "name": "tiny",
     "seed": 3,
@@ -109,8 +111,10 @@ def test_divergence_fails_naming_the_epoch(tmp_path, engine):
         train(load_config(path), tmp_path / "runs")
     assert "learning_rate" in caught.value.render()
     (run_dir,) = (tmp_path / "runs").iterdir()
+    assert str(run_dir) in caught.value.render()  # where to look at what went wrong
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "failed"
+    assert metrics["weights_epoch"] == metrics["epochs_run"]  # the last finite epoch's
     # the saved model holds the last finite epoch's weights, not the diverged ones
     import keras
 
@@ -235,3 +239,123 @@ def test_an_expectation_at_its_bound(text, met):
 def test_an_expectation_on_a_missing_metric_is_unmet():
     assert unmet_expectations({"validation_auc": ">= 0.5"}, {"validation": None}) == [
         "validation_auc >= 0.5: the run has no validation auc"]
+
+
+def test_the_expect_outcome_is_recorded(tmp_path):
+    path = _config(tmp_path, training={"epochs": 2},
+                   expect={"test_accuracy": ">= 1.01", "train_loss": "< 100"})
+    m = train(load_config(path), tmp_path / "runs").metrics
+    assert m["expect"]["met"] is False
+    first, second = m["expect"]["checks"]
+    assert first == {"key": "test_accuracy", "op": ">=", "threshold": 1.01,
+                     "value": m["test"]["accuracy"], "met": False}
+    assert second == {"key": "train_loss", "op": "<", "threshold": 100.0,
+                      "value": m["train"]["loss"], "met": True}
+    saved = json.loads((tmp_path / "runs" / next((tmp_path / "runs").iterdir()).name /
+                        "metrics.json").read_text())
+    assert saved["expect"] == m["expect"]
+    met = train(load_config(path, ["expect={train_loss: '< 100'}"]), tmp_path / "runs2").metrics
+    assert met["expect"]["met"] is True
+    assert "expect" not in train(load_config(path, ["expect={}"]), tmp_path / "runs3").metrics
+
+
+# --- regression targets in their own units ------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["fast", "keras"])
+def test_a_target_in_the_tens_of_thousands_is_learned_in_its_own_units(tmp_path, engine):
+    write_prices(tmp_path / "prices.csv")
+    path = tmp_path / "prices.yaml"
+    path.write_text(yaml.safe_dump({
+        "data": {"path": "prices.csv", "target": "price"}, "model": {"layers": [16]},
+        "training": {"engine": engine, "epochs": 60, "learning_rate": 0.01, "early_stopping": 10},
+    }))
+    result = train(load_config(path), tmp_path / "runs")
+    m = result.metrics
+    # The trivial predictor (the training mean) is off by about 2,900; the network, by ~400.
+    assert m["test"]["mae"] < 0.3 * m["baseline"]["test"]["mae"]
+    assert 15_000 < m["target_scale"]["mean"] < 25_000
+    rows = _history(result.run_dir)
+    kept = rows[m["weights_epoch"] - 1]
+    # history.csv's mae is in the target's units (its loss on the standardized scale) ...
+    assert float(kept["val_mae"]) == pytest.approx(m["validation"]["mae"], rel=1e-3)
+    assert float(rows[0]["loss"]) < 10
+    # ... and model.keras answers in them too.
+    import keras
+
+    model = keras.models.load_model(result.run_dir / "model.keras", compile=False, safe_mode=True)
+    guess = float(np.asarray(model(np.array([[0.0, 0.0]], dtype="float32")))[0, 0])
+    assert guess == pytest.approx(20_000, abs=1_500)
+
+
+def test_standardize_target_false_trains_on_the_raw_target(tmp_path):
+    path = _config(tmp_path, data={"dataset": "linear", "samples": 100,
+                                   "standardize_target": False}, training={"epochs": 2})
+    result = train(load_config(path), tmp_path / "runs")
+    assert "target_scale" not in result.metrics
+    import keras
+
+    model = keras.models.load_model(result.run_dir / "model.keras", compile=False)
+    assert model.layers[-1].name == "output"
+
+
+# --- the trivial baseline ------------------------------------------------------------------
+
+
+def test_metrics_json_has_the_baseline_of_each_split(tmp_path):
+    from dlrecap.data import load_splits
+
+    path = _config(tmp_path, data={"validation_split": 0.0}, training={"epochs": 2})
+    loaded = load_config(path)
+    m = train(loaded, tmp_path / "runs").metrics
+    assert m["baseline"]["validation"] is None  # no rows, no score: like the model's
+    assert set(m["baseline"]["test"]) == set(m["test"]) == {"loss", "accuracy"}
+    splits = load_splits(loaded.config.data, loaded.config.seed)
+    majority = np.bincount(splits.y_train).argmax()
+    assert m["baseline"]["test"]["accuracy"] == pytest.approx(np.mean(splits.y_test == majority))
+    assert m["baseline"]["train"]["accuracy"] == pytest.approx(np.mean(splits.y_train == majority))
+
+
+# --- which weights were kept ---------------------------------------------------------------
+
+
+def test_early_stopping_keeps_the_best_epochs_weights_and_says_which(tmp_path):
+    path = _config(tmp_path, training={"epochs": 200, "learning_rate": 0.1,
+                                       "early_stopping": {"patience": 3}},
+                   model={"layers": [64, 64]})
+    m = train(load_config(path), tmp_path / "runs").metrics
+    assert m["stopped_early"] and m["weights_epoch"] == m["best_epoch"] < m["epochs_run"]
+
+
+@pytest.mark.parametrize("how", [{"keep": "last"},
+                                 {"early_stopping": {"patience": 3, "restore_best_weights": False}}])
+def test_keep_last_keeps_the_last_epochs_weights_and_says_which(tmp_path, how):
+    training = {"epochs": 200, "learning_rate": 0.1, "early_stopping": {"patience": 3}, **how}
+    path = _config(tmp_path, training=training, model={"layers": [64, 64]})
+    result = train(load_config(path), tmp_path / "runs")
+    m = result.metrics
+    assert m["stopped_early"] and m["best_epoch"] < m["epochs_run"] == m["weights_epoch"]
+    last = float(_history(result.run_dir)[-1]["val_loss"])
+    assert m["validation"]["loss"] == pytest.approx(last, rel=1e-3, abs=1e-5)
+
+
+def test_keep_best_without_early_stopping_survives_a_resume(tmp_path):
+    # A noisy, small data set with a large step: val_loss jumps about, and the last epoch
+    # is far from the best.
+    path = _config(tmp_path, data={"samples": 80, "noise": 0.4},
+                   model={"layers": [64, 64]},
+                   training={"epochs": 15, "learning_rate": 0.1, "keep": "best"})
+    whole = train(load_config(path), tmp_path / "whole")
+    val_losses = [float(r["val_loss"]) for r in _history(whole.run_dir)]
+    best = val_losses.index(min(val_losses)) + 1
+    assert whole.metrics["weights_epoch"] == whole.metrics["best_epoch"] == best < 15
+    assert whole.metrics["validation"]["loss"] == pytest.approx(min(val_losses), rel=1e-3)
+
+    # Interrupted right after the best epoch: the resumed run must remember its weights.
+    with pytest.raises(Interrupted):
+        train(load_config(path), tmp_path / "runs", progress=_CtrlCAfter(best))
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    resumed = train(load_config(path), tmp_path / "runs", resume=run_dir).metrics
+    assert resumed["weights_epoch"] == best
+    assert resumed["validation"]["loss"] == pytest.approx(whole.metrics["validation"]["loss"],
+                                                          rel=1e-4)

@@ -134,12 +134,21 @@ class DataConfig(Section):
     standardize: bool = Field(
         True, description="Scale features with mean/std of the training rows, inside the model."
     )
+    standardize_target: bool | None = Field(
+        None, description="Regression: train on (y - mean) / std of the training targets; the "
+        "saved model maps its output back, so metrics, plots and predictions are in the "
+        "target's own units. null (the default): on for regression; classification ignores it."
+    )
     task: Annotated[str, OneOf(c.TASKS, "task")] = Field(
         "auto", description="auto | binary | multiclass | regression."
     )
     missing: Annotated[str, OneOf(c.MISSING, "missing-value policy")] = Field(
         "error", description="Files: what to do with missing values: error | drop | mean."
     )
+
+    def standardizes_target(self, task: str) -> bool:
+        """Whether the network trains on standardized targets for a `task` data set."""
+        return task == "regression" and self.standardize_target is not False
 
 
 class LayerConfig(Section):
@@ -248,6 +257,17 @@ class TrainingConfig(Section):
         "auto", description="auto | none | mirrored | multi_worker."
     )
     tensorboard: bool = Field(False, description="Write TensorBoard logs in the run directory.")
+    keep: Annotated[str, OneOf(("last", "best"), "weights to keep")] | None = Field(
+        None, description="Which epoch's weights model.keras holds: last, or best (by early "
+        "stopping's monitor, else val_loss, else loss). null (the default): best when early "
+        "stopping restores the best weights, else last."
+    )
+
+    def keeps_best(self) -> bool:
+        """Whether training ends with the best epoch's weights rather than the last epoch's."""
+        if self.keep is not None:
+            return self.keep == "best"
+        return self.early_stopping is not None and self.early_stopping.restore_best_weights
 
 
 _EXPECT_KEY = re.compile(r"^(train|validation|test)_(loss|" + "|".join(c.METRICS) + r")$")

@@ -55,6 +55,32 @@ class HistoryWriter(keras.callbacks.Callback):
             self.progress.epoch(epoch + 1, row)
 
 
+class TargetUnits(keras.callbacks.Callback):
+    """Puts each epoch's error metrics back in the target's own units, for every later callback.
+
+    A network trained on standardized targets measures its errors in standard deviations
+    of the training targets; history.csv, progress and early stopping should read them in
+    the target's units: `mae` and `rmse` times `std`, `mse` times `std` squared. `loss` is
+    left as trained. Keras hands one logs dict to each callback in turn, so this callback,
+    placed first, rewrites it for all that follow.
+
+    Args:
+        std: the training targets' standard deviation.
+    """
+
+    POWERS = {"mae": 1, "rmse": 1, "mse": 2}
+
+    def __init__(self, std: float):
+        super().__init__()
+        self.std = std
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        for key in list(logs or {}):
+            power = self.POWERS.get(key.removeprefix(VALIDATION_PREFIX))
+            if logs is not None and power is not None:
+                logs[key] = float(logs[key]) * self.std**power
+
+
 class FiniteLossGuard(keras.callbacks.Callback):
     """Stops training when the loss turns NaN or infinite, keeping the last finite weights."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,12 +94,34 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         return {"best": best, "best_epoch": int(self.best_epoch), "wait": int(self.wait)}
 
 
+class KeepBest(ResumableEarlyStopping):
+    """Keeps the best epoch's weights in memory and puts them back when training ends.
+
+    Keras' `ModelCheckpoint(save_best_only=True)` without the file, for `training.keep: best`
+    without early stopping. Written as early stopping that never stops: Keras' early
+    stopping already keeps and restores the best weights, and as a `ResumableEarlyStopping`
+    the best value, its epoch and its weights go into checkpoints and survive a resume.
+
+    Args:
+        monitor: what decides the best epoch, e.g. `val_loss`.
+        mode: `min` or `max`.
+        initial_state: a resumed run's saved state, or None.
+        best_weights: a resumed run's saved best weights, or None.
+    """
+
+    def __init__(self, monitor: str, mode: str, *, initial_state: dict[str, Any] | None = None,
+                 best_weights: list[Any] | None = None):
+        super().__init__(monitor=monitor, mode=mode, patience=sys.maxsize,
+                         restore_best_weights=True, initial_state=initial_state,
+                         best_weights=best_weights)
+
+
 class Checkpointer(keras.callbacks.Callback):
     """Saves a checkpoint after an epoch, at most every few seconds and always when asked.
 
     Args:
         run_dir: the run directory.
-        stopper: the early-stopping callback, whose state is saved too (or None).
+        stopper: the early-stopping (or `KeepBest`) callback, whose state is saved too (or None).
         stop: the `StopRequest` that, once set, forces a checkpoint and ends training.
     """
 
