@@ -19,7 +19,7 @@ import yaml
 import dlrecap
 from dlrecap import runs
 from dlrecap.config.load import LoadedConfig
-from dlrecap.data.split import n_rows
+from dlrecap.data.split import ROWS_FILE, n_rows, save_rows
 from dlrecap.vocab import SPLITS
 
 if TYPE_CHECKING:
@@ -111,6 +111,8 @@ def open_run(loaded: LoadedConfig, runs_dir: Path, resume: Path | None, cluster:
     if resume is not None:
         info["resumed_from_epoch"] = initial_epoch
     runs.write_json(path / runs.METRICS_FILE, info)
+    with runs.atomic_path(path / ROWS_FILE) as tmp:  # eval scores the same rows, without splitting
+        save_rows(splits, tmp)
     history = HistoryWriter(path, history_columns(head.metrics, n_rows(splits.x_val) > 0), progress)
     history.rows = runs.read_history(path)[:initial_epoch]
     return Run(path, info, history, previous.get("duration_s", 0), clock)
