@@ -479,5 +479,10 @@ def export_(
     run_dir = find_run(run, _runs_dir(runs_dir))
     console.result(str(export_run(run_dir, fmt, output)))
 
+
 def main() -> None:
-    app()
+    """The `dlrecap` command: SIGTERM stops it as Ctrl-C does, in every phase (exit 130)."""
+    from dlrecap import signals
+
+    with signals.command_line():
+        app()

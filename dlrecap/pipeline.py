@@ -1,9 +1,14 @@
 """One training run, read top to bottom: the steps of the lecture, each a small function.
 
-`train` resolves the config, loads the data, prepares the device, picks the engine, builds
-the model, opens the run directory, fits, evaluates, records and draws. Order matters for
-"bad input loses nothing": the config and the data are checked before the run directory
-exists, so an error there leaves nothing behind.
+`train` locks a resumed run, loads the data, prepares the device, picks the engine, builds
+the model, opens (and locks) the run directory, fits, evaluates, records and draws. Order
+matters for "bad input loses nothing": the config and the data are checked before the run
+directory exists, so an error there leaves nothing behind.
+
+Faults end in the contract's exit codes with the run's status consistent: a stop signal
+before training starts leaves nothing (`starting`); once the run directory exists,
+`recording_failures` records how it ended: `interrupted` after a signal or a write that
+failed (disk full, permissions), both resumable; `failed` after a divergence or a bug.
 
 TensorFlow loads only once a step needs it (`prepare_device`), so that importing this
 module stays cheap.
@@ -25,16 +30,17 @@ from dlrecap.config.load import LoadedConfig
 from dlrecap.data.split import n_rows
 from dlrecap.errors import (
     ConfigError,
+    DlrecapError,
     InternalError,
     Interrupted,
-    RunError,
     TrainingError,
     first_line,
     write_crash_log,
 )
 from dlrecap.expect import check_expectations, unmet_lines
-from dlrecap.record import Run, describe_run, open_run, save_model, timestamp
-from dlrecap.resume import check_resumable
+from dlrecap.record import Run, describe_run, open_run, run_directory, save_model, timestamp
+from dlrecap.resume import cannot_write, resume_command, resuming
+from dlrecap.signals import pause_point
 from dlrecap.vocab import SPLITS, direction, effective_monitor, is_maximized
 
 if TYPE_CHECKING:
@@ -81,6 +87,9 @@ def train(
 ) -> TrainResult:
     """Train the config's model and write its run directory.
 
+    The run directory's lock is held for as long as this runs (`dlrecap.runs.locked`): a
+    resumed run's from before anything is read or written, a new run's from its creation.
+
     Args:
         loaded: the validated config with its source marks.
         runs_dir: where the run directory is created.
@@ -91,49 +100,57 @@ def train(
         on_warning: called with each warning line, or None.
 
     Raises:
-        ConfigError, DataError, RunError: bad input; nothing was written.
+        ConfigError, DataError, RunError: bad input; nothing was written. RunError also
+            when the run is in use, or its folder cannot be written (the run can be resumed).
         TrainingError: training diverged; the run is marked `failed`.
         Interrupted: SIGINT/SIGTERM; the run is marked `interrupted` and can be resumed.
     """
     warn = on_warning or _ignore
-    config = resolve_config(loaded, resume)
-    splits, head = load_data(loaded)
-    scale = scale_target(config, splits)
-    device_label, cluster = prepare_device(loaded, runs_dir, device, deterministic, warn)
-    engine = pick_engine(loaded, head, splits, cluster)
-    # `model` trains (on standardized targets, if any); `kept` is what model.keras holds.
-    model = build_model(config, splits, head, engine, cluster)
-    kept = output_model(model, scale, cluster)
-    state, best_weights = restore_checkpoint(model, resume)
-    initial_epoch = state["epochs_done"]
-    monitor = choose_monitor(config, splits, warn)
-
-    info = describe_run(config, splits, model, monitor, engine, device_label, cluster, scale)
-    run = open_run(loaded, runs_dir, resume, cluster, info, head, splits, initial_epoch, progress)
-    encoded = encode(splits, head, scale)
-    hooks = make_callbacks(config, run, head, encoded, monitor, state, best_weights, cluster, warn,
-                           scale)
-    fit_s = fit(loaded, run, engine, model, kept, head, encoded, hooks, initial_epoch)
-
-    # Scored in the target's own units, as the saved model answers.
-    results = evaluate(engine, kept, head, encode(splits, head) if scale else encoded)
-    save_model(kept, run.path)
-    # Recorded before the pictures are drawn: the learning curves mark the best epoch from it.
-    outcome = record_completion(run, config, splits, head, monitor, hooks, fit_s, results)
-    _remove_checkpoints(run.path)
-    draw(run.path, kept, splits, head, warn)
-    cluster.finish()
-    return TrainResult(run.path, run.info, unmet_lines(config.expect, outcome) if outcome else [])
+    config = loaded.config
+    with contextlib.ExitStack() as held:  # the run lock, and what must end with it
+        with starting():
+            pause_point("startup")
+            if resume is not None:
+                held.enter_context(resuming(resume, loaded))  # before anything is read or written
+            splits, head = load_data(loaded)
+            scale = scale_target(config, splits)
+            device_label, cluster = prepare_device(loaded, runs_dir, device, deterministic, warn)
+            engine = pick_engine(loaded, head, splits, cluster)
+            # `model` trains (on standardized targets, if any); `kept` is what model.keras holds.
+            model = build_model(config, splits, head, engine, cluster)
+            kept = output_model(model, scale, cluster)
+            state, best_weights = restore_checkpoint(model, resume)
+            monitor = choose_monitor(config, splits, warn)
+            info = describe_run(config, splits, model, monitor, engine, device_label, cluster, scale)
+            path = held.enter_context(run_directory(loaded, runs_dir, resume, cluster))
+            run = open_run(path, resume, info, head, splits, state["epochs_done"], progress)
+            encoded = encode(splits, head, scale)
+            hooks = make_callbacks(config, run, head, encoded, monitor, state, best_weights,
+                                   cluster, warn, scale)
+        with recording_failures(loaded, run, kept, hooks.checkpointer):
+            run.begin(config, splits)
+            fit_s = fit(loaded, run, engine, model, head, encoded, hooks, state["epochs_done"])
+            # Scored in the target's own units, as the saved model answers.
+            scored = encode(splits, head) if scale else encoded
+            outcome = conclude(run, config, engine, kept, splits, head, scored, hooks, monitor,
+                               fit_s, warn)
+        cluster.finish()
+        return TrainResult(run.path, run.info, unmet_lines(config.expect, outcome) if outcome else [])
 
 
 # --- before the run directory exists: bad input leaves nothing behind -------------------
 
 
-def resolve_config(loaded: LoadedConfig, resume: Path | None) -> Config:
-    """The config to train; a resumed run must be resumable and keep its model and data."""
-    if resume is not None:
-        check_resumable(resume, loaded)
-    return loaded.config
+@contextlib.contextmanager
+def starting() -> Iterator[None]:
+    """Before training starts, a stop signal ends the run with nothing written (exit 130).
+
+    A new run directory made meanwhile recorded nothing, so `run_directory` removes it.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted before training started; nothing was written") from None
 
 
 @contextlib.contextmanager
@@ -154,7 +171,9 @@ def load_data(loaded: LoadedConfig) -> tuple[Splits, Head]:
     with _located(loaded):
         splits = load_splits(config.data, config.seed)
         check_task(config, splits.task)
-        return splits, plan_head(config, splits.task, splits.n_classes)
+        head = plan_head(config, splits.task, splits.n_classes)
+    pause_point("data")
+    return splits, head
 
 
 def prepare_device(loaded: LoadedConfig, runs_dir: Path, device: str, deterministic: bool,
@@ -281,14 +300,13 @@ def make_callbacks(config: Config, run: Run, head: Head, encoded: Encoded, monit
 
     stopper = best_keeper(config, monitor, state, best_weights)
     stop = ckpt.StopRequest()
-    checkpointer = ckpt.Checkpointer(run.path, stopper, stop)
+    checkpointer = ckpt.Checkpointer(run.path, stopper, stop, saved_epoch=state["epochs_done"])
     # Order matters: metrics are in the target's units before anyone reads them; the guard
     # sees a NaN first; early stopping decides before the checkpoint.
     hooks: list[Any] = [*([cb.TargetUnits(scale.std)] if scale else []), cb.FiniteLossGuard(),
                         run.history, *([stopper] if stopper else []), checkpointer]
     hooks += cluster.callbacks(run.path, run.history, stopper)  # multi_worker: restart backup
-    health = health_monitor(config, run.path, encoded, head, warn,
-                            resumed=state["epochs_done"] > 0)
+    health = health_monitor(config, run.path, encoded, head, warn, state["epochs_done"])
     hooks += [health] if health else []
     if config.training.tensorboard:
         import keras
@@ -316,8 +334,11 @@ def best_keeper(config: Config, monitor: str, state: dict[str, Any],
 
 
 def health_monitor(config: Config, run_dir: Path, encoded: Encoded, head: Head, warn: Warn,
-                   resumed: bool) -> HealthMonitor | None:
-    """Dead/saturated units and gradient norms per layer, on a sample of validation rows."""
+                   initial_epoch: int) -> HealthMonitor | None:
+    """Dead/saturated units and gradient norms per layer, on a sample of validation rows.
+
+    A resumed run keeps diagnostics.csv's rows up to its checkpoint, `initial_epoch`.
+    """
     from dlrecap.train.health import HealthMonitor
 
     x, y = encoded["validation"] if n_rows(encoded["validation"][0]) else encoded["train"]
@@ -326,19 +347,15 @@ def health_monitor(config: Config, run_dir: Path, encoded: Encoded, head: Head, 
     # About 20 probes per run: enough to see a layer die, cheap next to fast-engine epochs.
     every = max(1, config.training.epochs // 20)
     return HealthMonitor(x, run_dir / runs.DIAGNOSTICS_FILE, y_sample=y, loss_fn=head.loss,
-                         every=every, on_warning=warn, seed=config.seed, append=resumed)
+                         every=every, on_warning=warn, seed=config.seed, keep_until=initial_epoch)
 
 
-def fit(loaded: LoadedConfig, run: Run, engine: Engine, model: keras.Model, kept: keras.Model,
-        head: Head, encoded: Encoded, hooks: Callbacks, initial_epoch: int) -> float:
-    """Train `model` from `initial_epoch`; return the seconds it took.
-
-    `kept` is the model that model.keras holds (`model` answering in the target's units); a
-    failed run saves it, for a look.
+def fit(loaded: LoadedConfig, run: Run, engine: Engine, model: keras.Model, head: Head,
+        encoded: Encoded, hooks: Callbacks, initial_epoch: int) -> float:
+    """Train from `initial_epoch`; return the seconds it took.
 
     Raises:
-        TrainingError, Interrupted, RunError, InternalError: as `recording_failures` says;
-            Interrupted also after a first SIGINT/SIGTERM, once the epoch is saved.
+        Interrupted: after a first SIGINT/SIGTERM, once the epoch is saved.
     """
     config, progress = loaded.config, run.history.progress
     validation = encoded["validation"] if n_rows(encoded["validation"][0]) else None
@@ -347,60 +364,100 @@ def fit(loaded: LoadedConfig, run: Run, engine: Engine, model: keras.Model, kept
         for row in run.history.rows:
             progress.epoch(int(row["epoch"]), row)
     start = time.perf_counter()
-    with recording_failures(loaded, run, kept, hooks.checkpointer):
+    try:
         with hooks.stop.catching_signals():
             engine.fit(model, head, config, encoded["train"], validation, hooks.all,
                        initial_epoch)
+    finally:
+        if progress:
+            progress.finish()
     if hooks.stop.requested:
         run.record("interrupted")
-        raise Interrupted(_interrupted(loaded, run.path, hooks.checkpointer.saved_epoch))
+        raise Interrupted(_interrupted(loaded, run, hooks.checkpointer.saved_epoch))
     return time.perf_counter() - start
 
 
 @contextlib.contextmanager
 def recording_failures(loaded: LoadedConfig, run: Run, model: keras.Model,
                        checkpointer: Checkpointer) -> Iterator[None]:
-    """Record how training ended in metrics.json, and turn it into the error the user sees.
+    """Record how the run ended in metrics.json, and turn it into the error the user sees.
 
     Raises:
-        TrainingError: training diverged (the model is kept, for a look); the message names
-            the run directory.
-        Interrupted: a second Ctrl-C, or a progress display that asked to stop.
-        RunError: the run directory cannot be written (disk full, permissions).
+        TrainingError: training diverged (the model is kept, for a look).
+        Interrupted: SIGINT/SIGTERM, or a progress display that asked to stop.
+        RunError: the run directory cannot be written (disk full, permissions); the run is
+            left `interrupted`, to be resumed.
         InternalError: anything else, a bug; its traceback goes to crash.log.
     """
     try:
         yield
     except TrainingError as exc:
-        save_model(model, run.path)
+        with contextlib.suppress(OSError):  # the divergence is the news, not a full disk
+            save_model(model, run.path)
         # The guard put back the weights of the last finished epoch.
-        run.record("failed", error=exc.render(), weights_epoch=len(run.history.rows))
+        _record_quietly(run, "failed", error=exc.render(), weights_epoch=len(run.history.rows))
         raise TrainingError(f"{exc.message}; the run is in {run.path}", fix=exc.fix) from None
+    except DlrecapError:
+        raise
     except KeyboardInterrupt:
-        run.record("interrupted")
-        raise Interrupted(_interrupted(loaded, run.path, checkpointer.saved_epoch)) from None
+        if run.info.get("status") != "completed":  # stopped while removing checkpoints
+            _record_quietly(run, "interrupted")
+        raise Interrupted(_interrupted(loaded, run, checkpointer.saved_epoch)) from None
     except OSError as exc:
-        # Disk full, permissions changed, runs directory removed: the user's to fix.
-        with contextlib.suppress(OSError):  # the disk may still be full
-            run.record("failed", error=f"cannot write the run: {exc.strerror or exc}")
-        raise RunError(f"cannot write to {run.path}: {exc.strerror or exc}",
-                       fix="free disk space or check permissions, then --resume") from None
+        # Disk full, file too large, permissions changed: the user's to fix, then resume.
+        _record_quietly(run, "interrupted", error=f"cannot write: {exc.strerror or exc}")
+        resumable = (run.path / runs.METRICS_FILE).is_file()
+        raise cannot_write(exc, loaded, run.path, resumable=resumable) from None
     except Exception as exc:
         log = write_crash_log(run.path / "crash.log", exc)
-        run.record("failed", error=f"internal error: {type(exc).__name__}")
+        _record_quietly(run, "failed", error=f"internal error: {type(exc).__name__}")
         raise InternalError(f"internal error during training: {type(exc).__name__}: {first_line(exc)}",
                             fix=f"traceback in {log}" if log else None) from exc
-    finally:
-        if run.history.progress:
-            run.history.progress.finish()
 
 
-def _interrupted(loaded: LoadedConfig, run_dir: Path, saved_epoch: int) -> str:
-    return (f"interrupted after epoch {saved_epoch}; continue with: "
-            f"dlrecap train {loaded.source} --resume {run_dir}")
+def _record_quietly(run: Run, status: str, **extra: Any) -> None:
+    """Record `status` in metrics.json, if it can be written.
+
+    When it cannot, readers show the `running` left there as interrupted once the run lock
+    is released (`dlrecap.runs.shown_status`).
+    """
+    with contextlib.suppress(OSError):
+        run.record(status, **extra)
+
+
+def _interrupted(loaded: LoadedConfig, run: Run, saved_epoch: int) -> str:
+    """Where an interrupted run stands, and the command that continues it."""
+    done, command = len(run.history.rows), resume_command(loaded, run.path)
+    if done <= saved_epoch:
+        return f"interrupted after epoch {saved_epoch}; continue with: {command}"
+    kept = f"its last checkpoint at epoch {saved_epoch}" if saved_epoch else "before its first checkpoint"
+    return f"interrupted after epoch {done}, {kept}; continue with: {command}"
 
 
 # --- after training ----------------------------------------------------------------------
+
+
+def conclude(run: Run, config: Config, engine: Engine, model: keras.Model, splits: Splits,
+             head: Head, encoded: Encoded, hooks: Callbacks, monitor: str, fit_s: float,
+             warn: Warn) -> dict[str, Any] | None:
+    """Score the trained model, save it, record the results, draw the pictures, complete.
+
+    Returns:
+        The `expect:` outcome (`check_expectations`), or None without an `expect:` block.
+    """
+    pause_point("final_writes")
+    results = evaluate(engine, model, head, encoded)
+    save_model(model, run.path)
+    outcome = check_expectations(config.expect, results) if config.expect else None
+    rows = run.history.rows
+    # Recorded before the pictures are drawn: the learning curves mark the best epoch from it.
+    run.record("running", **best_epoch(rows, monitor, hooks.stopper),
+               weights_epoch=weights_epoch(rows, hooks.stopper), fit_s=round(fit_s, 3),
+               warnings=hooks.health.warnings if hooks.health else [], **results,
+               baseline=baselines(splits, head), **({"expect": outcome} if outcome else {}))
+    draw(run, model, splits, head, warn)
+    complete(run)
+    return outcome
 
 
 def evaluate(engine: Engine, model: keras.Model, head: Head,
@@ -423,24 +480,6 @@ def best_epoch(rows: list[dict[str, float]], monitor: str,
     return {"best_epoch": int(pick(values, key=lambda t: t[0])[1]), "stopped_early": False}
 
 
-def record_completion(run: Run, config: Config, splits: Splits, head: Head, monitor: str,
-                      hooks: Callbacks, fit_s: float,
-                      results: dict[str, dict[str, float] | None]) -> dict[str, Any] | None:
-    """metrics.json's last record: the epochs of note, metrics, baseline and `expect:` outcome.
-
-    Returns:
-        The `expect:` outcome (`check_expectations`), or None without an `expect:` block.
-    """
-    outcome = check_expectations(config.expect, results) if config.expect else None
-    rows = run.history.rows
-    run.record("completed", **best_epoch(rows, monitor, hooks.stopper),
-               weights_epoch=weights_epoch(rows, hooks.stopper),
-               fit_s=round(fit_s, 3), finished_at=timestamp(),
-               warnings=hooks.health.warnings if hooks.health else [], **results,
-               baseline=baselines(splits, head), **({"expect": outcome} if outcome else {}))
-    return outcome
-
-
 def weights_epoch(rows: list[dict[str, float]], keeper: ResumableEarlyStopping | None) -> int:
     """The epoch whose weights the model ended with: the best one when they were kept, else the last."""
     if keeper is not None and keeper.restore_best_weights and keeper.best_weights is not None:
@@ -456,21 +495,36 @@ def baselines(splits: Splits, head: Head) -> dict[str, dict[str, float] | None]:
             if n_rows(x) else None for name, (x, y) in ((s, splits.split(s)) for s in SPLITS)}
 
 
-def _remove_checkpoints(run_dir: Path) -> None:
-    from dlrecap.train.checkpoint import remove_checkpoints
+def draw(run: Run, model: keras.Model, splits: Splits, head: Head, warn: Warn) -> None:
+    """The run's pictures; once the model and metrics are saved, only a full disk fails the run.
 
-    remove_checkpoints(run_dir)
-
-
-def draw(run_dir: Path, model: keras.Model, splits: Splits, head: Head, warn: Warn) -> None:
-    """The run's pictures; a plotting failure must not fail a finished run."""
+    Raises:
+        Interrupted: SIGINT/SIGTERM while drawing; the run is completed first.
+        OSError: a picture cannot be written (disk full, permissions).
+    """
     from dlrecap.plots import draw_run
 
+    redraw = f"dlrecap plot {run.path}"
     try:
-        draw_run(run_dir, model=model, splits=splits, head=head)
+        pause_point("pictures")
+        draw_run(run.path, model=model, splits=splits, head=head)
+    except KeyboardInterrupt:
+        complete(run)
+        raise Interrupted(f"interrupted while drawing the pictures; the run completed "
+                          f"(model and metrics saved): draw them with: {redraw}") from None
+    except OSError:
+        raise
     except Exception as exc:  # noqa: BLE001 - pictures are a convenience; say why and go on
         warn(f"could not draw the run's pictures ({type(exc).__name__}: {exc}); "
-             f"try again with: dlrecap plot {run_dir}")
+             f"try again with: {redraw}")
+
+
+def complete(run: Run) -> None:
+    """Mark the run completed and remove its checkpoints, which nothing will resume now."""
+    from dlrecap.train.checkpoint import remove_checkpoints
+
+    run.record("completed", finished_at=timestamp())
+    remove_checkpoints(run.path)
 
 
 def _ignore(_line: str) -> None:

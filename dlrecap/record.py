@@ -1,14 +1,18 @@
 """The run directory while a run trains: metrics.json's record, history.csv, model.keras.
 
-`open_run` creates the directory (or reopens a resumed one) and writes config.yaml and the
-first metrics.json; `Run.record` keeps metrics.json's status current as training goes on.
+`run_directory` creates the directory (or takes a resumed one) and holds its run lock;
+`open_run` prepares its record, `Run.begin` writes config.yaml and the first metrics.json,
+and `Run.record` keeps metrics.json's status current as training goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +24,7 @@ import dlrecap
 from dlrecap import runs
 from dlrecap.config.load import LoadedConfig
 from dlrecap.data.split import ROWS_FILE, n_rows, save_rows
+from dlrecap.resume import cannot_write
 from dlrecap.vocab import SPLITS
 
 if TYPE_CHECKING:
@@ -50,6 +55,14 @@ class Run:
     history: HistoryWriter
     earlier_s: float = 0.0
     clock: float = field(default_factory=time.perf_counter)
+
+    def begin(self, config: Config, splits: Splits) -> None:
+        """Write config.yaml (resolved), the split rows and the first metrics.json (`running`)."""
+        runs.write_text(self.path / runs.CONFIG_FILE,
+                        yaml.safe_dump(config.resolved(), sort_keys=False, allow_unicode=True))
+        with runs.atomic_path(self.path / ROWS_FILE) as tmp:  # eval scores these, without splitting
+            save_rows(splits, tmp)
+        runs.write_json(self.path / runs.METRICS_FILE, self.info)
 
     def record(self, status: str, **extra: Any) -> None:
         """Set the run's status, epochs and duration (and `extra`) in metrics.json, durably."""
@@ -89,30 +102,56 @@ def describe_run(config: Config, splits: Splits, model: keras.Model, monitor: st
     }
 
 
-def open_run(loaded: LoadedConfig, runs_dir: Path, resume: Path | None, cluster: Cluster,
-             info: dict[str, Any], head: Head, splits: Splits, initial_epoch: int,
-             progress: Progress | None) -> Run:
-    """Create (or reopen) the run directory: config.yaml, metrics.json, history.csv's writer.
+@contextlib.contextmanager
+def run_directory(loaded: LoadedConfig, runs_dir: Path, resume: Path | None,
+                  cluster: Cluster) -> Iterator[Path]:
+    """The run directory, with its run lock held for the block.
+
+    A new directory is locked right after it is made; a resumed one is locked already
+    (`dlrecap.resume.resuming`). A new directory that holds no metrics.json when the block
+    ends recorded nothing (the run stopped before its first write), so it is removed.
+
+    Raises:
+        RunError: the directory cannot be made or locked.
+    """
+    path = cluster.run_dir(runs_dir, loaded.config.name or "run", resume)  # multi_worker: chief only
+    if resume is not None:
+        yield path
+        return
+    with contextlib.ExitStack() as held:
+        held.callback(_remove_if_unrecorded, path)  # runs last: after the lock is released
+        try:
+            held.enter_context(runs.locked(path))
+        except OSError as exc:  # no room even for the lock file, say
+            raise cannot_write(exc, loaded, path, resumable=False) from None
+        yield path
+
+
+def _remove_if_unrecorded(path: Path) -> None:
+    if not (path / runs.METRICS_FILE).is_file():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def open_run(path: Path, resume: Path | None, info: dict[str, Any], head: Head, splits: Splits,
+             initial_epoch: int, progress: Progress | None) -> Run:
+    """The record of the run in `path`: metrics.json's contents and history.csv's writer.
+
+    Nothing is written yet (`Run.begin` does that).
 
     Args:
+        path: the run directory (`run_directory`).
+        resume: the resumed run directory, or None for a new run.
         info: metrics.json's first contents (`describe_run`).
         initial_epoch: the epochs a resumed run has done; its history keeps their rows.
         progress: where history rows are shown as well, or None.
     """
     from dlrecap.train.callbacks import HistoryWriter, history_columns
 
-    config = loaded.config
-    path = cluster.run_dir(runs_dir, config.name or "run", resume)  # multi_worker: chief only
     clock = time.perf_counter()
     previous = runs.read_metrics(path) if resume is not None else {}
-    runs.write_text(path / runs.CONFIG_FILE,
-                    yaml.safe_dump(config.resolved(), sort_keys=False, allow_unicode=True))
     info["started_at"] = previous.get("started_at") or timestamp()
     if resume is not None:
         info["resumed_from_epoch"] = initial_epoch
-    runs.write_json(path / runs.METRICS_FILE, info)
-    with runs.atomic_path(path / ROWS_FILE) as tmp:  # eval scores the same rows, without splitting
-        save_rows(splits, tmp)
     history = HistoryWriter(path, history_columns(head.metrics, n_rows(splits.x_val) > 0), progress)
     history.rows = runs.read_history(path)[:initial_epoch]
     return Run(path, info, history, previous.get("duration_s", 0), clock)

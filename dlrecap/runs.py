@@ -17,7 +17,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -65,19 +65,45 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
 
     A crash at any moment leaves either the old file or the new one, never half of one.
-    The temporary name keeps the suffix, because Keras picks the format from it.
+    The temporary name keeps the suffix, because Keras picks the format from it. An OSError
+    (disk full, file too large, permissions) names `path`, not the temporary file.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    # mkstemp creates the file private (0600); give it the permissions of a normal new file.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        # mkstemp creates the file private (0600); give it the permissions of a normal new file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            with suppress(OSError):
+                Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and (exc.filename is None or _is_temporary(exc.filename, path)):
+            exc.filename = str(path)
+        raise
+
+
+def _is_temporary(name: Any, path: Path) -> bool:
+    """Whether `name` is one of `atomic_path`'s temporary files for `path`."""
+    name = Path(os.fsdecode(name))
+    return name.parent == path.parent and name.name.startswith(f".{path.stem}.")
+
+
+@contextmanager
+def naming_failures(path: Path) -> Iterator[None]:
+    """An OSError raised within the block without a file name (a failed write) names `path`.
+
+    Python's write errors (disk full, file too large) carry no file name; the user needs one.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
         raise
 
 
@@ -144,14 +170,38 @@ def _sibling(target: Path, suffix: str) -> Path:
 def read_history(run_dir: Path) -> list[dict[str, float]]:
     """The rows of a run's history.csv (empty when there is none): `epoch` an int, the rest floats.
 
-    Empty cells are left out of their row.
+    A cell that is empty, or not a number (a file edited by hand or damaged), is left out of
+    its row, as a missing value; an `epoch` cell so left out is the row's number, as training
+    writes epochs 1, 2, 3, ... in order.
+
+    Raises:
+        RunError: the file cannot be read at all, naming it.
     """
     path = Path(run_dir) / HISTORY_FILE
     if not path.is_file():
         return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v}
-                for row in csv.DictReader(f)]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RunError(f"{path}: unreadable ({exc})") from None
+    history = []
+    for number, row in enumerate(rows, start=1):
+        cells = {k: _number(k, v) for k, v in row.items() if isinstance(k, str) and isinstance(v, str)}
+        values = {k: v for k, v in cells.items() if v is not None}
+        history.append(values if "epoch" in values else {"epoch": number, **values})
+    return history
+
+
+def _number(column: str, text: str) -> float | None:
+    """A history cell's value: an int for `epoch`, else a float; None when it is no number."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if column == "epoch":
+        return int(value) if value.is_integer() else None
+    return value
 
 
 def history_line(row: Mapping[str, float], columns: Sequence[str]) -> str:

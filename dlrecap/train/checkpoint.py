@@ -1,9 +1,11 @@
 """Checkpoints that let an interrupted or killed run continue where it stopped.
 
 A checkpoint is a folder `checkpoint/` in the run directory holding the weights and the
-optimizer's state (`weights.npz`), the early-stopping state and, when early stopping keeps
-them, the best weights so far. It is written as `checkpoint.new/` and swapped in by renames,
-so a kill at any moment leaves one complete checkpoint (`checkpoint/` or `checkpoint.old/`).
+optimizer's state (`weights.npz`), the state of the model's random generators (`random.npz`:
+dropout continues with the masks it would have drawn), the early-stopping state and, when
+early stopping keeps them, the best weights so far. It is written as `checkpoint.new/` and
+swapped in by renames, so a kill at any moment leaves one complete checkpoint
+(`checkpoint/` or `checkpoint.old/`).
 """
 
 from __future__ import annotations
@@ -42,27 +44,38 @@ def read_state(path: Path) -> dict[str, Any]:
 
 
 def restore(model: keras.Model, path: Path) -> tuple[dict[str, Any], list[np.ndarray] | None]:
-    """Load a checkpoint's weights and optimizer state into a freshly compiled `model`.
+    """Load a checkpoint's weights, optimizer and random state into a freshly compiled `model`.
 
     Returns:
         The saved state (`epochs_done`, `early_stopping`) and the best weights, if saved.
     """
     state = read_state(path)
     try:
-        with np.load(path / "weights.npz") as data:
-            arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
+        arrays = _arrays(path / "weights.npz")
         n_weights = len(model.get_weights())
         model.set_weights(arrays[:n_weights])
         model.optimizer.build(model.trainable_variables)
         for variable, value in zip(model.optimizer.variables, arrays[n_weights:], strict=True):
             variable.assign(value)
+        if (path / "random.npz").is_file():  # checkpoints from before it was saved lack it
+            for variable, value in zip(random_state(model), _arrays(path / "random.npz"), strict=True):
+                variable.assign(value)
     except (OSError, ValueError, KeyError) as exc:  # damaged, or a different model: say which
         raise RunError(f"{path / 'weights.npz'}: cannot restore the checkpoint ({exc})") from None
-    best = None
-    if (path / "best_weights.npz").is_file():
-        with np.load(path / "best_weights.npz") as data:
-            best = [data[f"arr_{i}"] for i in range(len(data.files))]
+    best = _arrays(path / "best_weights.npz") if (path / "best_weights.npz").is_file() else None
     return state, best
+
+
+def _arrays(file: Path) -> list[np.ndarray]:
+    """The arrays `np.savez` wrote to `file`, in order."""
+    with np.load(file) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+def random_state(model: keras.Model) -> list[Any]:
+    """The model's random-generator states (dropout's seeds), which `get_weights` leaves out."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
 
 def remove_checkpoints(run_dir: Path) -> None:
@@ -123,17 +136,22 @@ class Checkpointer(keras.callbacks.Callback):
         run_dir: the run directory.
         stopper: the early-stopping (or `KeepBest`) callback, whose state is saved too (or None).
         stop: the `StopRequest` that, once set, forces a checkpoint and ends training.
+        saved_epoch: the epochs the run's checkpoint holds already (a resumed run's).
     """
 
-    def __init__(self, run_dir: Path, stopper: ResumableEarlyStopping | None, stop: StopRequest):
+    def __init__(self, run_dir: Path, stopper: ResumableEarlyStopping | None, stop: StopRequest,
+                 *, saved_epoch: int = 0):
         super().__init__()
         self.run_dir, self.stopper, self.stop = run_dir, stopper, stop
         self.last_save = 0.0
-        self.saved_epoch = 0
+        self.saved_epoch = saved_epoch
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         # The first checkpoint waits too: a run shorter than the interval never pays for one.
         self.last_save = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        signals.pause_point("first_epoch")  # tests: a signal during the session's first epoch
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.stop.requested:
@@ -142,20 +160,31 @@ class Checkpointer(keras.callbacks.Callback):
             self.save(epoch + 1)
 
     def save(self, epochs_done: int) -> None:
+        """Write the checkpoint after `epochs_done` epochs; an OSError names its folder."""
+        signals.pause_point("checkpoint")
         new = self.run_dir / (CHECKPOINT_DIR + ".new")
         shutil.rmtree(new, ignore_errors=True)
+        try:
+            with runs.naming_failures(self.run_dir / CHECKPOINT_DIR):
+                self._write(new, epochs_done)
+                runs.replace_folder(new, self.run_dir / CHECKPOINT_DIR)
+        except OSError:
+            shutil.rmtree(new, ignore_errors=True)  # a full disk needs the room back
+            raise
+        self.last_save, self.saved_epoch = time.monotonic(), epochs_done
+
+    def _write(self, new: Path, epochs_done: int) -> None:
         new.mkdir()
         # Plain arrays, not a .keras file: a few milliseconds instead of a few hundred.
         optimizer_state = [np.asarray(v) for v in self.model.optimizer.variables]
         np.savez(new / "weights.npz", *self.model.get_weights(), *optimizer_state)
+        np.savez(new / "random.npz", *(np.asarray(v) for v in random_state(self.model)))
         state: dict[str, Any] = {"epochs_done": epochs_done, "early_stopping": None}
         if self.stopper is not None:
             state["early_stopping"] = self.stopper.state()
             if self.stopper.best_weights is not None:
                 np.savez(new / "best_weights.npz", *self.stopper.best_weights)
         (new / "state.json").write_text(json.dumps(state), encoding="utf-8")  # written last
-        runs.replace_folder(new, self.run_dir / CHECKPOINT_DIR)
-        self.last_save, self.saved_epoch = time.monotonic(), epochs_done
 
 
 class StopRequest:

@@ -18,6 +18,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from dlrecap import runs
+
 MAX_ROWS = 256
 # A ReLU unit is dead when no sample row makes it positive; a layer is "mostly dead" above this.
 DEAD_WARN = 0.5
@@ -49,7 +51,12 @@ class HealthMonitor(keras.callbacks.Callback):
         every: probe every N-th epoch (the last epoch is always probed).
         on_warning: called with each new warning line as soon as it appears.
         seed: picks the sample rows when `x_sample` has more than 256.
-        append: keep the rows already in `path` (a resumed run) instead of starting afresh.
+        append: keep the rows already in `path` instead of starting afresh.
+        keep_until: a resumed run's epoch (its checkpoint's): keep the rows already in
+            `path` up to it and drop later ones, which the run trains again.
+
+    The file is rewritten atomically after each probe, so that a crash at any moment leaves
+    a whole file.
 
     Example:
 
@@ -72,6 +79,7 @@ class HealthMonitor(keras.callbacks.Callback):
         on_warning: Callable[[str], None] | None = None,
         seed: int = 0,
         append: bool = False,
+        keep_until: int = 0,
     ):
         super().__init__()
         x_sample = np.asarray(x_sample, dtype="float32")
@@ -90,11 +98,16 @@ class HealthMonitor(keras.callbacks.Callback):
         self._probe: Callable[..., tuple[Any, Any, Any]] | None = None
         self._layers: list[tuple[str, str, keras.layers.Dense]] = []
         self._epochs: int | None = None
-        self._fresh = not (append and self.path.is_file())
+        # history.csv's way: each row formatted once, the file rewritten whole after a probe.
+        self._lines = _kept_lines(self.path, math.inf if append else keep_until)
+        self._stale = not append and self.path.is_file()  # rows to drop before training
 
     # --- the callback interface ---------------------------------------------------------
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self._stale:  # a resumed run's rows after its checkpoint: they are trained again
+            self._write([])
+            self._stale = False
         self._epochs = (self.params or {}).get("epochs")
         self._probe = None
         if len(self.x) == 0:
@@ -114,6 +127,8 @@ class HealthMonitor(keras.callbacks.Callback):
             return
         try:
             self.check(epoch + 1)
+        except OSError:
+            raise  # diagnostics.csv cannot be written (disk full): the run's to report
         except Exception as exc:  # a diagnostic must never end the training it watches
             self._probe = None
             # tf.function prefixes "in user code:" and a trace; the cause is the last line.
@@ -242,13 +257,27 @@ class HealthMonitor(keras.callbacks.Callback):
             self.on_warning(text)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
-        # Appended, one write per epoch: rewriting the whole file grew to most of the cost.
-        lines = [",".join(_cell(r[c]) for c in COLUMNS) for r in rows]
-        if self._fresh:
-            lines.insert(0, ",".join(COLUMNS))
-        with open(self.path, "w" if self._fresh else "a", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        self._fresh = False
+        self._lines += [",".join(_cell(r[c]) for c in COLUMNS) for r in rows]
+        runs.write_text(self.path, "\n".join([",".join(COLUMNS), *self._lines]) + "\n")
+
+
+def _kept_lines(path: Path, until: float) -> list[str]:
+    """The data lines of an earlier diagnostics.csv whose epoch is at most `until`."""
+    if until <= 0 or not path.is_file():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            lines = f.read().splitlines()[1:]
+    except (OSError, UnicodeDecodeError):
+        return []  # unreadable: start afresh rather than fail the run
+    return [line for line in lines if _epoch_of(line) <= until]
+
+
+def _epoch_of(line: str) -> float:
+    try:
+        return int(line.split(",", 1)[0])
+    except ValueError:
+        return math.inf  # a damaged line: dropped
 
 
 def _dense_layers(model: keras.Model) -> list[tuple[str, str, keras.layers.Dense]]:
