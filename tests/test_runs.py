@@ -178,6 +178,14 @@ def test_list_runs_skips_other_folders_and_files(tmp_path):
 # --- what `dlrecap runs` shows ----------------------------------------------------------
 
 
+@pytest.fixture
+def wide(monkeypatch):
+    """A console wide enough that no table cell wraps, however the test process started."""
+    from dlrecap import console
+
+    monkeypatch.setattr(console.out, "width", 200)
+
+
 def _listed(runs_dir: Path) -> list[str]:
     """The table rows `dlrecap runs` prints (without the frame)."""
     result = invoke("runs", "--runs-dir", str(runs_dir))
@@ -185,7 +193,7 @@ def _listed(runs_dir: Path) -> list[str]:
     return [line for line in result.stdout.splitlines() if "-2024" in line]
 
 
-def test_runs_shows_a_missed_expectation(tmp_path):
+def test_runs_shows_a_missed_expectation(tmp_path, wide):
     missed = {"met": False, "checks": [{"key": "test_accuracy", "op": ">=", "threshold": 0.9,
                                         "value": 0.5, "met": False}]}
     make_run_dir(runs.create_run_dir(tmp_path, "a", NOW), metrics={
@@ -197,7 +205,7 @@ def test_runs_shows_a_missed_expectation(tmp_path):
     assert "completed" in b and "expect" not in b
 
 
-def test_runs_counts_a_killed_runs_epochs_from_its_history(tmp_path):
+def test_runs_counts_a_killed_runs_epochs_from_its_history(tmp_path, wide):
     # Killed (-9) while training: metrics.json still says what it said at the start.
     history = "epoch,loss,val_loss\n" + "".join(f"{e},0.5,0.6\n" for e in range(1, 8))
     run = make_run_dir(runs.create_run_dir(tmp_path, "a", NOW), history=history, metrics={
