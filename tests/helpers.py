@@ -7,6 +7,7 @@ because it holds the root conftest.py and no `__init__.py`.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -90,3 +91,24 @@ def wait_for(predicate: Callable[[], bool], timeout: float, *, what: str,
             errors = [(p.communicate()[1] or "")[-2000:] for p in processes]
             pytest.fail(f"{reason} waiting for {what}; stderr: {errors}")
         time.sleep(0.05)
+
+
+class CtrlCAfter:
+    """A progress display that presses Ctrl-C (SIGINT to this process) after epoch `n`.
+
+    Pass it as `train(..., progress=CtrlCAfter(2))`: the run is then marked interrupted after
+    epoch 2, as if the user had pressed Ctrl-C.
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def start(self, epochs: int, columns: list[str]) -> None:
+        pass
+
+    def epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        if epoch == self.n:
+            signal.raise_signal(signal.SIGINT)
+
+    def finish(self) -> None:
+        pass
