@@ -413,12 +413,15 @@ RunArgument = typer.Argument(None, metavar="[RUN]",
 def plot(run: str | None = RunArgument, runs_dir: Path | None = RunsDirOption) -> None:
     """(Re)draw the run's pictures: learning curves, decision boundary, confusion matrix."""
     from dlrecap.plots import draw_run
-    from dlrecap.runs import find_run
+    from dlrecap.runs import find_run, read_metrics, shown_status
 
     run_dir = find_run(run, _runs_dir(runs_dir))
     written = draw_run(run_dir)
     if not (run_dir / "model.keras").is_file():
-        console.warning(f"{run_dir} has no trained model: only its learning curves were drawn")
+        # Not a warning: an interrupted or failed run has no model, by design.
+        status = shown_status(run_dir, read_metrics(run_dir))
+        console.note(f"{run_dir} (status: {status}) has no trained model: "
+                     f"only its learning curves were drawn")
     for path in written:
         console.result(str(path))
 

@@ -307,7 +307,7 @@ def make_callbacks(config: Config, run: Run, head: Head, encoded: Encoded, monit
                         run.history, *([stopper] if stopper else []), checkpointer]
     hooks += cluster.callbacks(run.path, run.history, stopper)  # multi_worker: restart backup
     health = health_monitor(config, run.path, encoded, head, warn, state["epochs_done"])
-    hooks += [health] if health else []
+    hooks.append(health)
     if config.training.tensorboard:
         import keras
 
@@ -334,7 +334,7 @@ def best_keeper(config: Config, monitor: str, state: dict[str, Any],
 
 
 def health_monitor(config: Config, run_dir: Path, encoded: Encoded, head: Head, warn: Warn,
-                   initial_epoch: int) -> HealthMonitor | None:
+                   initial_epoch: int) -> HealthMonitor:
     """Dead/saturated units and gradient norms per layer, on a sample of validation rows.
 
     A resumed run keeps diagnostics.csv's rows up to its checkpoint, `initial_epoch`.
@@ -342,8 +342,6 @@ def health_monitor(config: Config, run_dir: Path, encoded: Encoded, head: Head, 
     from dlrecap.train.health import HealthMonitor
 
     x, y = encoded["validation"] if n_rows(encoded["validation"][0]) else encoded["train"]
-    if isinstance(x, dict):  # a model with text columns is not a plain Dense stack to probe
-        return None
     # About 20 probes per run: enough to see a layer die, cheap next to fast-engine epochs.
     every = max(1, config.training.epochs // 20)
     return HealthMonitor(x, run_dir / runs.DIAGNOSTICS_FILE, y_sample=y, loss_fn=head.loss,

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dlrecap import runs
+from dlrecap.data.split import n_rows
 from dlrecap.evaluate import model_outputs
+from dlrecap.picture_rows import held_note, model_rows, most_frequent, numeric_features, numeric_matrix
 from dlrecap.vocab import SPLITS, VALIDATION_PREFIX, split_of
 
 if TYPE_CHECKING:
@@ -32,6 +34,8 @@ PREDICTIONS = "predictions.png"
 ORANGE, BLUE = "#f59322", "#0877bd"
 GRID = 160
 DPI = 100
+# A learning curve whose largest value is this many times its smallest gets a log scale.
+LOG_RANGE = 1e3
 
 
 def read_history(run_dir: Path) -> dict[str, list[float]]:
@@ -68,7 +72,8 @@ def draw_run(run_dir: Path, model: keras.Model | None = None, splits: Splits | N
     written = []
     history = read_history(run_dir)
     if history.get("epoch"):
-        written.append(learning_curves(history, info, run_dir / LEARNING_CURVES))
+        reference = _unstopped_history(run_dir) if info.get("stopped_early") else None
+        written.append(learning_curves(history, info, run_dir / LEARNING_CURVES, reference))
     if model is None or splits is None or head is None:
         if not (run_dir / runs.MODEL_FILE).is_file():
             return written
@@ -83,7 +88,8 @@ def draw_run(run_dir: Path, model: keras.Model | None = None, splits: Splits | N
         written.append(predictions(model, splits, run_dir / PREDICTIONS, title))
         return written
     labels = info.get("labels") or splits.label_names or []
-    if splits.n_features == 2:
+    # Text columns are held at one value over the plane, so two numeric ones make the plane.
+    if len(numeric_features(splits)) == 2:
         written.append(decision_boundary(model, splits, labels, run_dir / DECISION_BOUNDARY, title))
     written.append(confusion_matrix(model, splits, labels, run_dir / CONFUSION_MATRIX, title))
     return written
@@ -92,37 +98,111 @@ def draw_run(run_dir: Path, model: keras.Model | None = None, splits: Splits | N
 # --- learning curves -------------------------------------------------------------------
 
 
-def learning_curves(history: dict[str, list[float]], info: dict[str, Any], path: Path) -> Path:
-    """Loss and the main metric per epoch, training vs validation, best epoch and stop marked."""
-    from matplotlib.ticker import MaxNLocator
+def learning_curves(history: dict[str, list[float]], info: dict[str, Any], path: Path,
+                    reference: tuple[str, dict[str, list[float]]] | None = None) -> Path:
+    """Loss and the main metric per epoch, training vs validation, best epoch and stop marked.
 
+    NaN and infinite values (a diverged run) are left out of the lines, and said so; a
+    curve spanning more than `LOG_RANGE` is drawn on a log scale, so an exploding loss does
+    not flatten everything before it. When early stopping ended the run, the epochs after the
+    best one are shaded: the path the patience waited on.
+
+    Args:
+        history: history.csv as columns (`read_history`).
+        info: the run's metrics.json.
+        path: the PNG file to write.
+        reference: `(name, history)` of the same training without early stopping, whose
+            validation curve is drawn dashed: the path early stopping avoided.
+    """
     metric = main_metric(history)
     panels = ["loss", *([metric] if metric else [])]
-    fig, axes = new_figure(1, len(panels), width=5.2 * len(panels), height=4.2)
+    fig, axes = new_figure(1, len(panels), width=5.2 * len(panels), height=4.2,
+                           top=0.9 if info.get("error") else 0.7)
+    for ax, key in zip(axes, panels, strict=True):
+        _curves_panel(ax, key, history, info, reference)
+    fig.suptitle(_curves_title(info), fontsize=11)
+    return save_figure(fig, path)
+
+
+def _curves_panel(ax: Axes, key: str, history: dict[str, list[float]], info: dict[str, Any],
+                  reference: tuple[str, dict[str, list[float]]] | None) -> None:
+    """One learning-curves panel: `key` and its validation twin per epoch."""
+    from matplotlib.ticker import MaxNLocator
+
     epochs = history["epoch"]
     marker = "o" if len(epochs) <= 30 else None
+    curves = {"training": history[key]}
+    if VALIDATION_PREFIX + key in history:
+        curves["validation"] = history[VALIDATION_PREFIX + key]
+    skipped = 0
+    for (label, values), color in zip(curves.items(), (ORANGE, BLUE), strict=False):
+        finite = _finite(values)
+        skipped += int(np.isnan(finite).sum())
+        ax.plot(epochs, finite, color=color, marker=marker, ms=3, label=label)
+    # The loss alone tells the story of the path avoided; a second panel would clutter it.
+    avoided = reference is not None and key == "loss" and "val_loss" in reference[1]
+    if reference is not None and avoided:
+        curves["avoided"] = reference[1]["val_loss"]
+        ax.plot(reference[1]["epoch"], _finite(curves["avoided"]), color="#888888", ls="--",
+                lw=1.2, zorder=1, label=f"validation, not stopped:\n{reference[0]}")
+    if _wants_log(curves.values()):
+        ax.set_yscale("log")
+    _mark_best_and_stop(ax, info, curves.get("validation") or curves["training"], epochs)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key + (" (log scale)" if ax.get_yscale() == "log" else ""))
+    ax.set_title(key + (f" ({skipped} NaN/inf values not drawn)" if skipped else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center" if avoided else "best", framealpha=0.85)
+
+
+def _unstopped_history(run_dir: Path) -> tuple[str, dict[str, list[float]]] | None:
+    """The name and history of the same training without early stopping, when one is beside."""
+    from dlrecap.reference_run import unstopped_twin
+
+    twin = unstopped_twin(run_dir)
+    return (twin.name, read_history(twin)) if twin else None
+
+
+def _mark_best_and_stop(ax: Axes, info: dict[str, Any], curve: list[float],
+                        epochs: list[float]) -> None:
+    """The best epoch (a line and a star) and, after an early stop, the epochs it waited."""
     best = info.get("best_epoch")
-    for ax, key in zip(axes, panels, strict=True):
-        ax.plot(epochs, history[key], color=ORANGE, marker=marker, ms=3, label="training")
-        if VALIDATION_PREFIX + key in history:
-            ax.plot(epochs, history[VALIDATION_PREFIX + key], color=BLUE, marker=marker, ms=3,
-                    label="validation")
-        if best:
-            ax.axvline(best, color="#2ca02c", ls="--", lw=1.2, label=f"best epoch {best}")
-            curve = history.get(VALIDATION_PREFIX + key) or history[key]
-            if 1 <= best <= len(curve):
-                ax.plot([best], [curve[int(best) - 1]], marker="*", ms=14, color="#2ca02c")
-        if info.get("stopped_early"):
-            stop = info.get("epochs_run") or epochs[-1]
-            ax.axvline(stop, color="#d62728", ls=":", lw=1.5, label=f"early stop (epoch {stop})")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.set_title(key)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{info.get('name', '')}: learning curves")
-    return save_figure(fig, path)
+    if best:
+        ax.axvline(best, color="#2ca02c", ls="--", lw=1.2, label=f"best epoch {best}")
+        if 1 <= best <= len(curve) and math.isfinite(curve[int(best) - 1]):
+            ax.plot([best], [curve[int(best) - 1]], marker="*", ms=14, color="#2ca02c")
+    if info.get("stopped_early"):
+        stop = info.get("epochs_run") or epochs[-1]
+        if best and stop > best:
+            ax.axvspan(best, stop, color="#d62728", alpha=0.08, lw=0)
+        waited = f": {info.get('monitor') or 'val_loss'} not better for {stop - best} epochs" \
+            if best else ""
+        ax.axvline(stop, color="#d62728", ls=":", lw=1.5, label=f"stopped at epoch {stop}{waited}")
+
+
+def _curves_title(info: dict[str, Any]) -> str:
+    title = f"{info.get('name', '')}: learning curves"
+    status = info.get("status")
+    if status in ("failed", "interrupted"):
+        title += f" ({status})"
+    if info.get("error"):
+        error = str(info["error"]).splitlines()[0]
+        title += "\n" + (error if len(error) <= 110 else error[:107] + "...")
+    return title
+
+
+def _finite(values: Any) -> np.ndarray:
+    """The values with NaN in place of infinities: matplotlib leaves NaN points out."""
+    array = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(array), array, np.nan)
+
+
+def _wants_log(curves: Any) -> bool:
+    """Whether the curves, all positive, span more than `LOG_RANGE` (a loss that exploded)."""
+    values = np.concatenate([_finite(c) for c in curves])
+    values = values[np.isfinite(values)]
+    return bool(values.size) and bool((values > 0).all()) and values.max() > LOG_RANGE * values.min()
 
 
 # --- classification --------------------------------------------------------------------
@@ -136,59 +216,82 @@ def classes_of(outputs: np.ndarray) -> np.ndarray:
 
 
 def decision_boundary(model: keras.Model, splits: Splits, labels: list[str], path: Path, title: str) -> Path:
-    """Predicted class probability over the input plane with the points on top."""
+    """Predicted class probability over the plane of the two numeric features, points on top.
+
+    Text columns, if any, are held at their most frequent training value (the title says
+    which): the picture is one slice of the model.
+    """
     from matplotlib.colors import LinearSegmentedColormap
 
-    x_all = np.concatenate([splits.x_train, splits.x_val, splits.x_test])
+    names = numeric_features(splits)
+    x_all = np.concatenate([numeric_matrix(splits, x) for x in (splits.x_train, splits.x_val,
+                                                                  splits.x_test)])
     lo, hi = x_all.min(axis=0), x_all.max(axis=0)
     pad = (hi - lo) * 0.08 + 1e-6
     g0 = np.linspace(lo[0] - pad[0], hi[0] + pad[0], GRID)
     g1 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], GRID)
     mesh = np.stack(np.meshgrid(g0, g1), axis=-1).reshape(-1, 2).astype("float32")
-    out = model_outputs(model, mesh)
-    fig, (ax,) = new_figure(1, 1, width=6.4, height=5.4, top=0.4, right=0.1)
+    held = most_frequent(splits)
+    out = model_outputs(model, model_rows(splits, mesh, held))
+    fig, (ax,) = new_figure(1, 1, width=6.4, height=5.4, top=0.55 if held else 0.4, right=0.1)
     extent = (g0[0], g0[-1], g1[0], g1[-1])
     n = len(labels)
     if out.shape[-1] == 1:
-        field = out[:, 0].reshape(GRID, GRID)
+        field = np.ma.masked_invalid(out[:, 0].reshape(GRID, GRID))
         cmap = LinearSegmentedColormap.from_list("playground", [ORANGE, "#f7f7f7", BLUE])
         image = ax.imshow(field, origin="lower", extent=extent, aspect="auto", cmap=cmap,
                           vmin=0, vmax=1, alpha=0.85)
-        ax.contour(g0, g1, field, levels=[0.5], colors="#333333", linewidths=1)
+        if field.count() and field.min() < 0.5 < field.max():
+            ax.contour(g0, g1, field, levels=[0.5], colors="#333333", linewidths=1)
         # A flat field (a network that learned nothing) still shows its range here.
-        fig.colorbar(image, ax=ax,
-                     label=f"P({labels[-1]}), here {field.min():.2f} to {field.max():.2f}")
+        span = f"{field.min():.2f} to {field.max():.2f}" if field.count() else "not finite"
+        fig.colorbar(image, ax=ax, label=f"P({labels[-1]}), here {span}")
         colors = [ORANGE, BLUE]
     else:
         colors = _class_colors(n)
-        confidence = (out.max(axis=-1) - 1 / n) / (1 - 1 / n)
-        rgb = np.array([_rgb(c) for c in colors])[out.argmax(axis=-1)]
-        rgb = 1 - (1 - rgb) * (0.25 + 0.6 * confidence[:, None])  # pale when unsure
-        ax.imshow(rgb.reshape(GRID, GRID, 3), origin="lower", extent=extent, aspect="auto")
-        ax.contour(g0, g1, out.argmax(axis=-1).reshape(GRID, GRID), levels=np.arange(n) + 0.5,
-                   colors="#333333", linewidths=0.8)
+        _class_field(ax, out, colors, g0, g1, extent)
     for name, marker, edge, (x, y) in (("train", "o", "white", splits.split("train")),
                                        ("test", "^", "black", splits.split("test"))):
+        points = numeric_matrix(splits, x)
         for k in range(n):
             rows = y == k
             if rows.any():
-                ax.scatter(x[rows, 0], x[rows, 1], s=22, marker=marker, c=colors[k],
+                ax.scatter(points[rows, 0], points[rows, 1], s=22, marker=marker, c=colors[k],
                            edgecolors=edge, linewidths=0.7, label=f"{name}: {labels[k]}")
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
-    names = list(getattr(splits, "feature_names", ["x1", "x2"]))
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
     ax.legend(fontsize=7, loc="upper right", framealpha=0.8, ncol=2 if n > 3 else 1)
-    ax.set_title(f"{title}: decision boundary (circles train, triangles test)", fontsize=10)
+    caption = f"{title}: decision boundary (circles train, triangles test)"
+    if held:
+        caption += f"\nwith {held_note(held)}"
+    ax.set_title(caption, fontsize=10)
     return save_figure(fig, path)
+
+
+def _class_field(ax: Axes, out: np.ndarray, colors: list[str], g0: np.ndarray, g1: np.ndarray,
+                 extent: tuple[float, float, float, float]) -> None:
+    """Each point of the plane in its predicted class's colour, pale where the model is unsure."""
+    n = len(colors)
+    out = np.nan_to_num(out, nan=1 / n)  # no opinion where the model gives none
+    confidence = (out.max(axis=-1) - 1 / n) / (1 - 1 / n)
+    rgb = np.array([_rgb(c) for c in colors])[out.argmax(axis=-1)]
+    rgb = 1 - (1 - rgb) * (0.25 + 0.6 * confidence[:, None])  # pale when unsure
+    ax.imshow(rgb.reshape(GRID, GRID, 3), origin="lower", extent=extent, aspect="auto")
+    classes = out.argmax(axis=-1).reshape(GRID, GRID)
+    if classes.min() < classes.max():  # one class everywhere has no boundary to draw
+        ax.contour(g0, g1, classes, levels=np.arange(n) + 0.5, colors="#333333", linewidths=0.8)
 
 
 def confusion_matrix(model: keras.Model, splits: Splits, labels: list[str], path: Path, title: str) -> Path:
     """Counts of true vs predicted class on the test split (validation, train if it is empty)."""
-    split = next((s for s in reversed(SPLITS) if len(splits.split(s)[0])), "train")
+    split = next((s for s in reversed(SPLITS) if n_rows(splits.split(s)[0])), "train")
     x, y = splits.split(split)
-    predicted = classes_of(model_outputs(model, x))
+    outputs = model_outputs(model, x)
+    predicted = classes_of(outputs)
+    # A diverged model may output NaN: such rows land in the first class, and the title says so.
+    broken = int((~np.isfinite(outputs).all(axis=-1)).sum())
     n = len(labels)
     counts = np.zeros((n, n), dtype=int)
     np.add.at(counts, (y.astype(int), predicted), 1)
@@ -210,7 +313,9 @@ def confusion_matrix(model: keras.Model, splits: Splits, labels: list[str], path
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     accuracy = np.trace(counts) / max(1, counts.sum())
-    ax.set_title(f"{title}: {split} split, {len(y)} rows, accuracy {accuracy:.3f}", fontsize=10)
+    note = f"\n{broken} rows with NaN/inf outputs counted as {labels[0]}" if broken else ""
+    ax.set_title(f"{title}: {split} split, {len(y)} rows, accuracy {accuracy:.3f}{note}",
+                 fontsize=10)
     return save_figure(fig, path)
 
 
@@ -218,41 +323,51 @@ def confusion_matrix(model: keras.Model, splits: Splits, labels: list[str], path
 
 
 def predictions(model: keras.Model, splits: Splits, path: Path, title: str) -> Path:
-    """Predicted vs true values; with one feature also the fitted curve over the data."""
-    one_feature = splits.n_features == 1
+    """Predicted vs true values; with one numeric feature also the fitted curve over the data."""
+    one_feature = len(numeric_features(splits)) == 1
     fig, axes = new_figure(1, 2 if one_feature else 1, width=11 if one_feature else 5.6, height=5,
-                           top=0.4)
+                           top=0.55 if one_feature and splits.categorical else 0.4)
     ax = axes[0]
     everything = []
     for name, color, (x, y) in (("train", ORANGE, splits.split("train")),
                                 ("test", BLUE, splits.split("test"))):
-        if len(x):
-            guess = model_outputs(model, x)[:, 0]
+        if n_rows(x):
+            guess = _finite(model_outputs(model, x)[:, 0])
             everything += [y, guess]
-            mae = float(np.mean(np.abs(guess - y)))
+            mae = float(np.nanmean(np.abs(guess - y))) if np.isfinite(guess).any() else math.nan
             ax.scatter(y, guess, s=14, alpha=0.7, c=color, label=f"{name} (mae {mae:.3g})")
-    if everything:
-        lo, hi = min(v.min() for v in everything), max(v.max() for v in everything)
-        ax.plot([lo, hi], [lo, hi], color="#333333", lw=1, ls="--", label="perfect")
+    finite = np.concatenate(everything) if everything else np.zeros(0)
+    finite = finite[np.isfinite(finite)]
+    if finite.size:
+        ax.plot([finite.min(), finite.max()], [finite.min(), finite.max()], color="#333333",
+                lw=1, ls="--", label="perfect")
     ax.set_xlabel("true")
     ax.set_ylabel("predicted")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"{title}: predicted vs true", fontsize=10)
     if one_feature:
-        ax = axes[1]
-        x_all = np.concatenate([splits.x_train, splits.x_val, splits.x_test])
-        line = np.linspace(x_all.min(), x_all.max(), 400, dtype="float32").reshape(-1, 1)
-        for name, color, (x, y) in (("train", ORANGE, splits.split("train")),
-                                    ("test", BLUE, splits.split("test"))):
-            ax.scatter(x[:, 0], y, s=12, alpha=0.6, c=color, label=name)
-        ax.plot(line[:, 0], model_outputs(model, line)[:, 0], color="#333333", lw=2, label="model")
-        ax.set_xlabel(splits.feature_names[0])
-        ax.set_ylabel("target")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.set_title("what the network learned", fontsize=10)
+        _fitted_curve(axes[1], model, splits)
     return save_figure(fig, path)
+
+
+def _fitted_curve(ax: Axes, model: keras.Model, splits: Splits) -> None:
+    """The data over its one numeric feature, and the model's output along it."""
+    x_all = np.concatenate([numeric_matrix(splits, x) for x in (splits.x_train, splits.x_val,
+                                                                  splits.x_test)])
+    line = np.linspace(x_all.min(), x_all.max(), 400, dtype="float32").reshape(-1, 1)
+    for name, color, (x, y) in (("train", ORANGE, splits.split("train")),
+                                ("test", BLUE, splits.split("test"))):
+        ax.scatter(numeric_matrix(splits, x)[:, 0], y, s=12, alpha=0.6, c=color, label=name)
+    held = most_frequent(splits)
+    guess = _finite(model_outputs(model, model_rows(splits, line, held))[:, 0])
+    ax.plot(line[:, 0], guess, color="#333333", lw=2, label="model")
+    ax.set_xlabel(numeric_features(splits)[0])
+    ax.set_ylabel("target")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("what the network learned" + (f"\nwith {held_note(held)}" if held else ""),
+                 fontsize=10)
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ because it holds the root conftest.py and no `__init__.py`.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -107,3 +108,24 @@ def write_prices(path: Path, rows: int = 300, seed: int = 0) -> Path:
     lines = ["x1,x2,price", *(f"{a:.5f},{b:.5f},{p:.2f}" for a, b, p in zip(x1, x2, price, strict=True))]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+class CtrlCAfter:
+    """A progress display that presses Ctrl-C (SIGINT to this process) after epoch `n`.
+
+    Pass it as `train(..., progress=CtrlCAfter(2))`: the run is then marked interrupted after
+    epoch 2, as if the user had pressed Ctrl-C.
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def start(self, epochs: int, columns: list[str]) -> None:
+        pass
+
+    def epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        if epoch == self.n:
+            signal.raise_signal(signal.SIGINT)
+
+    def finish(self) -> None:
+        pass

@@ -36,6 +36,18 @@ def run_epochs(model, monitor, epochs: int = 1):
     return monitor
 
 
+def direct_grad_norms(model, x) -> list[float]:
+    """Each Dense layer's gradient norm (kernel and bias together), computed the plain way."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(keras.losses.binary_crossentropy(Y, model(x, training=False)))
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    grads = tape.gradient(loss, [v for layer in dense for v in (layer.kernel, layer.bias)])
+    return [float(np.sqrt(np.sum(grads[2 * i] ** 2) + np.sum(grads[2 * i + 1] ** 2)))
+            for i in range(len(dense))]
+
+
 def read(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -82,19 +94,13 @@ def test_healthy_network_gives_no_warning_and_the_output_is_not_judged(tmp_path)
 
 
 def test_gradient_norms_match_a_direct_computation(tmp_path):
-    import tensorflow as tf
 
     keras.utils.set_random_seed(2)
     model = stack(keras.layers.Dense(5, activation="relu", name="hidden_1"),
                   keras.layers.Dropout(0.5), keras.layers.Dense(3, activation="tanh"))
     monitor = run_epochs(model, HealthMonitor(X, tmp_path / "d.csv", y_sample=Y,
                                               loss_fn="binary_crossentropy"))
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(keras.losses.binary_crossentropy(Y, model(X, training=False)))
-    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    grads = tape.gradient(loss, [v for layer in dense for v in (layer.kernel, layer.bias)])
-    expected = [float(np.sqrt(np.sum(grads[2 * i] ** 2) + np.sum(grads[2 * i + 1] ** 2)))
-                for i in range(len(dense))]
+    expected = direct_grad_norms(model, X)
     got = [r["grad_norm"] for r in monitor.rows]
     assert [r["layer"] for r in monitor.rows] == ["1", "2", "output"]
     assert got == pytest.approx(expected, rel=1e-4)
@@ -187,3 +193,23 @@ def test_large_samples_are_cut_to_max_rows(tmp_path):
     assert len(monitor.x) == len(monitor.y) == MAX_ROWS
     # rows stay paired with their targets
     assert np.array_equal(monitor.x[:, 0] / 3, monitor.y.astype("float32"))
+
+
+def test_a_model_taking_a_dict_of_columns_is_probed_after_its_preprocessing(tmp_path):
+
+    keras.utils.set_random_seed(4)
+    colour = np.array([["red"], ["blue"], ["red"], ["green"]] * 16, dtype=object)
+    x = {"a": X[:, :1], "b": X[:, 1:2], "colour": colour}
+    inputs = {"a": keras.Input(shape=(1,), name="a"), "b": keras.Input(shape=(1,), name="b"),
+              "colour": keras.Input(shape=(1,), dtype="string", name="colour")}
+    lookup = keras.layers.StringLookup(vocabulary=["red", "blue", "green"], output_mode="one_hot")
+    joined = keras.layers.Concatenate()([inputs["a"], inputs["b"], lookup(inputs["colour"])])
+    hidden = keras.layers.Dense(5, activation="relu", name="hidden_1")(joined)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="output")(hidden))
+    path = tmp_path / "d.csv"
+    monitor = run_epochs(model, HealthMonitor(x, path, y_sample=Y, loss_fn="binary_crossentropy"))
+    assert monitor.warnings == []
+    assert [r["layer"] for r in monitor.rows] == ["1", "output"]
+    assert [r["grad_norm"] for r in monitor.rows] == pytest.approx(direct_grad_norms(model, x),
+                                                                    rel=1e-4)
+    assert [(r["epoch"], r["layer"]) for r in read(path)] == [("1", "1"), ("1", "output")]

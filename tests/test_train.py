@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from dlrecap.errors import Interrupted, TrainingError
 from dlrecap.expect import unmet_expectations
 from dlrecap.pipeline import train
 
-from helpers import write_prices
+from helpers import CtrlCAfter, write_prices
 
 BASE = {
     "name": "tiny",
@@ -188,23 +187,6 @@ def test_early_stopping_on_val_accuracy_keeps_the_highest(tmp_path):
     assert m["validation"]["accuracy"] == pytest.approx(max(accuracies), abs=1e-6)
 
 
-class _CtrlCAfter:
-    """A progress display that presses Ctrl-C (SIGINT to this process) after epoch `n`."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def start(self, epochs: int, columns: list[str]) -> None:
-        pass
-
-    def epoch(self, epoch: int, logs: dict[str, float]) -> None:
-        if epoch == self.n:
-            signal.raise_signal(signal.SIGINT)
-
-    def finish(self) -> None:
-        pass
-
-
 @pytest.mark.parametrize("interrupt_after", [None, 2])
 def test_min_delta_and_patience_count_across_a_resume(tmp_path, interrupt_after):
     # After epoch 1 no val_loss can be lower by 100: epochs 2-5 are the patience of 4.
@@ -212,7 +194,7 @@ def test_min_delta_and_patience_count_across_a_resume(tmp_path, interrupt_after)
                                                                         "min_delta": 100}})
     if interrupt_after:
         with pytest.raises(Interrupted, match=f"after epoch {interrupt_after}"):
-            train(load_config(path), tmp_path / "runs", progress=_CtrlCAfter(interrupt_after))
+            train(load_config(path), tmp_path / "runs", progress=CtrlCAfter(interrupt_after))
         (run_dir,) = (tmp_path / "runs").iterdir()
         result = train(load_config(path), tmp_path / "runs", resume=run_dir)
         assert result.metrics["resumed_from_epoch"] == interrupt_after

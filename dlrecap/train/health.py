@@ -39,11 +39,13 @@ class HealthMonitor(keras.callbacks.Callback):
 
     Works with any loop that calls `on_train_begin`, `on_epoch_end` and `on_train_end` with
     `self.model` set, as `Model.fit` does. The model must be a plain stack of layers (what
-    `dlrecap.model.build_model` makes); for anything else the monitor switches itself off
-    and says so in `warnings`.
+    `dlrecap.model.build_model` makes), after a preprocessing part when it takes a dict of
+    columns; for anything else the monitor switches itself off and says so in `warnings`.
 
     Args:
-        x_sample: feature rows to probe, ideally validation rows (at most 256 are used).
+        x_sample: feature rows to probe, ideally validation rows (at most 256 are used):
+            a matrix, or a dict of `(n, 1)` column arrays for a model that takes its
+            columns one by one (text columns as strings).
         path: the CSV file to write, normally `<run dir>/diagnostics.csv`.
         y_sample: the targets of `x_sample`, encoded as the loss expects them
             (`dlrecap.model.encode_targets`). Without them no gradient norms are computed.
@@ -70,7 +72,7 @@ class HealthMonitor(keras.callbacks.Callback):
 
     def __init__(
         self,
-        x_sample: np.ndarray,
+        x_sample: np.ndarray | dict[str, np.ndarray],
         path: str | os.PathLike[str],
         y_sample: np.ndarray | None = None,
         loss_fn: str | Callable[..., Any] | None = None,
@@ -82,11 +84,11 @@ class HealthMonitor(keras.callbacks.Callback):
         keep_until: int = 0,
     ):
         super().__init__()
-        x_sample = np.asarray(x_sample, dtype="float32")
-        rows = np.arange(len(x_sample))
+        x_sample = _as_features(x_sample)
+        rows = np.arange(_n_rows(x_sample))
         if len(rows) > MAX_ROWS:
             rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_ROWS, replace=False))
-        self.x = x_sample[rows]
+        self.x = _take(x_sample, rows)
         self.y = None if y_sample is None or loss_fn is None else np.asarray(y_sample)[rows]
         self.loss_fn = keras.losses.get(loss_fn) if isinstance(loss_fn, str) else loss_fn
         self.path = Path(path)
@@ -97,6 +99,7 @@ class HealthMonitor(keras.callbacks.Callback):
         self._seen: set[tuple[str, str]] = set()
         self._probe: Callable[..., tuple[Any, Any, Any]] | None = None
         self._layers: list[tuple[str, str, keras.layers.Dense]] = []
+        self._stack: _Stack | None = None
         self._epochs: int | None = None
         # history.csv's way: each row formatted once, the file rewritten whole after a probe.
         self._lines = _kept_lines(self.path, math.inf if append else keep_until)
@@ -110,9 +113,10 @@ class HealthMonitor(keras.callbacks.Callback):
             self._stale = False
         self._epochs = (self.params or {}).get("epochs")
         self._probe = None
-        if len(self.x) == 0:
+        if _n_rows(self.x) == 0:
             return
         self._layers = _dense_layers(self.model)
+        self._stack = _Stack.of(self.model, self._layers)
         if not self._layers or not self._is_plain_stack():
             self._warn("model", "stack", "diagnostics skipped: the model is not a plain stack "
                        "of Dense layers")
@@ -188,7 +192,7 @@ class HealthMonitor(keras.callbacks.Callback):
         if self.y is None or loss_fn is None:
             @tf.function(reduce_retracing=True)
             def forward_probe(x):
-                pre, _ = _forward(self.model, x)
+                pre, _ = self._forward(x)
                 return (*stats(pre), tf.zeros([len(layers)]))
             return forward_probe
 
@@ -197,7 +201,7 @@ class HealthMonitor(keras.callbacks.Callback):
             variables = [[layer.kernel, *([layer.bias] if layer.use_bias else [])]
                          for _, _, layer in layers]
             with tf.GradientTape() as tape:
-                pre, out = _forward(self.model, x)
+                pre, out = self._forward(x)
                 loss = tf.reduce_mean(loss_fn(y, out))
             grads = tape.gradient(loss, [v for group in variables for v in group])
             norms, k = [], 0
@@ -210,11 +214,16 @@ class HealthMonitor(keras.callbacks.Callback):
 
         return probe
 
+    def _forward(self, x: Any) -> tuple[list[Any], Any]:
+        if self._stack is None:
+            raise RuntimeError("the monitor has not seen on_train_begin")
+        return self._stack(x)
+
     def _is_plain_stack(self) -> bool:
         # Check the layer-by-layer walk against the model itself once, on a few rows.
-        x = self.x[:8]
+        x = _take(self.x, np.arange(min(8, _n_rows(self.x))))
         try:
-            _pre, walked = _forward(self.model, x)
+            _pre, walked = self._forward(x)
             direct = self.model(x, training=False)
         except Exception:  # a layer that cannot be called alone: not a plain stack
             return False
@@ -290,24 +299,64 @@ def _dense_layers(model: keras.Model) -> list[tuple[str, str, keras.layers.Dense
     return labelled
 
 
-def _forward(model: keras.Model, x: Any) -> tuple[list[Any], Any]:
-    """Run `model` layer by layer (inference mode), keeping each Dense pre-activation."""
-    from keras import ops
+class _Stack:
+    """The model as the monitor walks it: preprocessing, then a stack of layers.
 
-    pre = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if isinstance(layer, keras.layers.Dense):
-            x = ops.cast(x, "float32")
-            z = ops.matmul(x, ops.cast(layer.kernel, "float32"))
-            if layer.use_bias:
-                z = z + ops.cast(layer.bias, "float32")
-            pre.append(z)
-            x = layer.activation(z)
-        else:
-            x = layer(x, training=False)
-    return pre, ops.cast(x, "float32")
+    A model that takes one matrix is walked layer by layer from its input. A model that
+    takes its columns one by one (a dict of inputs, text columns one-hot encoded inside)
+    first runs a sub-model from its inputs to the first Dense layer's input; the Dense stack
+    after it is walked as before.
+    """
+
+    def __init__(self, front: keras.Model | None, layers: list[keras.layers.Layer]):
+        self.front, self.layers = front, layers
+
+    @classmethod
+    def of(cls, model: keras.Model, dense: list[tuple[str, str, keras.layers.Dense]]) -> _Stack:
+        layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+        if not dense or not isinstance(model.input, dict):
+            return cls(None, layers)
+        first = dense[0][2]
+        try:
+            front = keras.Model(model.input, first.input, name="health_front")
+        except Exception:  # the first Dense layer is not on the way from the inputs
+            return cls(None, layers)
+        return cls(front, layers[layers.index(first):])
+
+    def __call__(self, x: Any) -> tuple[list[Any], Any]:
+        """Run the model (inference mode), keeping each Dense pre-activation."""
+        from keras import ops
+
+        if self.front is not None:
+            x = self.front(x, training=False)
+        pre = []
+        for layer in self.layers:
+            if isinstance(layer, keras.layers.Dense):
+                x = ops.cast(x, "float32")
+                z = ops.matmul(x, ops.cast(layer.kernel, "float32"))
+                if layer.use_bias:
+                    z = z + ops.cast(layer.bias, "float32")
+                pre.append(z)
+                x = layer.activation(z)
+            else:
+                x = layer(x, training=False)
+        return pre, ops.cast(x, "float32")
+
+
+def _as_features(x: Any) -> np.ndarray | dict[str, np.ndarray]:
+    """A float32 matrix, or a dict of columns with text as `str` (TensorFlow rejects objects)."""
+    if not isinstance(x, dict):
+        return np.asarray(x, dtype="float32")
+    return {name: np.asarray(column).astype(str) if np.asarray(column).dtype.kind in "OUS"
+            else np.asarray(column, dtype="float32") for name, column in x.items()}
+
+
+def _n_rows(x: np.ndarray | dict[str, np.ndarray]) -> int:
+    return len(next(iter(x.values()), ())) if isinstance(x, dict) else len(x)
+
+
+def _take(x: np.ndarray | dict[str, np.ndarray], rows: np.ndarray) -> Any:
+    return {name: column[rows] for name, column in x.items()} if isinstance(x, dict) else x[rows]
 
 
 def _cell(value: Any) -> str:
