@@ -335,7 +335,7 @@ def test_keep_best_without_early_stopping_survives_a_resume(tmp_path):
 
     # Interrupted right after the best epoch: the resumed run must remember its weights.
     with pytest.raises(Interrupted):
-        train(load_config(path), tmp_path / "runs", progress=_CtrlCAfter(best))
+        train(load_config(path), tmp_path / "runs", progress=CtrlCAfter(best))
     (run_dir,) = (tmp_path / "runs").iterdir()
     resumed = train(load_config(path), tmp_path / "runs", resume=run_dir).metrics
     assert resumed["weights_epoch"] == best
