@@ -87,8 +87,7 @@ def train(
 ) -> TrainResult:
     """Train the config's model and write its run directory.
 
-    The run directory's lock (`runs.locked`) is held throughout: a resumed run's from before
-    anything is read or written, a new run's from its creation.
+    The run directory's lock (`runs.locked`) is held throughout, from its creation or resume.
 
     Args:
         loaded: the validated config with its source marks.
