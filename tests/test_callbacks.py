@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from dlrecap.errors import TrainingError
-from dlrecap.train.callbacks import FiniteLossGuard, HistoryWriter, read_history
+from dlrecap.runs import read_history
+from dlrecap.train.callbacks import FiniteLossGuard, HistoryWriter
 
 keras = pytest.importorskip("keras")
 
@@ -68,8 +69,8 @@ def test_each_finite_epoch_becomes_the_one_to_return_to(guarded):
 
 def test_history_writer_rewrites_the_file_after_every_epoch(tmp_path):
     path = tmp_path / "history.csv"
-    writer = HistoryWriter(path, ["epoch", "loss", "val_loss"])
+    writer = HistoryWriter(tmp_path, ["epoch", "loss", "val_loss"])
     writer.on_epoch_end(0, {"loss": 0.5, "val_loss": 0.625})
-    assert read_history(path) == [{"epoch": 1, "loss": 0.5, "val_loss": 0.625}]
+    assert read_history(tmp_path) == [{"epoch": 1, "loss": 0.5, "val_loss": 0.625}]
     writer.on_epoch_end(1, {"loss": 0.25})
     assert path.read_text() == "epoch,loss,val_loss\n1,0.5,0.625\n2,0.25,\n"
