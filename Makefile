@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test planted mutate lint bench clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+
+# Each patch in tests/planted plants one known bug; the tests named in it must fail.
+planted: install
+	$(BIN)/python tests/planted/run.py
 
 lint: install
 	$(BIN)/ruff check dlrecap tests bench
