@@ -56,3 +56,25 @@ def test_the_loss_follows_the_training_loss():
 def test_no_better_says_so_in_words(model, baseline, said):
     found = no_better(model, baseline)
     assert (found is None) if said is None else (said in found)
+
+
+def test_huber_is_quadratic_for_small_errors_and_linear_for_large_ones():
+    found = baseline_metrics("regression", "huber", (), np.array([0.0, 2.0]), np.array([1.5, 3.0]))
+    assert found["loss"] == pytest.approx((0.5 * 0.5**2 + (2.0 - 0.5)) / 2)
+
+
+def test_a_majority_of_negatives_has_no_precision_or_recall():
+    found = baseline_metrics("binary", "binary_crossentropy", ("precision", "recall"),
+                             np.array([0, 0, 1]), np.array([1, 1, 0]))
+    assert (found["precision"], found["recall"]) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("model, baseline, said", [
+    ({"mse": 96.0}, {"mse": 100.0}, "mse 96 is no better"),
+    ({"rmse": 9.0}, {"rmse": 10.0}, None),
+    # only a metric both sides have is compared
+    ({"accuracy": 0.9, "mae": 1.0, "mse": 96.0}, {"mse": 100.0}, "mse 96 is no better"),
+])
+def test_no_better_compares_the_errors_both_sides_have(model, baseline, said):
+    found = no_better(model, baseline)
+    assert (found is None) if said is None else found.startswith(said)
