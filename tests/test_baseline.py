@@ -78,3 +78,13 @@ def test_a_majority_of_negatives_has_no_precision_or_recall():
 def test_no_better_compares_the_errors_both_sides_have(model, baseline, said):
     found = no_better(model, baseline)
     assert (found is None) if said is None else found.startswith(said)
+
+
+def test_cross_entropy_clips_the_shares_as_keras_clips_probabilities():
+    # class 2 never occurs in training: its share 0 is clipped to 1e-7, not log(0)
+    unseen = baseline_metrics("multiclass", "categorical_crossentropy", (),
+                              np.array([0, 0, 1]), np.array([2]))
+    assert unseen["loss"] == pytest.approx(-math.log(1e-7))
+    # one class only: its share 1 is clipped to 1 - 1e-7
+    single = baseline_metrics("binary", "binary_crossentropy", (), np.array([0, 0]), np.array([0]))
+    assert single["loss"] == pytest.approx(-math.log(1 - 1e-7))

@@ -37,6 +37,11 @@ def test_run_dir_name_is_name_and_timestamp(tmp_path):
     assert path.is_dir() and not any(path.iterdir())
 
 
+def test_a_missing_runs_dir_is_created_with_its_parents(tmp_path):
+    run = runs.create_run_dir(tmp_path / "a" / "runs", "xor", NOW)
+    assert run.is_dir() and run.parent == tmp_path / "a" / "runs"
+
+
 def test_taken_names_get_a_suffix(tmp_path):
     made = [runs.create_run_dir(tmp_path, "xor", NOW) for _ in range(3)]
     assert [p.name for p in made] == [
