@@ -27,6 +27,13 @@ test: install
 planted: install
 	$(BIN)/python tests/planted/run.py
 
+# Mutation testing of the modules that load without TensorFlow ([tool.mutmut] in
+# pyproject.toml). Up to an hour on 2 cores, so not in CI; results in bench/MUTATION.md.
+# mutants/ keeps the verdicts, so a second run retests only what changed.
+mutate: install
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results
+
 lint: install
 	$(BIN)/ruff check dlrecap tests bench
 	$(BIN)/mypy
@@ -35,4 +42,4 @@ bench: install
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache mutants

@@ -83,6 +83,7 @@ def test_a_change_to_the_model_data_or_seed_is_refused_at_its_key(tmp_path, over
     ({"a": 1, "b": 2}, {"b": 2}, "m.a: 1 -> None"),
     ({"a": {"x": 1}, "b": 1}, {"a": {"x": 2}, "b": 3}, "m.a.x: 1 -> 2"),
     ([{"u": 1}], [{"u": 2}], "m[0].u: 1 -> 2"),
+    ({"a": 1}, None, "m: {'a': 1} -> None"),  # a section added or removed
 ])
 def test_first_difference_names_the_first_differing_place(a, b, found):
     assert first_difference(a, b, "m") == found
