@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test planted mutate lint bench clean
 
 install: $(STAMP)
 
@@ -23,6 +23,17 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
+# Each patch in tests/planted plants one known bug; the tests named in it must fail.
+planted: install
+	$(BIN)/python tests/planted/run.py
+
+# Mutation testing of the modules that load without TensorFlow ([tool.mutmut] in
+# pyproject.toml). Up to an hour on 2 cores, so not in CI; results in bench/MUTATION.md.
+# mutants/ keeps the verdicts, so a second run retests only what changed.
+mutate: install
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results
+
 lint: install
 	$(BIN)/ruff check dlrecap tests bench
 	$(BIN)/mypy
@@ -31,4 +42,4 @@ bench: install
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache mutants

@@ -54,13 +54,7 @@ def handled_by(handler: Callable[[int], Any],
     if threading.current_thread() is not threading.main_thread():
         yield False
         return
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        global _received
-        _received += 1
-        handler(signum)
-
-    previous = {s: signal.signal(s, on_signal) for s in signums}
+    previous = {s: signal.signal(s, _calling(handler)) for s in signums}
     try:
         yield True
     finally:
@@ -111,3 +105,24 @@ def pause_point(phase: str) -> None:
     end = time.monotonic() + PAUSE_LIMIT_S
     while _received == seen and time.monotonic() < end:
         time.sleep(0.02)
+
+
+def handle_for_good(handler: Callable[[int], Any], signums: tuple[signal.Signals, ...]) -> None:
+    """From now on, each signal in `signums` calls `handler(signum)`; nothing is put back.
+
+    Only for a process dlrecap owns from start to end, such as a sweep's worker process;
+    a library call inside someone else's program uses `handled_by`. Main thread only.
+    """
+    for s in signums:
+        signal.signal(s, _calling(handler))
+
+
+def _calling(handler: Callable[[int], Any]) -> Callable[[int, Any], None]:
+    """A signal handler (`(signum, frame)`) that calls `handler(signum)`."""
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        global _received
+        _received += 1  # ends a `pause_point` wait
+        handler(signum)
+
+    return on_signal

@@ -75,3 +75,35 @@ def test_a_run_without_test_rows_is_judged_on_validation():
 
 def test_a_run_without_a_baseline_is_not_judged():
     assert run_verdict({"test": {"accuracy": 0.5}}) is None
+
+
+def test_huber_is_quadratic_for_small_errors_and_linear_for_large_ones():
+    found = baseline_metrics("regression", "huber", (), np.array([0.0, 2.0]), np.array([1.5, 3.0]))
+    assert found["loss"] == pytest.approx((0.5 * 0.5**2 + (2.0 - 0.5)) / 2)
+
+
+def test_a_majority_of_negatives_has_no_precision_or_recall():
+    found = baseline_metrics("binary", "binary_crossentropy", ("precision", "recall"),
+                             np.array([0, 0, 1]), np.array([1, 1, 0]))
+    assert (found["precision"], found["recall"]) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("model, baseline, said", [
+    ({"mse": 96.0}, {"mse": 100.0}, "mse 96 is no better"),
+    ({"rmse": 9.0}, {"rmse": 10.0}, None),
+    # only a metric both sides have is compared
+    ({"accuracy": 0.9, "mae": 1.0, "mse": 96.0}, {"mse": 100.0}, "mse 96 is no better"),
+])
+def test_no_better_compares_the_errors_both_sides_have(model, baseline, said):
+    found = no_better(model, baseline)
+    assert (found is None) if said is None else found.startswith(said)
+
+
+def test_cross_entropy_clips_the_shares_as_keras_clips_probabilities():
+    # class 2 never occurs in training: its share 0 is clipped to 1e-7, not log(0)
+    unseen = baseline_metrics("multiclass", "categorical_crossentropy", (),
+                              np.array([0, 0, 1]), np.array([2]))
+    assert unseen["loss"] == pytest.approx(-math.log(1e-7))
+    # one class only: its share 1 is clipped to 1 - 1e-7
+    single = baseline_metrics("binary", "binary_crossentropy", (), np.array([0, 0]), np.array([0]))
+    assert single["loss"] == pytest.approx(-math.log(1 - 1e-7))

@@ -19,12 +19,13 @@ def passing_through(width: int) -> keras.Model:
 
 def both_engines(head: Head, predictions: np.ndarray, y: np.ndarray) -> tuple[dict, dict]:
     """{loss, metrics} of `predictions` against `y`, computed by the fast and the Keras engine."""
-    from dlrecap.train import fast_engine, keras_engine
+    from dlrecap.train.fast_engine import FastEngine
+    from dlrecap.train.keras_engine import KerasEngine
 
     x = np.asarray(predictions, dtype="float32")
     model = passing_through(x.shape[1])
-    fast = fast_engine.FastEngine().evaluator(model, head)(x, y)
-    return fast, keras_engine.KerasEngine().evaluator(model, head)(x, y)
+    fast = FastEngine().evaluator(model, head)(x, y)
+    return fast, KerasEngine().evaluator(model, head)(x, y)
 
 
 def test_binary_accuracy_thresholds_the_probability_at_one_half():

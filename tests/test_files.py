@@ -98,6 +98,21 @@ def test_npz_with_mismatched_rows(tmp_path):
         read_table(path)
 
 
+def test_npz_with_x_but_no_y_is_refused(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((4, 2)), target=np.zeros(4))
+    with pytest.raises(DataError, match=r"needs arrays 'x' and 'y'; it has 'x', 'target'"):
+        read_table(path)
+
+
+def test_npz_with_pickled_objects_is_refused_unopened(tmp_path):
+    # loading an object array would unpickle it: running whatever code the file carries
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.array([{"a": 1}, None], dtype=object), y=np.zeros(2))
+    with pytest.raises(DataError, match="not a valid npz file: Object arrays cannot be loaded"):
+        read_table(path)
+
+
 def test_raw_reading_keeps_the_text_of_every_cell(tmp_path):
     path = csv(tmp_path, "id,v\n007,1.50\n010,NA\n")
     raw = read_table(path, raw=True)

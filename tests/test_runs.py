@@ -37,6 +37,11 @@ def test_run_dir_name_is_name_and_timestamp(tmp_path):
     assert path.is_dir() and not any(path.iterdir())
 
 
+def test_a_missing_runs_dir_is_created_with_its_parents(tmp_path):
+    run = runs.create_run_dir(tmp_path / "a" / "runs", "xor", NOW)
+    assert run.is_dir() and run.parent == tmp_path / "a" / "runs"
+
+
 def test_taken_names_get_a_suffix(tmp_path):
     made = [runs.create_run_dir(tmp_path, "xor", NOW) for _ in range(3)]
     assert [p.name for p in made] == [
@@ -274,3 +279,54 @@ def test_eval_of_a_damaged_model_file(tmp_path):
     (run / runs.MODEL_FILE).write_bytes(b"not a zip file")
     with pytest.raises(RunError, match="cannot load the model"):
         evaluate_run(run)
+
+
+# --- history.csv and folders swapped by renames --------------------------------------------
+
+
+def test_history_round_trips_with_empty_cells_left_out(tmp_path):
+    columns = ["epoch", "loss", "val_loss"]
+    lines = [runs.history_line({"epoch": 1, "loss": 0.123456789, "val_loss": 2.0}, columns),
+             runs.history_line({"loss": 1e-7, "epoch": 2}, columns)]
+    runs.write_history(tmp_path, columns, lines)
+    assert (tmp_path / "history.csv").read_text() == (
+        "epoch,loss,val_loss\n1,0.123457,2\n2,1e-07,\n")
+    assert runs.read_history(tmp_path) == [{"epoch": 1, "loss": 0.123457, "val_loss": 2.0},
+                                           {"epoch": 2, "loss": 1e-7}]
+    assert runs.read_history(tmp_path / "elsewhere") == []
+
+
+def test_replace_folder_swaps_in_the_new_one_and_drops_the_old(tmp_path):
+    target, new = tmp_path / "checkpoint", tmp_path / "checkpoint.new"
+    for folder, text in ((target, "before"), (new, "after")):
+        folder.mkdir()
+        (folder / "state.json").write_text(text)
+    runs.replace_folder(new, target)
+    assert (target / "state.json").read_text() == "after"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+def test_complete_folder_falls_back_to_the_old_one_between_the_renames(tmp_path):
+    target, old = tmp_path / "checkpoint", tmp_path / "checkpoint.old"
+    assert runs.complete_folder(target, "state.json") is None
+    old.mkdir()
+    (old / "state.json").write_text("{}")
+    target.mkdir()  # half written: no marker yet
+    assert runs.complete_folder(target, "state.json") == old
+    (target / "state.json").write_text("{}")
+    assert runs.complete_folder(target, "state.json") == target
+
+
+def test_remove_folder_takes_its_old_and_new_companions(tmp_path):
+    for name in ("checkpoint", "checkpoint.old", "checkpoint.new", "checkpointer"):
+        (tmp_path / name).mkdir()
+    runs.remove_folder(tmp_path / "checkpoint")
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpointer"]
+
+
+@pytest.mark.parametrize("pid, alive", [("this process", True), (0, False), (-1, False),
+                                        ("12", False), (None, False)])
+def test_process_alive(pid, alive):
+    # the pid is taken when the test runs: a forked runner (mutmut) must not signal its parent
+    pid = os.getpid() if pid == "this process" else pid
+    assert runs.process_alive(pid) is alive

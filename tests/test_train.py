@@ -218,6 +218,13 @@ def test_an_expectation_at_its_bound(text, met):
     assert unmet == ([] if met else [f"test_accuracy {text}: got 0.9"])
 
 
+@pytest.mark.parametrize("value, met", [(1000.0000001, True), (1000.001, False), (1e-13, True)])
+def test_an_equality_expectation_allows_for_rounding_only(value, met):
+    bound = "0" if value < 1 else "1000"
+    unmet = unmet_expectations({"test_mae": f"== {bound}"}, {"test": {"mae": value}})
+    assert unmet == ([] if met else [f"test_mae == {bound}: got {value:.4g}"])
+
+
 def test_an_expectation_on_a_missing_metric_is_unmet():
     assert unmet_expectations({"validation_auc": ">= 0.5"}, {"validation": None}) == [
         "validation_auc >= 0.5: the run has no validation auc"]

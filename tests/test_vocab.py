@@ -30,3 +30,14 @@ def test_the_validation_monitor_falls_back_to_the_training_value():
     assert vocab.effective_monitor("val_accuracy", has_validation=False) == "accuracy"
     assert vocab.effective_monitor("val_accuracy", has_validation=True) == "val_accuracy"
     assert vocab.effective_monitor("loss", has_validation=False) == "loss"
+
+
+def test_auto_metrics_follow_the_task():
+    assert vocab.default_metrics("regression") == ("mae",)
+    assert vocab.default_metrics("binary") == vocab.default_metrics("multiclass") == ("accuracy",)
+
+
+@pytest.mark.parametrize("column, split", [("val_loss", "validation"), ("loss", "train"),
+                                           ("accuracy", "train"), ("val_auc", "validation")])
+def test_a_history_column_names_its_split(column, split):
+    assert vocab.split_of(column) == split

@@ -6,7 +6,6 @@ between seeds is visible next to the difference between settings.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,19 +100,19 @@ def _scale(axes: Any, values: list[float], diverged: Sequence[float] = ()) -> No
 
 
 def _curve(row: Row, metric: str) -> tuple[list[int], list[float]]:
-    """The metric's per-epoch values from the trial's history.csv."""
-    if row.run is None or not (row.run / runs.HISTORY_FILE).is_file():
+    """The metric's per-epoch values from the trial's history.csv (none if it is damaged)."""
+    if row.run is None:
+        return [], []
+    try:
+        history = runs.read_history(row.run)
+    except ValueError:  # a cell that is not a number: the file was not written by dlrecap
         return [], []
     epochs, values = [], []
-    with open(row.run / runs.HISTORY_FILE, encoding="utf-8") as f:
-        for record in csv.DictReader(f):
-            text = record.get(metric) or record.get(metric.removeprefix("val_"))
-            try:
-                value = float(text or "")
-            except ValueError:
-                continue
-            if not math.isfinite(value):  # a diverged epoch would flatten every other curve
-                continue
-            epochs.append(int(record["epoch"]))
-            values.append(value)
+    for record in history:
+        value = record.get(metric, record.get(metric.removeprefix("val_")))
+        # a missing value, or a diverged epoch that would flatten every other curve
+        if value is None or not math.isfinite(value):
+            continue
+        epochs.append(int(record["epoch"]))
+        values.append(value)
     return epochs, values

@@ -16,17 +16,14 @@ import multiprocessing
 import os
 import shutil
 import signal
-import threading
-from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from dlrecap import runs
+from dlrecap import runs, signals
 from dlrecap.errors import ConfigError, Interrupted, RunError
 from dlrecap.sweep.plan import SweepPlan, Trial, available_cores, check_trials, plan_sweep
 from dlrecap.sweep.plot import PLOT_FILE, plot_sweep
@@ -201,21 +198,8 @@ def _status(run: Path) -> str | None:
     return _metrics(run).get("status")
 
 
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM stops the sweep like Ctrl-C does, so its state is saved (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _interrupt(_signum: int) -> None:
+    raise KeyboardInterrupt
 
 
 def _stop_workers(executor: Any) -> None:
@@ -267,7 +251,8 @@ class _Session:
         executor = self._executor(jobs)
         in_flight: dict[Future, Trial] = {}
         try:
-            with _sigterm_interrupts():
+            # SIGTERM stops the sweep like Ctrl-C does, so that its state is saved.
+            with signals.handled_by(_interrupt, (signal.SIGTERM,)):
                 while True:
                     while len(in_flight) < jobs and (trial := self._next()) is not None:
                         in_flight[self._submit(executor, trial)] = trial

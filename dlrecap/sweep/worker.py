@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dlrecap import signals
+
 _stop_requested = False
 
 
@@ -28,7 +30,7 @@ def init_worker(threads: int) -> None:
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    signal.signal(signal.SIGINT, _on_interrupt)
+    signals.handle_for_good(_on_interrupt, (signal.SIGINT,))
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
@@ -51,7 +53,7 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(130)
 
 
-def _on_interrupt(signum: int, frame: Any) -> None:
+def _on_interrupt(_signum: int) -> None:
     # Ctrl-C reaches every process of the terminal's group. Raising here could land inside
     # `import tensorflow` and leave the process hung, so only note it: the running trial
     # stops at its next epoch end (during `fit` the trainer's own handler does the same).
