@@ -162,15 +162,20 @@ def _located(loaded: LoadedConfig) -> Iterator[None]:
 
 
 def load_data(loaded: LoadedConfig) -> tuple[Splits, Head]:
-    """The config's data, split, and the output head its task calls for."""
+    """The config's data, split, and the output head its task calls for.
+
+    The network's size is checked here too, before TensorFlow loads: one too large for the
+    memory there is is refused (a ConfigError at `model.layers`) instead of being built.
+    """
     from dlrecap.data import load_splits
-    from dlrecap.model import plan_head
+    from dlrecap.model import check_memory, input_width, plan_head, weight_count
 
     config = loaded.config
     with _located(loaded):
         splits = load_splits(config.data, config.seed)
         check_task(config, splits.task)
         head = plan_head(config, splits.task, splits.n_classes)
+        check_memory(weight_count(config, input_width(splits), head))
     pause_point("data")
     return splits, head
 

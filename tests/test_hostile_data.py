@@ -63,3 +63,52 @@ def test_predict_input_beyond_float32_is_refused(tmp_path):
     frame = pd.DataFrame({"a": [1.0, -1e300], "b": [0.0, 1.0]})
     with pytest.raises(DataError, match="column 'a', data row 2: -1e\\+300 is beyond float32's range"):
         model_inputs(frame, ["a", "b"], {}, tmp_path / "in.csv")
+
+
+def test_a_fifo_as_data_file_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "rows.csv"
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    with pytest.raises(DataError, match="is not a regular file"):
+        load_table(Data(fifo))
+
+
+def test_weight_count_matches_what_keras_builds(tmp_path):
+    from dlrecap.config.load import load_config
+    from dlrecap.data import load_splits
+    from dlrecap.model import build_model, input_width, parameter_count, plan_head, weight_count
+
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text("data: {dataset: moons, samples: 40}\nmodel: {layers: [7, 3]}\n")
+    config = load_config(config_path).config
+    splits = load_splits(config.data, 0)
+    head = plan_head(config, splits.task, splits.n_classes)
+    expected = (2 + 1) * 7 + (7 + 1) * 3 + (3 + 1) * 1
+    assert weight_count(config, input_width(splits), head) == expected
+    assert parameter_count(build_model(config, splits, head)) == expected
+
+
+def test_a_network_too_large_for_memory_is_refused_before_building(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from dlrecap.errors import ConfigError
+    from dlrecap.model import check_memory
+
+    with pytest.raises(ConfigError) as info:
+        check_memory(65537 * 65536 * 2, available=22 * 10**9)
+    assert info.value.key == "model.layers"
+    assert "about 8.6 billion weights need 137 GB to train, but 22 GB are available" in info.value.message
+    check_memory(1000, available=16_000)  # exactly fits
+
+    config = tmp_path / "big.yaml"
+    config.write_text("data: {dataset: xor, samples: 400}\nmodel: {layers: [65536, 65536]}\n")
+    done = subprocess.run([sys.executable, "-m", "dlrecap", "train", str(config), "--runs-dir",
+                           str(tmp_path / "runs")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "DLRECAP_MEMORY_BYTES": str(22 * 10**9)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: {config}:2:") and "4.3 billion weights" in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert not (tmp_path / "runs").exists()

@@ -89,6 +89,9 @@ def _readable_format(path: Path) -> str:
         raise DataError(f"{path}: no such file")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a data file")
+    if not path.is_file():  # a FIFO would block, a device never end
+        raise DataError(f"{path}: is not a regular file (a pipe, device or socket)",
+                        fix="save the data to a file first")
     return kind
 
 
