@@ -9,9 +9,10 @@ import sys
 import pytest
 import yaml
 
+from dlrecap import runs
 from dlrecap.config.load import load_config
 from dlrecap.errors import ConfigError, RunError
-from dlrecap.resume import check_resumable, first_difference
+from dlrecap.resume import check_resumable, first_difference, resuming
 
 from helpers import make_run_dir
 
@@ -49,14 +50,20 @@ def test_a_completed_run_is_refused(tmp_path):
         check_resumable(run_dir(tmp_path, status="completed"), loaded(tmp_path))
 
 
-def test_a_run_still_training_is_refused(tmp_path):
+def test_a_run_still_training_is_refused_naming_its_process(tmp_path):
     run = run_dir(tmp_path, status="running", pid=os.getpid())
-    with pytest.raises(RunError, match=f"still being trained by process {os.getpid()}"):
-        check_resumable(run, loaded(tmp_path))
+    with runs.locked(run):  # as the training process holds it
+        with pytest.raises(RunError, match=f"is in use by process {os.getpid()} on "):
+            with resuming(run, loaded(tmp_path)):
+                pass
 
 
 def test_a_run_whose_process_died_may_resume(tmp_path):
-    check_resumable(run_dir(tmp_path, status="running", pid=dead_pid()), loaded(tmp_path))
+    run = run_dir(tmp_path, status="running", pid=dead_pid())
+    (run / runs.LOCK_FILE).write_text("elsewhere 1\n")  # left by a process that is gone
+    with resuming(run, loaded(tmp_path)):
+        assert runs.is_locked(run)
+    assert not runs.is_locked(run)
 
 
 @pytest.mark.parametrize("override, difference", [
