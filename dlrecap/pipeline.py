@@ -19,29 +19,33 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dlrecap import runs
 from dlrecap.config.checks import check_task
 from dlrecap.config.load import LoadedConfig
 from dlrecap.data.split import n_rows
 from dlrecap.errors import (
     ConfigError,
-    DlrecapError,
-    InternalError,
     Interrupted,
-    TrainingError,
-    first_line,
-    write_crash_log,
 )
 from dlrecap.expect import check_expectations, unmet_lines
-from dlrecap.record import Run, describe_run, open_run, run_directory, save_model, timestamp
-from dlrecap.resume import cannot_write, resume_command, resuming
+from dlrecap.hooks import Callbacks, Encoded, Warn, make_callbacks
+from dlrecap.record import (
+    Run,
+    describe_run,
+    interrupted_message,
+    open_run,
+    recording_failures,
+    run_directory,
+    save_model,
+    timestamp,
+)
+from dlrecap.resume import resuming
 from dlrecap.signals import pause_point
-from dlrecap.vocab import SPLITS, direction, effective_monitor, is_maximized
+from dlrecap.vocab import SPLITS, effective_monitor, is_maximized
 
 if TYPE_CHECKING:
     import keras
@@ -50,14 +54,10 @@ if TYPE_CHECKING:
     from dlrecap.data import Splits
     from dlrecap.model import Head, TargetScale
     from dlrecap.train.callbacks import Progress
-    from dlrecap.train.checkpoint import Checkpointer, ResumableEarlyStopping, StopRequest
+    from dlrecap.train.checkpoint import ResumableEarlyStopping
     from dlrecap.train.distributed import Cluster
     from dlrecap.train.engines import Engine
-    from dlrecap.train.health import HealthMonitor
 
-Warn = Callable[[str], None]
-# (x, y) per split, the targets encoded as the loss expects them.
-Encoded = dict[str, tuple[Any, Any]]
 
 
 @dataclass
@@ -280,78 +280,6 @@ def encode(splits: Splits, head: Head, scale: TargetScale | None = None) -> Enco
 # --- training ----------------------------------------------------------------------------
 
 
-@dataclass
-class Callbacks:
-    """The callbacks of one `fit`, and those the steps after it ask about."""
-
-    all: list[Any]
-    stop: StopRequest
-    checkpointer: Checkpointer
-    stopper: ResumableEarlyStopping | None = None
-    health: HealthMonitor | None = None
-
-
-def make_callbacks(config: Config, run: Run, head: Head, encoded: Encoded, monitor: str,
-                   state: dict[str, Any], best_weights: Any, cluster: Cluster,
-                   warn: Warn, scale: TargetScale | None = None) -> Callbacks:
-    """The callbacks of one `fit`.
-
-    In order: target units (with a `scale`), NaN guard, history, early stopping or the
-    best-weights keeper, checkpoints, health and TensorBoard.
-    """
-    from dlrecap.train import callbacks as cb
-    from dlrecap.train import checkpoint as ckpt
-
-    stopper = best_keeper(config, monitor, state, best_weights)
-    stop = ckpt.StopRequest()
-    checkpointer = ckpt.Checkpointer(run.path, stopper, stop, saved_epoch=state["epochs_done"])
-    # Order matters: metrics are in the target's units before anyone reads them; the guard
-    # sees a NaN first; early stopping decides before the checkpoint.
-    hooks: list[Any] = [*([cb.TargetUnits(scale.std)] if scale else []), cb.FiniteLossGuard(),
-                        run.history, *([stopper] if stopper else []), checkpointer]
-    hooks += cluster.callbacks(run.path, run.history, stopper)  # multi_worker: restart backup
-    health = health_monitor(config, run.path, encoded, head, warn, state["epochs_done"])
-    hooks.append(health)
-    if config.training.tensorboard:
-        import keras
-
-        hooks.append(keras.callbacks.TensorBoard(log_dir=str(run.path / "tensorboard")))
-    return Callbacks(hooks, stop, checkpointer, stopper, health)
-
-
-def best_keeper(config: Config, monitor: str, state: dict[str, Any],
-                best_weights: Any) -> ResumableEarlyStopping | None:
-    """The callback that tracks the best epoch and, for `training.keep: best`, keeps its weights.
-
-    Early stopping when configured (it restores the best weights only for `keep: best`);
-    without it, a `KeepBest` for `keep: best`, else None.
-    """
-    from dlrecap.train import checkpoint as ckpt
-
-    es, keep_best = config.training.early_stopping, config.training.keeps_best()
-    resumed = {"initial_state": state["early_stopping"], "best_weights": best_weights}
-    if es:
-        return ckpt.ResumableEarlyStopping(
-            monitor=monitor, patience=es.patience, min_delta=es.min_delta,
-            mode=direction(monitor), restore_best_weights=keep_best, **resumed)
-    return ckpt.KeepBest(monitor, direction(monitor), **resumed) if keep_best else None
-
-
-def health_monitor(config: Config, run_dir: Path, encoded: Encoded, head: Head, warn: Warn,
-                   initial_epoch: int) -> HealthMonitor:
-    """Dead/saturated units and gradient norms per layer, on a sample of validation rows.
-
-    A resumed run keeps diagnostics.csv's rows up to its checkpoint, `initial_epoch`.
-    """
-    from dlrecap.train.health import HealthMonitor
-
-    x, y = encoded["validation"] if n_rows(encoded["validation"][0]) else encoded["train"]
-    # About 20 probes per run: enough to see a layer die, cheap next to fast-engine epochs.
-    every = max(1, config.training.epochs // 20)
-    return HealthMonitor(x, run_dir / runs.DIAGNOSTICS_FILE, y_sample=y, loss_fn=head.loss,
-                         every=every, on_warning=warn, seed=config.seed, keep_until=initial_epoch)
-
-
 def fit(loaded: LoadedConfig, run: Run, engine: Engine, model: keras.Model, head: Head,
         encoded: Encoded, hooks: Callbacks, initial_epoch: int) -> float:
     """Train from `initial_epoch`; return the seconds it took.
@@ -375,65 +303,8 @@ def fit(loaded: LoadedConfig, run: Run, engine: Engine, model: keras.Model, head
             progress.finish()
     if hooks.stop.requested:
         run.record("interrupted")
-        raise Interrupted(_interrupted(loaded, run, hooks.checkpointer.saved_epoch))
+        raise Interrupted(interrupted_message(loaded, run, hooks.checkpointer.saved_epoch))
     return time.perf_counter() - start
-
-
-@contextlib.contextmanager
-def recording_failures(loaded: LoadedConfig, run: Run, model: keras.Model,
-                       checkpointer: Checkpointer) -> Iterator[None]:
-    """Record how the run ended in metrics.json, and turn it into the error the user sees.
-
-    Raises:
-        TrainingError: training diverged (the model is kept, for a look).
-        Interrupted: SIGINT/SIGTERM, or a progress display that asked to stop.
-        RunError: the run directory cannot be written (disk full, permissions); the run is
-            left `interrupted`, to be resumed.
-        InternalError: anything else, a bug; its traceback goes to crash.log.
-    """
-    try:
-        yield
-    except TrainingError as exc:
-        with contextlib.suppress(OSError):  # the divergence is the news, not a full disk
-            save_model(model, run.path)
-        # The guard put back the weights of the last finished epoch.
-        _record_quietly(run, "failed", error=exc.render(), weights_epoch=len(run.history.rows))
-        raise TrainingError(f"{exc.message}; the run is in {run.path}", fix=exc.fix) from None
-    except DlrecapError:
-        raise
-    except KeyboardInterrupt:
-        if run.info.get("status") != "completed":  # stopped while removing checkpoints
-            _record_quietly(run, "interrupted")
-        raise Interrupted(_interrupted(loaded, run, checkpointer.saved_epoch)) from None
-    except OSError as exc:
-        # Disk full, file too large, permissions changed: the user's to fix, then resume.
-        _record_quietly(run, "interrupted", error=f"cannot write: {exc.strerror or exc}")
-        resumable = (run.path / runs.METRICS_FILE).is_file()
-        raise cannot_write(exc, loaded, run.path, resumable=resumable) from None
-    except Exception as exc:
-        log = write_crash_log(run.path / "crash.log", exc)
-        _record_quietly(run, "failed", error=f"internal error: {type(exc).__name__}")
-        raise InternalError(f"internal error during training: {type(exc).__name__}: {first_line(exc)}",
-                            fix=f"traceback in {log}" if log else None) from exc
-
-
-def _record_quietly(run: Run, status: str, **extra: Any) -> None:
-    """Record `status` in metrics.json, if it can be written.
-
-    When it cannot, readers show the `running` left there as interrupted once the run lock
-    is released (`dlrecap.runs.shown_status`).
-    """
-    with contextlib.suppress(OSError):
-        run.record(status, **extra)
-
-
-def _interrupted(loaded: LoadedConfig, run: Run, saved_epoch: int) -> str:
-    """Where an interrupted run stands, and the command that continues it."""
-    done, command = len(run.history.rows), resume_command(loaded, run.path)
-    if done <= saved_epoch:
-        return f"interrupted after epoch {saved_epoch}; continue with: {command}"
-    kept = f"its last checkpoint at epoch {saved_epoch}" if saved_epoch else "before its first checkpoint"
-    return f"interrupted after epoch {done}, {kept}; continue with: {command}"
 
 
 # --- after training ----------------------------------------------------------------------

@@ -24,7 +24,15 @@ import dlrecap
 from dlrecap import runs
 from dlrecap.config.load import LoadedConfig
 from dlrecap.data.split import ROWS_FILE, n_rows, save_rows
-from dlrecap.resume import cannot_write
+from dlrecap.errors import (
+    DlrecapError,
+    InternalError,
+    Interrupted,
+    TrainingError,
+    first_line,
+    write_crash_log,
+)
+from dlrecap.resume import cannot_write, resume_command
 from dlrecap.vocab import SPLITS
 
 if TYPE_CHECKING:
@@ -34,6 +42,7 @@ if TYPE_CHECKING:
     from dlrecap.data import Splits
     from dlrecap.model import Head, TargetScale
     from dlrecap.train.callbacks import HistoryWriter, Progress
+    from dlrecap.train.checkpoint import Checkpointer
     from dlrecap.train.distributed import Cluster
     from dlrecap.train.engines import Engine
 
@@ -176,3 +185,60 @@ def _versions() -> dict[str, str]:
 def timestamp() -> str:
     """Now, as metrics.json writes times: `2024-05-17T09:30:05`."""
     return datetime.now().isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def recording_failures(loaded: LoadedConfig, run: Run, model: keras.Model,
+                       checkpointer: Checkpointer) -> Iterator[None]:
+    """Record how the run ended in metrics.json, and turn it into the error the user sees.
+
+    Raises:
+        TrainingError: training diverged (the model is kept, for a look).
+        Interrupted: SIGINT/SIGTERM, or a progress display that asked to stop.
+        RunError: the run directory cannot be written (disk full, permissions); the run is
+            left `interrupted`, to be resumed.
+        InternalError: anything else, a bug; its traceback goes to crash.log.
+    """
+    try:
+        yield
+    except TrainingError as exc:
+        with contextlib.suppress(OSError):  # the divergence is the news, not a full disk
+            save_model(model, run.path)
+        # The guard put back the weights of the last finished epoch.
+        _record_quietly(run, "failed", error=exc.render(), weights_epoch=len(run.history.rows))
+        raise TrainingError(f"{exc.message}; the run is in {run.path}", fix=exc.fix) from None
+    except DlrecapError:
+        raise
+    except KeyboardInterrupt:
+        if run.info.get("status") != "completed":  # stopped while removing checkpoints
+            _record_quietly(run, "interrupted")
+        raise Interrupted(interrupted_message(loaded, run, checkpointer.saved_epoch)) from None
+    except OSError as exc:
+        # Disk full, file too large, permissions changed: the user's to fix, then resume.
+        _record_quietly(run, "interrupted", error=f"cannot write: {exc.strerror or exc}")
+        resumable = (run.path / runs.METRICS_FILE).is_file()
+        raise cannot_write(exc, loaded, run.path, resumable=resumable) from None
+    except Exception as exc:
+        log = write_crash_log(run.path / "crash.log", exc)
+        _record_quietly(run, "failed", error=f"internal error: {type(exc).__name__}")
+        raise InternalError(f"internal error during training: {type(exc).__name__}: {first_line(exc)}",
+                            fix=f"traceback in {log}" if log else None) from exc
+
+
+def _record_quietly(run: Run, status: str, **extra: Any) -> None:
+    """Record `status` in metrics.json, if it can be written.
+
+    When it cannot, readers show the `running` left there as interrupted once the run lock
+    is released (`dlrecap.runs.shown_status`).
+    """
+    with contextlib.suppress(OSError):
+        run.record(status, **extra)
+
+
+def interrupted_message(loaded: LoadedConfig, run: Run, saved_epoch: int) -> str:
+    """Where an interrupted run stands, and the command that continues it."""
+    done, command = len(run.history.rows), resume_command(loaded, run.path)
+    if done <= saved_epoch:
+        return f"interrupted after epoch {saved_epoch}; continue with: {command}"
+    kept = f"its last checkpoint at epoch {saved_epoch}" if saved_epoch else "before its first checkpoint"
+    return f"interrupted after epoch {done}, {kept}; continue with: {command}"

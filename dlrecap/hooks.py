@@ -1,0 +1,99 @@
+"""The callbacks of one training run, assembled from its config.
+
+Order matters, and lives here: metrics are put in the target's units before anyone reads
+them; the NaN guard sees a diverged loss first; early stopping decides before the
+checkpoint is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dlrecap import runs
+from dlrecap.data.split import n_rows
+from dlrecap.vocab import direction
+
+if TYPE_CHECKING:
+    from dlrecap.config.schema import Config
+    from dlrecap.model import Head, TargetScale
+    from dlrecap.record import Run
+    from dlrecap.train.checkpoint import Checkpointer, ResumableEarlyStopping, StopRequest
+    from dlrecap.train.distributed import Cluster
+    from dlrecap.train.health import HealthMonitor
+
+Warn = Callable[[str], None]
+# (x, y) per split, the targets encoded as the loss expects them.
+Encoded = dict[str, tuple[Any, Any]]
+
+
+@dataclass
+class Callbacks:
+    """The callbacks of one `fit`, and those the steps after it ask about."""
+
+    all: list[Any]
+    stop: StopRequest
+    checkpointer: Checkpointer
+    stopper: ResumableEarlyStopping | None = None
+    health: HealthMonitor | None = None
+
+
+def make_callbacks(config: Config, run: Run, head: Head, encoded: Encoded, monitor: str,
+                   state: dict[str, Any], best_weights: Any, cluster: Cluster,
+                   warn: Warn, scale: TargetScale | None = None) -> Callbacks:
+    """The callbacks of one `fit`.
+
+    In order: target units (with a `scale`), NaN guard, history, early stopping or the
+    best-weights keeper, checkpoints, health and TensorBoard.
+    """
+    from dlrecap.train import callbacks as cb
+    from dlrecap.train import checkpoint as ckpt
+
+    stopper = best_keeper(config, monitor, state, best_weights)
+    stop = ckpt.StopRequest()
+    checkpointer = ckpt.Checkpointer(run.path, stopper, stop, saved_epoch=state["epochs_done"])
+    hooks: list[Any] = [*([cb.TargetUnits(scale.std)] if scale else []), cb.FiniteLossGuard(),
+                        run.history, *([stopper] if stopper else []), checkpointer]
+    hooks += cluster.callbacks(run.path, run.history, stopper)  # multi_worker: restart backup
+    health = health_monitor(config, run.path, encoded, head, warn, state["epochs_done"])
+    hooks.append(health)
+    if config.training.tensorboard:
+        import keras
+
+        hooks.append(keras.callbacks.TensorBoard(log_dir=str(run.path / "tensorboard")))
+    return Callbacks(hooks, stop, checkpointer, stopper, health)
+
+
+def best_keeper(config: Config, monitor: str, state: dict[str, Any],
+                best_weights: Any) -> ResumableEarlyStopping | None:
+    """The callback that tracks the best epoch and, for `training.keep: best`, keeps its weights.
+
+    Early stopping when configured (it restores the best weights only for `keep: best`);
+    without it, a `KeepBest` for `keep: best`, else None.
+    """
+    from dlrecap.train import checkpoint as ckpt
+
+    es, keep_best = config.training.early_stopping, config.training.keeps_best()
+    resumed = {"initial_state": state["early_stopping"], "best_weights": best_weights}
+    if es:
+        return ckpt.ResumableEarlyStopping(
+            monitor=monitor, patience=es.patience, min_delta=es.min_delta,
+            mode=direction(monitor), restore_best_weights=keep_best, **resumed)
+    return ckpt.KeepBest(monitor, direction(monitor), **resumed) if keep_best else None
+
+
+def health_monitor(config: Config, run_dir: Path, encoded: Encoded, head: Head, warn: Warn,
+                   initial_epoch: int) -> HealthMonitor:
+    """Dead/saturated units and gradient norms per layer, on a sample of validation rows.
+
+    A resumed run keeps diagnostics.csv's rows up to its checkpoint, `initial_epoch`.
+    """
+    from dlrecap.train.health import HealthMonitor
+
+    x, y = encoded["validation"] if n_rows(encoded["validation"][0]) else encoded["train"]
+    # About 20 probes per run: enough to see a layer die, cheap next to fast-engine epochs.
+    every = max(1, config.training.epochs // 20)
+    return HealthMonitor(x, run_dir / runs.DIAGNOSTICS_FILE, y_sample=y, loss_fn=head.loss,
+                         every=every, on_warning=warn, seed=config.seed, keep_until=initial_epoch)
