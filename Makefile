@@ -40,6 +40,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/inference.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache mutants
