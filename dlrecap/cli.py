@@ -6,6 +6,7 @@ TensorFlow, so they answer at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -295,12 +296,19 @@ def datasets() -> None:
 
 
 @app.command("runs")
-def runs_(runs_dir: Path | None = RunsDirOption) -> None:
+def runs_(runs_dir: Path | None = RunsDirOption,
+          as_json: bool = typer.Option(False, "--json", help="One JSON list on stdout.")) -> None:
     """List the runs, oldest first."""
     from dlrecap.runs import epochs_done, list_runs, listed_status
 
     directory = _runs_dir(runs_dir)
     found = list_runs(directory)
+    if as_json:
+        listed = [{"run": str(run.path), "name": run.name, "status": listed_status(run.metrics),
+                   "epochs": epochs_done(run.path, run.metrics), "started": run.started,
+                   "test": run.metrics.get("test")} for run in found]
+        console.result(json.dumps(listed, indent=2))
+        return
     if not found:
         console.note(f"no runs in {directory}")
         return
@@ -371,17 +379,24 @@ def sweep(
 def predict(
     run: str = typer.Argument(..., metavar="RUN", help="Run directory or config name."),
     input_file: Path = typer.Argument(..., metavar="INPUT",
-                                      help="CSV or Parquet file with the run's feature columns."),
+                                      help="CSV or Parquet file with the run's feature columns; "
+                                           "- reads CSV from stdin."),
     output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE",
-                                       help="Write the CSV here (default: stdout)."),
+                                       help="Write the CSV here (default, or -: stdout)."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", metavar="P", min=0.0, max=1.0,
+        help="Binary tasks: predict the second class when its probability is at least P "
+             "(default: the more probable class)."),
     runs_dir: Path | None = RunsDirOption,
 ) -> None:
     """Predict INPUT's rows with RUN's model: the rows plus prediction and prob_<label> columns."""
-    from dlrecap.predict import predict_file, to_csv, write_csv
+    from dlrecap.predict import predict_file, stdin_table, to_csv, write_csv
     from dlrecap.runs import find_run
 
-    frame = predict_file(find_run(run, _runs_dir(runs_dir)), input_file, on_warning=console.warning)
-    if output is None:
+    run_dir = find_run(run, _runs_dir(runs_dir))
+    with stdin_table() if str(input_file) == "-" else contextlib.nullcontext(input_file) as rows:
+        frame = predict_file(run_dir, rows, on_warning=console.warning, threshold=threshold)
+    if output is None or str(output) == "-":
         console.out.file.write(to_csv(frame))
         return
     write_csv(frame, output)

@@ -7,7 +7,10 @@ Rows count from 1 after the header line in every message, as in `dlrecap.data.fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +19,7 @@ import pandas as pd
 
 from dlrecap import runs
 from dlrecap.data.files import category_values, numeric_values, read_table
-from dlrecap.errors import DataError, RunError, printable
+from dlrecap.errors import DataError, DlrecapError, RunError, printable
 from dlrecap.inference import LightModel
 from dlrecap.model import CATEGORY_LAYER  # (importing it also quiets a Keras warning on load)
 
@@ -33,8 +36,8 @@ COLLISION_SUFFIX = "_dlrecap"
 BATCH = 4096
 
 
-def predict_file(run_dir: Path, input_path: Path,
-                 on_warning: Callable[[str], None] | None = None) -> pd.DataFrame:
+def predict_file(run_dir: Path, input_path: Path, on_warning: Callable[[str], None] | None = None,
+                 threshold: float | None = None) -> pd.DataFrame:
     """The rows of `input_path` with the run's predictions appended.
 
     Args:
@@ -42,6 +45,8 @@ def predict_file(run_dir: Path, input_path: Path,
         input_path: a `.csv`, `.tsv` or `.parquet` file holding the run's feature columns;
             other columns are carried through unchanged.
         on_warning: called with each warning line (categories unseen in training), or None.
+        threshold: binary tasks: predict the second class when its probability is at least
+            this (default: the more probable class).
 
     Returns:
         The input rows (CSV cells exactly as written), then a `prediction` column (class
@@ -53,10 +58,14 @@ def predict_file(run_dir: Path, input_path: Path,
         DataError: an unreadable input, missing feature columns, non-numbers, values
             beyond float32's range or missing values in feature columns.
         RunError: the run has no model or does not name its features.
+        DlrecapError: a `threshold` for a run that is not a binary classification.
     """
     input_path = Path(input_path)
     info = runs.read_metrics(run_dir)
     features, labels = info.get("features"), info.get("labels")
+    if threshold is not None and len(labels or []) != 2:
+        raise DlrecapError(f"--threshold applies to binary classification; run {run_dir.name} "
+                           f"is {info.get('task') or 'not binary'}", fix="leave --threshold out")
     if not features:
         raise RunError(f"{run_dir}: metrics.json names no features", fix="train the run again")
     frame = read_table(input_path)
@@ -75,7 +84,16 @@ def predict_file(run_dir: Path, input_path: Path,
     outputs = _predict(model, inputs)
     result = read_table(input_path, raw=True) if input_path.suffix.lower() in (".csv", ".tsv") \
         else frame
-    return _with_predictions(result, outputs, labels)
+    return _with_predictions(result, outputs, labels, threshold)
+
+
+@contextmanager
+def stdin_table() -> Iterator[Path]:
+    """Standard input (CSV) as a file to predict, for `predict RUN -`."""
+    with tempfile.TemporaryDirectory(prefix="dlrecap-stdin-") as folder:
+        path = Path(folder) / "stdin.csv"
+        path.write_text(sys.stdin.read(), encoding="utf-8")
+        yield path
 
 
 def vocabularies(model: keras.Model | LightModel, features: list[str]) -> dict[str, list[str]]:
@@ -140,8 +158,8 @@ def _predict(model: keras.Model | LightModel, inputs: Features) -> np.ndarray:
     return model_outputs(model, inputs, batch=BATCH)
 
 
-def _with_predictions(rows: pd.DataFrame, outputs: np.ndarray,
-                      labels: list[str] | None) -> pd.DataFrame:
+def _with_predictions(rows: pd.DataFrame, outputs: np.ndarray, labels: list[str] | None,
+                      threshold: float | None = None) -> pd.DataFrame:
     outputs = outputs.reshape(len(rows), -1)
     new: dict[str, np.ndarray]
     if not labels:
@@ -150,7 +168,9 @@ def _with_predictions(rows: pd.DataFrame, outputs: np.ndarray,
         if outputs.shape[1] == 1:  # one sigmoid output: the probability of labels[1]
             outputs = np.concatenate([1 - outputs, outputs], axis=1)
         probs = np.round(outputs.astype(np.float64), 6)
-        new = {PREDICTION: np.asarray(labels, dtype=object)[np.argmax(outputs, axis=1)]}
+        chosen = np.argmax(outputs, axis=1) if threshold is None else \
+            (outputs[:, 1] >= threshold).astype(int)
+        new = {PREDICTION: np.asarray(labels, dtype=object)[chosen]}
         new.update({f"{PROB_PREFIX}{label}": probs[:, i] for i, label in enumerate(labels)})
     if any(c in rows.columns for c in new):  # never overwrite the user's own columns
         new = {f"{c}{COLLISION_SUFFIX}": v for c, v in new.items()}
