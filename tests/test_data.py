@@ -292,7 +292,11 @@ def test_saved_rows_are_reused_and_give_the_same_splits(tmp_path):
     np.testing.assert_array_equal(first.x_test, again.x_test)
     # Rows that do not number this data exactly once are ignored: the data is split again.
     wrong = (rows[0][:-1], rows[1], rows[2])
-    np.testing.assert_array_equal(load_splits(data, seed=3, rows=wrong).x_test, first.x_test)
+    again = load_splits(data, seed=3, rows=wrong)
+    assert len(again.y_train) == len(first.y_train)  # split again: no row lost
+    np.testing.assert_array_equal(again.x_test, first.x_test)
+    twice = (rows[0], rows[1], np.concatenate([rows[2][:-1], rows[0][:1]]))  # a row in two splits
+    np.testing.assert_array_equal(load_splits(data, seed=3, rows=twice).x_test, first.x_test)
     assert load_rows(tmp_path / "missing.npz") is None
 
 
