@@ -7,11 +7,14 @@ TensorFlow, so they answer at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +27,7 @@ from dlrecap.errors import (
     DlrecapError,
     ExpectationError,
     Interrupted,
+    TrainingError,
     first_line,
     printable,
     write_crash_log,
@@ -138,6 +142,10 @@ RunsDirOption = typer.Option(
     help="Where runs live (default: $DLRECAP_RUNS_DIR, else ./runs).",
 )
 StrictOption = typer.Option(False, "--strict", help="Treat config warnings as errors.")
+PortOption = typer.Option(
+    None, "--port", metavar="N", min=0, max=65535,
+    help="Port on 127.0.0.1 (default: 8484, or a free one when that is taken; 0: a free one).",
+)
 
 
 def _check_option(value: str, options: tuple[str, ...], what: str, flag: str) -> None:
@@ -183,20 +191,37 @@ def train(
     deterministic: bool = typer.Option(False, "--deterministic",
                                        help="TensorFlow op determinism (slower on GPUs)."),
     strict: bool = StrictOption,
+    live: bool = typer.Option(False, "--live",
+                              help="Show the run on a local web page while it trains "
+                                   "(then keep serving until Ctrl-C)."),
+    port: int | None = PortOption,
 ) -> None:
     """Validate CONFIG, train its model and write a run directory."""
 
     _check_option(device, ("auto", "cpu", "gpu"), "device", "--device")
+    if port is not None and not live:
+        raise typer.BadParameter("only with --live (or see dlrecap serve)", param_hint="--port")
     loaded = _load_and_lint(config, overrides, strict)
     resume_dir = None
     if resume is not None:
         from dlrecap.runs import find_run
 
         resume_dir = find_run(resume, _runs_dir(runs_dir))
+    run = functools.partial(_train_and_report, loaded, _runs_dir(runs_dir), resume=resume_dir,
+                            device=device, deterministic=deterministic, quiet=quiet)
+    if live:
+        _serve_while(run, _runs_dir(runs_dir), port)
+    else:
+        run()
+
+
+def _train_and_report(loaded: LoadedConfig, runs_dir: Path, *, resume: Path | None, device: str,
+                      deterministic: bool, quiet: bool) -> None:
+    """Train, print the summary and the run directory; an unmet `expect:` raises at the end."""
     from dlrecap.pipeline import train as run_training
 
     progress = None if quiet else console.EpochProgress()
-    result = run_training(loaded, _runs_dir(runs_dir), resume=resume_dir, device=device,
+    result = run_training(loaded, runs_dir, resume=resume, device=device,
                           deterministic=deterministic, progress=progress,
                           on_warning=console.warning)
     if not quiet:
@@ -208,6 +233,32 @@ def train(
     console.result(str(result.run_dir))
     if result.unmet:
         raise ExpectationError(result.unmet, str(result.run_dir))
+
+
+def _serve_while(train_run: Callable[[], None], runs_dir: Path, port: int | None) -> None:
+    """`train --live`: serve the page from before training starts until Ctrl-C after it ends.
+
+    A run that fails (exit 1) or misses its `expect:` (exit 3) is reported at once and served
+    on, and that stays the exit code after Ctrl-C; Ctrl-C during training interrupts it as
+    always (exit 130). Bad input stops serving at once (exit 2).
+    """
+    from dlrecap.serve.server import open_server
+
+    server = open_server(runs_dir, port, live_pid=os.getpid())
+    server.start()
+    try:
+        console.note(f"live at {server.url}#live")
+        try:
+            train_run()
+            code = 0
+        except (TrainingError, ExpectationError) as exc:
+            code = _report(exc)
+        console.note(f"training ended; the page stays at {server.url}#live until Ctrl-C")
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    finally:
+        server.stop()
+    raise typer.Exit(code)
 
 
 def _print_summary(metrics: dict[str, Any]) -> None:
@@ -479,6 +530,30 @@ def compare(
     console.table("metrics", ["metric", *found.labels],
                   [[name, *values] for name, values in found.metrics])
     console.result(f"validation curves: {draw_comparison(found, output).resolve()}")
+
+
+@app.command()
+def serve(
+    runs_dir: Path | None = typer.Argument(
+        None, metavar="[RUNS_DIR]", help="Where runs live (default: $DLRECAP_RUNS_DIR, else ./runs)."),
+    port: int | None = PortOption,
+) -> None:
+    """Show the runs on a local web page (127.0.0.1), live while they train; Ctrl-C stops it."""
+    from dlrecap.serve.server import open_server
+
+    directory = _runs_dir(runs_dir)
+    if directory.exists() and not directory.is_dir():
+        raise typer.BadParameter(f"{directory} is not a folder", param_hint="RUNS_DIR")
+    server = open_server(directory, port)
+    later = "" if directory.is_dir() else f" ({directory} does not exist yet: runs appear as they start)"
+    console.note(f"serving the runs in {directory}{later}; Ctrl-C stops")
+    console.result(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        raise Interrupted("stopped serving") from None
+    finally:
+        server.server_close()
 
 
 @app.command("export")

@@ -432,3 +432,8 @@ def find_run(ref: str | None, runs_dir: Path) -> Path:
     if not runs:
         raise RunError(f"no runs in {runs_dir}", fix="train one: dlrecap train configs/xor.yaml")
     return runs[-1].path
+
+
+def is_run_name(name: str) -> bool:
+    """Whether `name` is shaped like a run directory's name, `<name>-<YYYYmmdd-HHMMSS>[-N]`."""
+    return _RUN_NAME.match(name) is not None
