@@ -117,6 +117,7 @@ def run_state(runs_dir: Path, run: str) -> dict[str, Any]:
         "facts": {key: metrics[key] for key in FACTS if key in metrics},
         "metrics": {s: metrics[s] for s in SPLITS if isinstance(metrics.get(s), dict)},
         "baseline": _dict(metrics.get("baseline")), "labels": metrics.get("labels"),
+        "features": metrics.get("features"),
         "error": metrics.get("error"), "warnings": metrics.get("warnings") or [],
         "history": history, "config": config,
         "pictures": _pictures(path), "frames": _stat(path / FRAMES_FILE),

@@ -65,7 +65,7 @@ async function poll() {
 
 function setConnection(ok, error) {
   const badge = $('connection');
-  badge.textContent = ok ? 'live' : 'server not reachable';
+  badge.textContent = ok ? 'connected' : 'server not reachable';
   badge.className = 'badge ' + (ok ? 'running' : 'offline');
   if (error) console.warn(error);
 }
@@ -155,6 +155,11 @@ function renderCurves(run) {
   $('curves').innerHTML = rows.length ? panels.join('') : '<p class="muted">no epoch finished yet</p>';
 }
 
+// An axis label: three significant digits.
+function tick(value) {
+  return Math.abs(value) >= 1e-3 && Math.abs(value) < 1e4 ? String(Number(value.toPrecision(3))) : value.toExponential(1);
+}
+
 function curvePanel(name, epochs, series, best) {
   const W = 440, H = 200, left = 52, right = 12, top = 22, bottom = 26;
   const finite = series.flatMap((s) => s.values).filter((v) => v !== null && Number.isFinite(v));
@@ -174,13 +179,15 @@ function curvePanel(name, epochs, series, best) {
   }).join('');
   const legend = series.map((s, i) =>
     `<text x="${left + 8 + i * 110}" y="14" style="fill:${s.colour}">${escapeHtml(s.column)}</text>`).join('');
+  const leftOfLine = best > (first + lastEpoch) / 2;  // the label stays inside the panel
   const bestLine = best && best >= first && best <= lastEpoch
     ? `<line x1="${x(best)}" x2="${x(best)}" y1="${top}" y2="${H - bottom}" stroke="${BEST_COLOUR}" stroke-dasharray="4 3"/>` +
-      `<text x="${x(best) + 3}" y="${top + 10}" style="fill:${BEST_COLOUR}">best</text>` : '';
+      `<text x="${x(best) + (leftOfLine ? -3 : 3)}" y="${top + 12}" text-anchor="${leftOfLine ? 'end' : 'start'}" ` +
+      `style="fill:${BEST_COLOUR}">best ${best}</text>` : '';
   return `<svg id="curve-${escapeHtml(name)}" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${escapeHtml(name)} per epoch">` +
     `<rect x="${left}" y="${top}" width="${W - left - right}" height="${H - top - bottom}" fill="none" stroke="#ccc"/>` +
-    `<text x="${left - 4}" y="${top + 4}" text-anchor="end">${fmt(hi)}</text>` +
-    `<text x="${left - 4}" y="${H - bottom}" text-anchor="end">${fmt(lo)}</text>` +
+    `<text x="${left - 4}" y="${top + 4}" text-anchor="end">${tick(hi)}</text>` +
+    `<text x="${left - 4}" y="${H - bottom}" text-anchor="end">${tick(lo)}</text>` +
     `<text x="${left}" y="${H - 8}">${first}</text>` +
     `<text x="${W - right}" y="${H - 8}" text-anchor="end">epoch ${epochs[epochs.length - 1]}</text>` +
     `<text x="${W - right}" y="14" text-anchor="end">${escapeHtml(name)}${log ? ' (log scale)' : ''}</text>` +
@@ -272,10 +279,13 @@ async function renderBoundary(run) {
 
 function legend(run, f) {
   const labels = run.labels || [];
+  const [across, up] = run.features && run.features.length === 2 ? run.features : ['x', 'y'];
+  const plane = `${across} ${tick(f.xs[0])} to ${tick(f.xs[f.xs.length - 1])} across, ` +
+    `${up} ${tick(Math.min(...f.ys))} to ${tick(Math.max(...f.ys))} up`;
   if (labels.length === 2 && f.lo === 0 && f.hi === 1) {
-    return `P(${labels[1]}): orange 0 (${labels[0]}), blue 1 (${labels[1]})`;
+    return `P(${labels[1]}) from 0 (orange, ${labels[0]}) to 1 (blue, ${labels[1]}); ${plane}`;
   }
-  return `orange ${fmt(f.lo)} to blue ${fmt(f.hi)}`;
+  return `from ${fmt(f.lo)} (orange) to ${fmt(f.hi)} (blue); ${plane}`;
 }
 
 function ramp(t) {
