@@ -7,6 +7,9 @@ const POLL_MS = 1000;
 const FRAME_MS = 150;            // boundary animation: about 7 frames a second
 const END_PAUSE_FRAMES = 8;      // ...holding the last frame a moment before it starts again
 const ORANGE = [245, 147, 34], WHITE = [232, 234, 235], BLUE = [8, 119, 189];
+// Multiclass surfaces hold the predicted class: each class in its colour, as in the pictures.
+const CLASS_COLOURS = [ORANGE, BLUE, [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
+  [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]];
 const TRAIN_COLOUR = '#f59322', VALIDATION_COLOUR = '#0877bd', BEST_COLOUR = '#2a9d3a';
 const LOG_RANGE = 1e3;           // a curve spanning more than this is drawn on a log scale
 
@@ -272,9 +275,15 @@ async function renderBoundary(run) {
     }
   }
   frames.running = run.status === 'running';
+  frames.paint = painter(run, frames);
   $('boundary-legend').textContent = legend(run, frames);
   $('boundary').hidden = false;
   drawFrame(animation.index);
+}
+
+function painter(run, f) {
+  if (run.facts.task !== 'multiclass') return (byte) => ramp(byte / 255);
+  return (byte) => CLASS_COLOURS[Math.round(f.lo + byte / 255 * (f.hi - f.lo)) % CLASS_COLOURS.length];
 }
 
 function legend(run, f) {
@@ -282,6 +291,11 @@ function legend(run, f) {
   const [across, up] = run.features && run.features.length === 2 ? run.features : ['x', 'y'];
   const plane = `${across} ${tick(f.xs[0])} to ${tick(f.xs[f.xs.length - 1])} across, ` +
     `${up} ${tick(Math.min(...f.ys))} to ${tick(Math.max(...f.ys))} up`;
+  if (run.facts.task === 'multiclass') {
+    const names = ['orange', 'blue', 'green', 'red', 'purple', 'brown', 'pink', 'grey', 'olive', 'cyan'];
+    return 'the predicted class: ' + labels.map((label, i) => `${label} ${names[i % names.length]}`).join(', ') +
+      `; ${plane}`;
+  }
   if (labels.length === 2 && f.lo === 0 && f.hi === 1) {
     return `P(${labels[1]}) from 0 (orange, ${labels[0]}) to 1 (blue, ${labels[1]}); ${plane}`;
   }
@@ -307,7 +321,7 @@ function drawFrame(index) {
   for (let row = 0; row < ny; row++) {
     const source = index * nx * ny + (upward ? ny - 1 - row : row) * nx;  // the top row is the largest y
     for (let col = 0; col < nx; col++) {
-      const [r, g, b] = ramp(frames.data[source + col] / 255);
+      const [r, g, b] = frames.paint(frames.data[source + col]);
       const at = (row * nx + col) * 4;
       image.data[at] = r; image.data[at + 1] = g; image.data[at + 2] = b; image.data[at + 3] = 255;
     }
