@@ -115,7 +115,7 @@ def png(path: Path) -> None:
 def test_a_live_run_updates_the_page_epoch_by_epoch(browser, tmp_path):
     stderr = tmp_path / "stderr"
     settings = ["data.samples=2000", "training.batch_size=2", "training.epochs=60",
-                "training.early_stopping=null", "expect={}"]
+                "training.early_stopping=null", 'expect={test_loss: "< 0"}']  # missed: exit 3
     with open(stderr, "w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dlrecap", "train", "configs/xor.yaml", "--live", "--port", "0",
@@ -132,19 +132,25 @@ def test_a_live_run_updates_the_page_epoch_by_epoch(browser, tmp_path):
         # The numbers and the curve moved on with the epochs.
         assert first["epochs"] == later["epochs"] == " / 60"
         assert later["loss"] != first["loss"] and later["points"] > first["points"] >= 1
-        done = until(browser, lambda s: s["status"] == "completed", 120, "the run completed")
+        done = until(browser, lambda s: s["status"] == "completed (expect missed)", 120,
+                     "the run completed")
+        # Pictures are drawn after the result line: Ctrl-C waits until the command says it is done.
+        wait_for(lambda: "training ended" in stderr.read_text(), 120, what="the end of training",
+                 processes=[proc])
         assert done["epoch"] == "60" and done["points"] == 60
         run_dir = next((tmp_path / "runs").iterdir())
         assert len(done["runs"]) == 1
-        assert done["runs"][0].startswith(f"{run_dir.name}completed · 60 epochs · accuracy ")
+        assert done["runs"][0].startswith(f"{run_dir.name}completed (expect missed) · 60 epochs · ")
         _assert_final_page(browser, run_dir)
     finally:
         proc.send_signal(signal.SIGINT)  # training ended: this stops serving
         out, _ = proc.communicate(timeout=60)
     log = stderr.read_text()
-    assert proc.returncode == 0, log[-2000:]
+    # The missed expectation was said when training ended, and stays the exit code.
+    assert proc.returncode == 3, log[-2000:]
     assert out.strip().endswith(run_dir.name) and "Traceback" not in log
-    assert f"training ended; the page stays at {url} until Ctrl-C" in log
+    assert log.index("error: 1 expectation(s) not met") < log.index(
+        f"training ended; the page stays at {url} until Ctrl-C")
 
 
 def _assert_final_page(browser, run_dir: Path) -> None:

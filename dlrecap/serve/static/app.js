@@ -24,10 +24,15 @@ function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+// Facts (epochs, counts, names) as they are; metrics with four decimals, as the terminal shows them.
 function fmt(value) {
+  if (typeof value === 'number' && Number.isInteger(value)) return String(value);
+  return metric(value);
+}
+
+function metric(value) {
   if (value === null || value === undefined) return '-';
   if (typeof value !== 'number') return String(value);
-  if (Number.isInteger(value)) return String(value);
   const size = Math.abs(value);
   return size !== 0 && (size < 1e-3 || size >= 1e5) ? value.toPrecision(4) : value.toFixed(4);
 }
@@ -130,7 +135,7 @@ function renderHeader(run) {
   const { columns, rows } = run.history;
   const last = rows.length ? rows[rows.length - 1] : [];
   $('latest').innerHTML = columns.filter((c) => c !== 'epoch').map((c) =>
-    `${escapeHtml(c)} <span class="value" id="latest-${escapeHtml(c)}">${fmt(last[columns.indexOf(c)])}</span>`).join('');
+    `${escapeHtml(c)} <span class="value" id="latest-${escapeHtml(c)}">${metric(last[columns.indexOf(c)])}</span>`).join('');
   const problem = run.error || run.problem;
   $('error').textContent = problem || '';
   $('error').hidden = !problem;
@@ -241,7 +246,7 @@ function metricsTable(run) {
   if (!splits.length) return '';
   const names = Object.keys(run.metrics[splits[0]]);
   const row = (label, values, cls) => `<tr${cls ? ` class="${cls}"` : ''}><td>${escapeHtml(label)}</td>` +
-    names.map((n) => `<td>${fmt(values[n])}</td>`).join('') + '</tr>';
+    names.map((n) => `<td>${metric(values[n])}</td>`).join('') + '</tr>';
   const rows = splits.map((s) => row(s, run.metrics[s]));
   const baselineSplit = ['test', 'validation'].find((s) => run.baseline && run.baseline[s]);
   if (baselineSplit) rows.push(row(`baseline (${baselineSplit})`, run.baseline[baselineSplit], 'baseline'));
