@@ -376,3 +376,10 @@ def test_serve_waits_for_a_runs_directory_that_does_not_exist_yet(tmp_path):
         _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert "does not exist yet: runs appear as they start" in err and "Traceback" not in err
+
+
+def test_serving_loads_neither_tensorflow_nor_matplotlib():
+    code = ("import sys; import dlrecap.serve.server; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
