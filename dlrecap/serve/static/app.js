@@ -281,6 +281,8 @@ async function renderBoundary(run) {
   }
   frames.running = run.status === 'running';
   frames.paint = painter(run, frames);
+  const moving = animation.playing && !(frames.running && animation.follow);
+  $('play').textContent = moving ? 'pause' : 'play';
   $('boundary-legend').textContent = legend(run, frames);
   $('boundary').hidden = false;
   drawFrame(animation.index);
@@ -350,7 +352,7 @@ function animate() {
 }
 
 $('play').addEventListener('click', () => {
-  animation.playing = !animation.playing;
+  animation.playing = !(animation.playing && !(frames && frames.running && animation.follow));
   animation.follow = false;
   $('play').textContent = animation.playing ? 'pause' : 'play';
 });
