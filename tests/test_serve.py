@@ -43,7 +43,8 @@ def completed(folder: Path, name: str = "xor") -> Path:
                                  "baseline": {"test": {"loss": 0.69, "accuracy": 0.5}}})
 
 
-def write_frames(path: Path, count: int, grid: int = 24, *, frames: np.ndarray | None = None) -> None:
+def write_frames(path: Path, count: int, grid: int = 24, *, frames: np.ndarray | None = None,
+                 **extra: int) -> None:
     """A boundary_frames.npz as training keeps it: a surface sharpening over `count` epochs."""
     ny, nx = frames.shape[1:] if frames is not None else (grid // 2, grid)
     xs = np.linspace(-2.0, 2.0, nx, dtype=np.float32)
@@ -52,7 +53,8 @@ def write_frames(path: Path, count: int, grid: int = 24, *, frames: np.ndarray |
         gx, gy = np.meshgrid(xs, ys)
         frames = np.stack([1 / (1 + np.exp(-(k + 1) * gx * gy)) for k in range(count)])
     tmp = path.with_name(".frames.tmp.npz")
-    np.savez(tmp, epochs=np.arange(1, count + 1) * 5, xs=xs, ys=ys, frames=frames.astype(np.float32))
+    np.savez(tmp, epochs=np.arange(1, count + 1) * 5, xs=xs, ys=ys, frames=frames.astype(np.float32),
+             **extra)
     os.replace(tmp, path)  # written whole, then renamed, as training does
 
 
@@ -210,6 +212,7 @@ def test_frames_go_as_one_byte_per_value(served):
         assert frames["epochs"] == [5, 10, 15] and frames["shape"] == [3, 12, 24]
         assert frames["xs"] == saved["xs"].tolist() and frames["ys"] == saved["ys"].tolist()
         assert (frames["lo"], frames["hi"]) == (0.0, 1.0)  # probabilities: 0.5 stays the middle
+        assert frames["kept_epoch"] is None
         data = np.frombuffer(base64.b64decode(frames["data"]), np.uint8).reshape(3, 12, 24)
         assert np.abs(data / 255 - saved["frames"]).max() <= 0.5 / 255 + 1e-6
         assert data.min() < 40 and data.max() > 215
@@ -231,6 +234,14 @@ def test_damaged_frames_are_422_and_missing_frames_404(served, content):
     (run / views.FRAMES_FILE).write_bytes(content)
     status, body = get_json(server, f"/api/runs/{run.name}/frames")
     assert status == 422 and body["error"].startswith("boundary_frames.npz is unreadable")
+
+
+def test_frames_say_whose_weights_the_last_frame_shows(served):
+    server, _runs_dir, run = served
+    np.savez(run / views.FRAMES_FILE, epochs=[0, 5, 9], xs=[0.0, 1.0], ys=[0.0], kept_epoch=4,
+             frames=np.zeros((3, 1, 2)))
+    frames = get_json(server, f"/api/runs/{run.name}/frames")[1]
+    assert (frames["epochs"], frames["kept_epoch"], frames["shape"]) == ([0, 5, 9], 4, [3, 1, 2])
 
 
 def test_frames_of_the_wrong_shape_are_422(served):

@@ -180,7 +180,7 @@ def page(browser, tmp_path):
     runs_dir = tmp_path / "runs"
     run = completed(runs_dir / "xor-20260101-120000")
     png(run / "decision_boundary.png")
-    write_frames(run / "boundary_frames.npz", 12, grid=40)
+    write_frames(run / "boundary_frames.npz", 12, grid=40, kept_epoch=55)  # early stopping's
     server = open_server(runs_dir, 0)
     server.start()
     browser.get(f"{server.url}#run={run.name}")
@@ -198,7 +198,8 @@ def test_the_boundary_animates_and_the_slider_picks_a_frame(page):
     browser.execute_script(move, slider, 0)
     first = until(browser, lambda s: s["frame"] == "epoch 5 (frame 1 of 12)", 5, "frame 1")
     browser.execute_script(move, slider, 11)
-    last = until(browser, lambda s: s["frame"] == "epoch 60 (frame 12 of 12)", 5, "frame 12")
+    last = until(browser, lambda s: s["frame"] == "epoch 60, the kept weights of epoch 55 (frame 12 of 12)",
+                 5, "frame 12")
     assert first["canvas"] != last["canvas"]
     # Frame 12 is sigmoid(12 x y) with y upward: orange where x y < 0 (top left), blue where > 0.
     assert near(pixel(browser, 3, 3), ORANGE) and near(pixel(browser, 316, 3), BLUE)

@@ -208,7 +208,9 @@ def boundary_frames(runs_dir: Path, run: str) -> dict[str, Any]:
 
     The frames go as one byte per value (0-255 over `lo`..`hi`, base64): far smaller than
     JSON numbers, and finer than the eye tells apart. Probabilities keep the range 0..1, so
-    0.5 stays the middle colour; other values span their own range.
+    0.5 stays the middle colour; other values span their own range. `kept_epoch`, when
+    training recorded it, is the epoch whose weights the last frame shows (early stopping
+    may have put back an earlier epoch's).
 
     Raises:
         Gone: the run or its frames are not there.
@@ -220,6 +222,7 @@ def boundary_frames(runs_dir: Path, run: str) -> dict[str, Any]:
             raise Unreadable(f"{FRAMES_FILE} is too large to show")
         with np.load(path, allow_pickle=False) as npz:
             epochs, xs, ys, frames = (np.asarray(npz[k]) for k in ("epochs", "xs", "ys", "frames"))
+            kept = int(npz["kept_epoch"]) if "kept_epoch" in npz.files else None
     except FileNotFoundError:
         raise Gone(FRAMES_FILE) from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
@@ -232,7 +235,8 @@ def boundary_frames(runs_dir: Path, run: str) -> dict[str, Any]:
     data = np.clip(np.rint((values - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
     return json_safe({"epochs": epochs.astype(int).tolist(), "xs": xs.astype(float).tolist(),
                       "ys": ys.astype(float).tolist(), "shape": list(frames.shape),
-                      "lo": lo, "hi": hi, "data": base64.b64encode(data.tobytes()).decode("ascii")})
+                      "lo": lo, "hi": hi, "kept_epoch": kept,
+                      "data": base64.b64encode(data.tobytes()).decode("ascii")})
 
 
 def _value_range(frames: np.ndarray) -> tuple[float, float]:

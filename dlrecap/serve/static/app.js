@@ -339,7 +339,9 @@ function drawFrame(index) {
   target.imageSmoothingEnabled = true;
   target.drawImage(plane, 0, 0, canvas.width, canvas.height);
   $('frame').value = index;
-  $('frame-epoch').textContent = `epoch ${frames.epochs[index]} (frame ${index + 1} of ${count})`;
+  const restored = index === count - 1 && frames.kept_epoch !== null && frames.kept_epoch !== frames.epochs[index];
+  const weights = restored ? `, the kept weights of epoch ${frames.kept_epoch}` : '';
+  $('frame-epoch').textContent = `epoch ${frames.epochs[index]}${weights} (frame ${index + 1} of ${count})`;
 }
 
 function animate() {
