@@ -46,7 +46,8 @@ async function getJSON(path) {
 }
 
 function wanted(list) {
-  const hash = decodeURIComponent(location.hash.slice(1));
+  let hash = location.hash.slice(1);
+  try { hash = decodeURIComponent(hash); } catch { /* a hand-typed address: taken as it is */ }
   if (hash === 'live') return list.live;
   if (hash.startsWith('run=')) return hash.slice(4);
   return list.runs.length ? list.runs[list.runs.length - 1].run : null;
