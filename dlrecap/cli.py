@@ -11,7 +11,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -95,6 +94,8 @@ def _is_usage_error(exc: Exception) -> bool:
 
 def _crash(exc: Exception) -> int:
     """An internal error: one line for the user, the traceback in a log file."""
+    import tempfile
+
     fd, name = tempfile.mkstemp(prefix="dlrecap-crash-", suffix=".log")
     os.close(fd)
     log = write_crash_log(Path(name), exc)
