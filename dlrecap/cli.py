@@ -203,7 +203,7 @@ def train(
     if watch:
         if resume is not None:
             raise typer.BadParameter("--watch starts new runs; drop --resume", param_hint="--watch")
-        _watch(config, lambda: _load_and_lint(config, overrides, strict), train_once)
+        _watch(config, lambda: _load_and_lint(config, overrides, strict), train_once, quiet)
     loaded = _load_and_lint(config, overrides, strict)
     resume_dir = None
     if resume is not None:
@@ -235,23 +235,27 @@ def _train_and_show(loaded: LoadedConfig, runs_dir: Path, resume_dir: Path | Non
 
 
 def _watch(config: Path, load: Callable[[], LoadedConfig],
-           train_once: Callable[[LoadedConfig], TrainResult]) -> NoReturn:
+           train_once: Callable[[LoadedConfig], TrainResult], quiet: bool) -> NoReturn:
     """`train --watch`: a missing CONFIG is an error at once; one saved with an error is shown."""
     from dlrecap.watch import watch
 
     if not config.is_file():
         load()  # raises the loader's own error (exit 2)
-    watch(config, load, train_once, _WatchDisplay())
+    watch(config, load, train_once, _WatchDisplay(quiet))
 
 
 class _WatchDisplay:
-    """How `train --watch` shows what happens between runs."""
+    """How `train --watch` shows what happens between runs (with --quiet, no comparison)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
 
     def failed(self, error: DlrecapError) -> None:
         _report_own(error)
 
     def compared(self, comparison: Comparison) -> None:
-        _show_comparison(comparison, title="changed since the previous run")
+        if not self.quiet:
+            _show_comparison(comparison, title="changed since the previous run")
 
     def waiting(self, paths: list[Path]) -> None:
         console.note(f"watching {', '.join(map(str, paths))} for changes (Ctrl-C to stop)")
