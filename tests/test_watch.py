@@ -137,9 +137,13 @@ def test_a_watch_session_retrains_on_save_survives_a_broken_save_and_stops_on_ct
         assert f"{config}:5:" in error and "Traceback" not in err.read_text()
         assert proc.poll() is None and len(list(runs_dir.iterdir())) == 2  # still watching
 
-        config.write_text(TINY.replace("RATE", "0.01"))  # fixed: trains again
+        config.write_text(TINY.replace("RATE", "0.05"))  # fixed, back to the first config
         wait_for(lambda: len(_completed(runs_dir)) == 3, 60, what="the run after the fix",
                  processes=[proc])
+        # The same config in the same process trains exactly as it did the first time.
+        third = _completed(runs_dir)[2]
+        assert (third / "history.csv").read_text() == (first / "history.csv").read_text()
+        assert (third / "history.csv").read_text() != (second / "history.csv").read_text()
         wait_for(lambda: err.read_text().count("watching") == 4, 30, what="watching again",
                  processes=[proc])
         proc.send_signal(signal.SIGINT)
