@@ -35,6 +35,7 @@ class Context:
     loads: list[float]
     seconds: float
     command: str
+    edit_loop: list[str] | None = None  # W5's lines (bench/edit_loop.py), when it ran
 
     def median(self, key: str, contender: str, field: str) -> float:
         runs = self.samples.get((key, contender), [])
@@ -195,6 +196,8 @@ def render(ctx: Context) -> str:
         "- TensorFlow baseline (import TensorFlow, fit a tiny model) peak RSS: "
         + (f"{ctx.tf_baseline_mb:,.0f} MB" if ctx.tf_baseline_mb else "not measured (W4 not run)"),
         f"- Peak RSS floor (a child of this process that does nothing): {ctx.floor_mb:,.0f} MB",
+        *(["", "### W5: the edit loop (five edits of configs/xor.yaml, each followed by a run)", "",
+           *ctx.edit_loop] if ctx.edit_loop else []),
     ]
     return "\n".join(sections) + "\n"
 

@@ -4,7 +4,8 @@
 generated, split exactly as dlrecap splits it), then each contender trains it in a child
 process of its own, several times; this process measures each child with `os.wait4`: wall
 time from start to exit and the child's peak RSS. Each child reports its own training-phase
-time and test metric. The medians go to stdout and to bench/RESULTS.md.
+time and test metric. The medians go to stdout and to bench/RESULTS.md, with W5 (the edit
+loop: separate `dlrecap train` commands against `--watch`, bench/edit_loop.py).
 
 Usage: `python bench/run.py [--reps N] [--only W1,W2] [--quick] [--output FILE]`
 
@@ -29,18 +30,20 @@ from typing import NamedTuple
 BENCH = Path(__file__).resolve().parent
 
 
-def _load_report():
-    # bench/ is not a package; load report.py by path so no sys.path entry leaks to importers.
+def _load(name: str):
+    # bench/ is not a package; load its modules by path so no sys.path entry leaks to importers.
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("dlrecap_bench_report", BENCH / "report.py")
+    spec = importlib.util.spec_from_file_location(f"dlrecap_bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-report = _load_report()
+report = _load("report")
+edit_loop = _load("edit_loop")  # W5, which has no baselines to train: bench/edit_loop.py
+EDIT_LOOP = "W5"
 
 CONTENDERS = ("dlrecap", "keras", "sklearn")
 
@@ -205,7 +208,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated subset of " + ", ".join(CONTENDERS))
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, runs)")
     args = parser.parse_args(argv)
-    keys = [w.key for w in WORKLOADS]
+    keys = [w.key for w in WORKLOADS] + [EDIT_LOOP]
     args.only = keys if args.only is None else [k.strip().upper() for k in args.only.split(",")]
     unknown = [k for k in args.only if k not in keys]
     args.contenders = [c.strip() for c in args.contenders.split(",")]
@@ -240,8 +243,12 @@ def main(argv: list[str] | None = None) -> int:
                           file=sys.stderr, flush=True)
         tf_mb = tf_baseline_mb(work, args.reps) if "W4" in args.only and "dlrecap" in args.contenders \
             else None
+        edits = None
+        if EDIT_LOOP in args.only:
+            print(f"{EDIT_LOOP}: the edit loop ({edit_loop.__doc__.splitlines()[0]})", file=sys.stderr)
+            edits = edit_loop.measure(2 if args.quick else 5)
         loads.append(report.load_average())
-    except ChildFailed as exc:
+    except (ChildFailed, RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}\n(logs kept in {work})", file=sys.stderr)
         return 1
     command = " ".join(["bench/run.py", *(sys.argv[1:] if argv is None else argv)])
@@ -249,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         workloads=workloads, targets=TARGETS, samples=samples, infos=infos,
         reps=args.reps, quick=args.quick, tf_baseline_mb=tf_mb,
         floor_mb=measure(["/bin/true"], work / "floor.log").rss_mb,
-        loads=loads, seconds=time.time() - started, command=command)
+        loads=loads, seconds=time.time() - started, command=command,
+        edit_loop=edit_loop.lines(edits) if edits else None)
     text = report.render(context)
     print(text)
     if args.output is not None:

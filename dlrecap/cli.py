@@ -7,16 +7,14 @@ TensorFlow, so they answer at once.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -35,7 +33,9 @@ from dlrecap.errors import (
 from dlrecap.vocab import SPLITS
 
 if TYPE_CHECKING:
+    from dlrecap.compare import Comparison
     from dlrecap.config.load import LoadedConfig
+    from dlrecap.pipeline import TrainResult
 
 
 class _Group(TyperGroup):
@@ -96,6 +96,8 @@ def _is_usage_error(exc: Exception) -> bool:
 
 def _crash(exc: Exception) -> int:
     """An internal error: one line for the user, the traceback in a log file."""
+    import tempfile
+
     fd, name = tempfile.mkstemp(prefix="dlrecap-crash-", suffix=".log")
     os.close(fd)
     log = write_crash_log(Path(name), exc)
@@ -195,44 +197,43 @@ def train(
                               help="Show the run on a local web page while it trains "
                                    "(then keep serving until Ctrl-C)."),
     port: int | None = PortOption,
+    watch: bool = typer.Option(False, "--watch",
+                               help="Then retrain each time CONFIG or its data file is saved "
+                                    "(Ctrl-C ends)."),
 ) -> None:
     """Validate CONFIG, train its model and write a run directory."""
 
     _check_option(device, ("auto", "cpu", "gpu"), "device", "--device")
     if port is not None and not live:
         raise typer.BadParameter("only with --live (or see dlrecap serve)", param_hint="--port")
+    if watch and live:
+        raise typer.BadParameter("--watch and --live cannot be combined", param_hint="--watch")
+    directory = _runs_dir(runs_dir)
+
+    def train_once(loaded: LoadedConfig, resume_dir: Path | None = None) -> TrainResult:
+        return _train_and_show(loaded, directory, resume_dir, quiet, device=device,
+                               deterministic=deterministic)
+
+    if watch:
+        if resume is not None:
+            raise typer.BadParameter("--watch starts new runs; drop --resume", param_hint="--watch")
+        _watch(config, lambda: _load_and_lint(config, overrides, strict), train_once, quiet)
     loaded = _load_and_lint(config, overrides, strict)
     resume_dir = None
     if resume is not None:
         from dlrecap.runs import find_run
 
-        resume_dir = find_run(resume, _runs_dir(runs_dir))
-    run = functools.partial(_train_and_report, loaded, _runs_dir(runs_dir), resume=resume_dir,
-                            device=device, deterministic=deterministic, quiet=quiet)
+        resume_dir = find_run(resume, directory)
+
+    def run() -> None:
+        result = train_once(loaded, resume_dir)
+        if result.unmet:
+            raise ExpectationError(result.unmet, str(result.run_dir))
+
     if live:
-        _serve_while(run, _runs_dir(runs_dir), port)
+        _serve_while(run, directory, port)
     else:
         run()
-
-
-def _train_and_report(loaded: LoadedConfig, runs_dir: Path, *, resume: Path | None, device: str,
-                      deterministic: bool, quiet: bool) -> None:
-    """Train, print the summary and the run directory; an unmet `expect:` raises at the end."""
-    from dlrecap.pipeline import train as run_training
-
-    progress = None if quiet else console.EpochProgress()
-    result = run_training(loaded, runs_dir, resume=resume, device=device,
-                          deterministic=deterministic, progress=progress,
-                          on_warning=console.warning)
-    if not quiet:
-        _print_summary(result.metrics)
-    from dlrecap.baseline import run_verdict
-
-    if verdict := run_verdict(result.metrics):
-        console.warning(verdict)
-    console.result(str(result.run_dir))
-    if result.unmet:
-        raise ExpectationError(result.unmet, str(result.run_dir))
 
 
 def _serve_while(train_run: Callable[[], None], runs_dir: Path, port: int | None) -> None:
@@ -259,6 +260,55 @@ def _serve_while(train_run: Callable[[], None], runs_dir: Path, port: int | None
     finally:
         server.stop()
     raise typer.Exit(code)
+
+
+def _train_and_show(loaded: LoadedConfig, runs_dir: Path, resume_dir: Path | None, quiet: bool,
+                    **options: Any) -> TrainResult:
+    """Train one run; its result is printed as soon as it is known, before its pictures."""
+    from dlrecap.pipeline import train as run_training
+
+    def show(result: TrainResult) -> None:
+        if not quiet:
+            _print_summary(result.metrics)
+        from dlrecap.baseline import run_verdict
+
+        if verdict := run_verdict(result.metrics):
+            console.warning(verdict)
+        console.result(str(result.run_dir))
+
+    progress = None if quiet else console.EpochProgress()
+    return run_training(loaded, runs_dir, resume=resume_dir, progress=progress,
+                        on_warning=console.warning, on_result=show, **options)
+
+
+def _watch(config: Path, load: Callable[[], LoadedConfig],
+           train_once: Callable[[LoadedConfig], TrainResult], quiet: bool) -> NoReturn:
+    """`train --watch`: a missing CONFIG is an error at once; one saved with an error is shown."""
+    from dlrecap.watch import watch
+
+    if not config.is_file():
+        load()  # raises the loader's own error (exit 2)
+    watch(config, load, train_once, _WatchDisplay(quiet))
+
+
+class _WatchDisplay:
+    """How `train --watch` shows what happens between runs (with --quiet, no comparison)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def failed(self, error: DlrecapError) -> None:
+        _report_own(error)
+
+    def compared(self, comparison: Comparison) -> None:
+        if not self.quiet:
+            _show_comparison(comparison, title="changed since the previous run")
+
+    def waiting(self, paths: list[Path]) -> None:
+        console.note(f"watching {', '.join(map(str, paths))} for changes (Ctrl-C to stop)")
+
+    def saved(self, paths: list[Path]) -> None:
+        console.note(f"{', '.join(map(str, paths))} changed: training again")
 
 
 def _print_summary(metrics: dict[str, Any]) -> None:
@@ -522,14 +572,19 @@ def compare(
         raise typer.BadParameter("name at least two runs", param_hint="RUN")
     directory = _runs_dir(runs_dir)
     found = compare_runs([find_run(ref, directory) for ref in run_refs])
+    _show_comparison(found)
+    console.result(f"validation curves: {draw_comparison(found, output).resolve()}")
+
+
+def _show_comparison(found: Comparison, title: str = "config keys that differ") -> None:
+    """The config keys that differ between runs, then their metrics side by side."""
     if found.config_diff:
-        console.table("config keys that differ", ["key", *found.labels],
+        console.table(title, ["key", *found.labels],
                       [[key, *values] for key, values in found.config_diff])
     else:
         console.note("the configs are identical")
     console.table("metrics", ["metric", *found.labels],
                   [[name, *values] for name, values in found.metrics])
-    console.result(f"validation curves: {draw_comparison(found, output).resolve()}")
 
 
 @app.command()

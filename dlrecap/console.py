@@ -11,7 +11,6 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
-from rich.table import Table
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -22,8 +21,9 @@ def _width(stream: TextIO) -> int | None:
     return None if stream.isatty() or "COLUMNS" in os.environ else 160
 
 
-out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+# emoji=False: text such as `:fire:` in a path or a key is printed as written.
+out = Console(highlight=False, soft_wrap=True, emoji=False, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, width=_width(sys.stderr))
 
 
 def error(text: str) -> None:
@@ -44,6 +44,8 @@ def result(text: str) -> None:
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     """Print a table of results to stdout."""
+    from rich.table import Table  # here: most commands that answer at once print no table
+
     t = Table(title=title, title_justify="left", header_style="bold")
     cells = [[_fmt(v) for v in row] for row in rows]
     for i, column in enumerate(columns):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,18 +76,15 @@ class TrainResult:
 
 
 def train(
-    loaded: LoadedConfig,
-    runs_dir: Path,
-    *,
+    loaded: LoadedConfig, runs_dir: Path, *,
     resume: Path | None = None,
     device: str = "auto",
     deterministic: bool = False,
     progress: Progress | None = None,
     on_warning: Warn | None = None,
+    on_result: Callable[[TrainResult], None] | None = None,
 ) -> TrainResult:
-    """Train the config's model and write its run directory.
-
-    The run directory's lock (`runs.locked`) is held throughout, from its creation or resume.
+    """Train the config's model and write its run directory, holding its lock (`runs.locked`).
 
     Args:
         loaded: the validated config with its source marks.
@@ -96,7 +93,8 @@ def train(
         device: `auto`, `cpu` or `gpu`.
         deterministic: TensorFlow op determinism.
         progress: a `Progress` that sees each epoch, or None.
-        on_warning: called with each warning line, or None.
+        on_warning, on_result: called with each warning line; with the result, before the
+            pictures are drawn (`finish`). Or None.
 
     Raises:
         ConfigError, DataError, RunError: bad input; nothing was written. RunError also
@@ -131,10 +129,11 @@ def train(
             fit_s = fit(loaded, run, engine, model, head, encoded, hooks, state["epochs_done"])
             # Scored in the target's own units, as the saved model answers.
             scored = encode(splits, head) if scale else encoded
-            outcome = conclude(run, config, engine, kept, splits, head, scored, hooks, monitor,
-                               fit_s, warn)
+            result = conclude(run, config, engine, kept, splits, head, scored, hooks, monitor,
+                              fit_s, warn)
+            finish(run, kept, splits, head, warn, result, on_result)
         cluster.finish()
-        return TrainResult(run.path, run.info, unmet_lines(config.expect, outcome) if outcome else [])
+        return result
 
 
 # --- before the run directory exists: bad input leaves nothing behind -------------------
@@ -312,11 +311,11 @@ def fit(loaded: LoadedConfig, run: Run, engine: Engine, model: keras.Model, head
 
 def conclude(run: Run, config: Config, engine: Engine, model: keras.Model, splits: Splits,
              head: Head, encoded: Encoded, hooks: Callbacks, monitor: str, fit_s: float,
-             warn: Warn) -> dict[str, Any] | None:
-    """Score the trained model, save it, record the results, draw the pictures, complete.
+             warn: Warn) -> TrainResult:
+    """Score the trained model, save it and record the results (status still `running`).
 
     Returns:
-        The `expect:` outcome (`check_expectations`), or None without an `expect:` block.
+        The result, with each `expect:` line the run did not meet.
     """
     pause_point("final_writes")
     results = evaluate(engine, model, head, encoded)
@@ -328,9 +327,20 @@ def conclude(run: Run, config: Config, engine: Engine, model: keras.Model, split
                weights_epoch=weights_epoch(rows, hooks.stopper), fit_s=round(fit_s, 3),
                warnings=hooks.health.warnings if hooks.health else [], **results,
                baseline=baselines(splits, head), **({"expect": outcome} if outcome else {}))
+    return TrainResult(run.path, run.info, unmet_lines(config.expect, outcome) if outcome else [])
+
+
+def finish(run: Run, model: keras.Model, splits: Splits, head: Head, warn: Warn,
+           result: TrainResult, on_result: Callable[[TrainResult], None] | None) -> None:
+    """Show the result, then draw the pictures and mark the run completed.
+
+    The result comes first, so that it is seen at once; the pictures take longer than the
+    scores. `completed` is recorded last: a run marked completed has every file written.
+    """
+    if on_result is not None:
+        on_result(result)
     draw(run, model, splits, head, warn)
     complete(run)
-    return outcome
 
 
 def evaluate(engine: Engine, model: keras.Model, head: Head,

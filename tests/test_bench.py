@@ -148,3 +148,21 @@ def test_quick_run_of_every_contender(tmp_path):
     for label in ("dlrecap (fast engine)", "plain Keras fit", "scikit-learn MLP"):
         assert f"| W1 | {label} |" in stdout
     assert "| W1 | training phase >= 10x faster than plain fit |" in stdout
+
+
+def test_w5_is_chosen_with_only_and_reported_as_a_ratio_and_its_target():
+    assert run.parse_args(["--only", "w5"]).only == ["W5"]
+    assert "W5" in run.parse_args([]).only
+    text = (BENCH.parent / "configs" / "xor.yaml").read_text()
+    assert "learning_rate: 0.01\n" in run.edit_loop.edited(text, "0.01")
+    assert run.edit_loop.edited(text, "0.01").count("learning_rate") == text.count("learning_rate")
+    lines = run.edit_loop.lines({"commands": [6.0, 5.0, 7.0], "watch": [2.0, 1.5, 3.0]})
+    assert "| separate `dlrecap train` commands (start to exit) | 6.00 |" in lines
+    assert "| `dlrecap train --watch` (save to `completed`) | 2.00 |" in lines
+    assert "- --watch is 3.00x faster per edit than separate commands" in lines
+    assert lines[-2].endswith("2.00 s, met")
+    slow = run.edit_loop.lines({"commands": [6.0], "watch": [3.0]})
+    assert slow[-2].endswith("3.00 s, **missed** by 0.50 s")
+    ctx = _context(("W1",))
+    ctx.edit_loop = lines
+    assert "### W5: the edit loop" in report.render(ctx) and lines[2] in report.render(ctx)

@@ -348,3 +348,19 @@ def test_keep_best_without_early_stopping_survives_a_resume(tmp_path):
     assert resumed["weights_epoch"] == best
     assert resumed["validation"]["loss"] == pytest.approx(whole.metrics["validation"]["loss"],
                                                           rel=1e-4)
+
+
+def test_the_result_comes_before_the_pictures_and_completed_after_them(tmp_path):
+    seen = []
+
+    def on_result(result):
+        seen.append((json.loads((result.run_dir / "metrics.json").read_text())["status"],
+                     sorted(p.name for p in result.run_dir.glob("*.png")), result.metrics["test"]))
+
+    path = _config(tmp_path, training={"epochs": 2})
+    result = train(load_config(path), tmp_path / "runs", on_result=on_result)
+    [(status, pictures, test)] = seen
+    assert status == "running" and pictures == [] and test["loss"] > 0
+    assert (result.run_dir / "model.keras").is_file()
+    assert json.loads((result.run_dir / "metrics.json").read_text())["status"] == "completed"
+    assert (result.run_dir / "learning_curves.png").is_file()
