@@ -25,6 +25,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 from dlrecap.config import choices as c
+from dlrecap.derive import check_distinct, check_expression
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,16 @@ class DataConfig(Section):
     )
     noise: Annotated[float, Field(ge=0.0, le=100.0)] | None = Field(
         None, description="Synthetic sets only: noise level (default: the set's own)."
+    )
+    derive: Annotated[
+        list[Annotated[str, AfterValidator(check_expression)]],
+        Field(min_length=1, max_length=1000), AfterValidator(check_distinct),
+    ] | None = Field(
+        None, description="The network's input features, computed from the raw feature "
+        "columns where data is loaded (train, eval and predict alike; predict takes the raw "
+        "columns): each a column (x1), its square (x1^2), sin(x1) or cos(x1), or a product "
+        "of these (x1*x2), e.g. [x1, x2, x1*x2, sin(x1)]. The list replaces the raw features: "
+        "name a raw column to keep it. null (the default): the raw features.",
     )
     validation_split: Rate = Field(0.2, description="Share of rows for validation.")
     test_split: Rate = Field(0.2, description="Share of rows held out for the test metrics.")

@@ -205,7 +205,7 @@ def load_splits(data, seed: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray]
     if data.dataset is None:
         if data.path is None:
             raise DataError("data: set data.dataset or data.path")
-        return _file_splits(data, seed, rows)
+        return _derived(data, _file_splits(data, seed, rows))
     info = get_info(data.dataset)
     if info.name in SYNTHETIC:
         x, y, features, labels = _generate(data, info, np.random.default_rng(seed))
@@ -221,8 +221,24 @@ def load_splits(data, seed: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray]
                  info.name in SYNTHETIC)
     tr, va, te = _reuse(rows, len(y)) or _split_indices(y, *_counts(len(y), validation, test)[1:],
                                                          stratify, seed)
-    return Splits(task, list(features), labels, x[tr], y[tr], x[va], y[va], x[te], y[te],
-                  rows=(tr, va, te))
+    return _derived(data, Splits(task, list(features), labels, x[tr], y[tr], x[va], y[va],
+                                 x[te], y[te], rows=(tr, va, te)))
+
+
+def _derived(data, splits: Splits) -> Splits:
+    """`splits` with the features `data.derive` computes from the raw ones, when it is set."""
+    expressions = getattr(data, "derive", None)
+    if not expressions:
+        return splits
+    from dataclasses import replace
+
+    from dlrecap.derive import check_numeric, derive, derived_names
+
+    check_numeric(expressions, splits.categorical)
+    x_train, x_val, x_test = (derive(expressions, x, splits.feature_names)
+                              for x in (splits.x_train, splits.x_val, splits.x_test))
+    return replace(splits, feature_names=derived_names(expressions), x_train=x_train,
+                   x_val=x_val, x_test=x_test)
 
 
 def _reuse(rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
