@@ -368,6 +368,7 @@ def _check_and_fill(config: Config) -> Config:
     data = config.data
     _check_one_source(data)
     if data.dataset is None:
+        _reject_set_keys(data, ("recipe",), "applies to built-in synthetic sets only")
         if data.task != "auto":
             check_task(config, data.task)
         return config
@@ -401,11 +402,17 @@ def _check_built_in(data: DataConfig, name: str) -> dict[str, Any]:
         )
     _reject_set_keys(data, ("target", "features"), "applies to data files only, not to built-in sets")
     if name in SYNTHETIC:
+        playground = data.recipe == "playground"
+        if playground and not DATASETS[name].playground:
+            raise ConfigError(
+                f"TensorFlow Playground has no {name} set", key="data.recipe",
+                fix="its sets are " + ", ".join(n for n, i in DATASETS.items() if i.playground))
+        default_noise = 0.0 if playground else DATASETS[name].default_noise
         return {
             "samples": data.samples if data.samples is not None else DEFAULT_SAMPLES,
-            "noise": data.noise if data.noise is not None else DATASETS[name].default_noise,
+            "noise": data.noise if data.noise is not None else default_noise,
         }
-    _reject_set_keys(data, ("samples", "noise"),
+    _reject_set_keys(data, ("samples", "noise", "recipe"),
                      f"applies to synthetic data sets only; {name} has fixed rows")
     return {}
 

@@ -140,6 +140,12 @@ class DataConfig(Section):
         "of these (x1*x2), e.g. [x1, x2, x1*x2, sin(x1)]. The list replaces the raw features: "
         "name a raw column to keep it. null (the default): the raw features.",
     )
+    recipe: Annotated[str, OneOf(("dlrecap", "playground"), "recipe")] | None = Field(
+        None, description="Synthetic sets: how the points are drawn. playground: as "
+        "TensorFlow Playground draws circles, xor, gaussian, spiral, plane and bumps (in the "
+        "square [-6, 6]^2, noise = its slider / 100, default 0). null or dlrecap: the set's own "
+        "(plane and bumps have only the Playground's).",
+    )
     validation_split: Rate = Field(0.2, description="Share of rows for validation.")
     test_split: Rate = Field(0.2, description="Share of rows held out for the test metrics.")
     standardize: bool = Field(

@@ -72,7 +72,7 @@ def n_rows(x: Features) -> int:
 
 
 def _generate(data, info, rng):
-    from dlrecap.data.synthetic import GENERATORS
+    from dlrecap.data.synthetic import GENERATORS, PLAYGROUND
 
     samples = DEFAULT_SAMPLES if data.samples is None else int(data.samples)
     noise = info.default_noise if data.noise is None else float(data.noise)
@@ -80,7 +80,8 @@ def _generate(data, info, rng):
         raise DataError(f"data.samples must be at least 1, got {samples}")
     if noise < 0:
         raise DataError(f"data.noise must be >= 0, got {noise}")
-    return GENERATORS[info.name](samples, noise, rng)
+    playground = getattr(data, "recipe", None) == "playground" and info.name in PLAYGROUND
+    return (PLAYGROUND if playground else GENERATORS)[info.name](samples, noise, rng)
 
 
 def _resolve_task(requested, info, y, label_names):
