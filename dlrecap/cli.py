@@ -436,6 +436,23 @@ def init(
     console.result(str(starter.path))
 
 
+@app.command()
+def step(
+    config: Path = typer.Argument(..., metavar="CONFIG", help="The YAML config file."),
+    overrides: list[str] = SetOption,
+    batch: int | None = typer.Option(None, "--batch", min=1, metavar="N",
+                                     help="Rows in the mini-batch (default: training.batch_size)."),
+    seed: int | None = typer.Option(None, "--seed", min=0, metavar="S",
+                                    help="Seeds the weights, rows and masks (default: the config's)."),
+    dropout: bool = typer.Option(False, "--dropout", help="Apply dropout and show its mask."),
+) -> None:
+    """One mini-batch in the open: forward pass, loss, backpropagation and the update."""
+    from dlrecap.step import from_config, show
+
+    loaded = _load_and_lint(config, overrides, strict=False)
+    show(from_config(loaded, batch, seed, dropout), console.out)
+
+
 RunArgument = typer.Argument(None, metavar="[RUN]",
                              help="Run directory or config name (default: latest).")
 

@@ -17,6 +17,7 @@ import numpy as np
 from dlrecap.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from rich.columns import Columns
     from rich.console import Console
     from rich.table import Table
 
@@ -395,33 +396,32 @@ def matrix(title: str, values: Array, row_names: list[str] | None = None) -> Tab
     shape = "x".join(str(s) for s in values.shape)
     caption = f"{title}  ({shape})"
     table = Table(title=caption, title_justify="left", show_header=False, min_width=len(caption),
-                  box=None if rows == 1 else _box(), pad_edge=False)
+                  box=None, pad_edge=False)
     shown_cols = min(cols, SHOW)
     for _ in range(shown_cols + (row_names is not None) + (cols > SHOW)):
         table.add_column(justify="right")
     for i in range(min(rows, SHOW)):
-        cells = [f"{v:.4g}" for v in grid[i, :shown_cols]] + (["…"] if cols > SHOW else [])
+        # + 0.0 turns -0.0 into 0.0: a "-0" would puzzle more than it tells.
+        cells = [f"{v + 0.0:.4g}" for v in grid[i, :shown_cols]] + (["…"] if cols > SHOW else [])
         table.add_row(*([row_names[i]] if row_names else []), *cells)
     if rows > SHOW:
         table.add_row(*(["…"] * (shown_cols + (row_names is not None) + (cols > SHOW))))
     return table
 
 
-def _box():
-    from rich import box
+def _side_by_side(tables: list[Table]) -> Columns:
+    from rich.columns import Columns
 
-    return box.SIMPLE_HEAD
+    return Columns(tables, padding=(0, 4))
 
 
 def show(step: Step, out: Console) -> None:
     """Print the step: inputs, forward pass, loss, backpropagation and update."""
-    from rich.columns import Columns
-
     opt = step.optimizer
     out.rule("inputs")
     out.print(f"{len(step.rows)} training rows (shown: the first {min(SHOW, len(step.rows))}); "
               "x̂ = (x - mean) / std with the training rows' mean and std", markup=False)
-    out.print(Columns([matrix("x", step.x_raw), matrix("x̂", step.x),
+    out.print(_side_by_side([matrix("x", step.x_raw), matrix("x̂", step.x),
                        matrix("target t", step.target)]))
     out.rule("forward: z = a_prev W + b, a = f(z)")
     for i, layer in enumerate(step.layers):
@@ -434,7 +434,7 @@ def show(step: Step, out: Console) -> None:
             out.print(f"  dropout {layer.rate:g}: a{i + 1} <- a{i + 1} * mask / (1 - {layer.rate:g})",
                       markup=False)
             tables.append(matrix("mask", layer.mask))
-        out.print(Columns(tables))
+        out.print(_side_by_side(tables))
     _show_loss(step, out)
     out.rule("backward: the chain rule, layer by layer")
     for i in range(len(step.layers) - 1, -1, -1):
@@ -448,7 +448,7 @@ def show(step: Step, out: Console) -> None:
         penalty = _penalty_text(step, k)
         out.print(f"layer {k}: {how};  dJ/dW{k} = {prev}ᵀ δ{k}{penalty};  dJ/db{k} = Σ rows δ{k}",
                   markup=False)
-        out.print(Columns([matrix(f"δ{k}", layer.delta), matrix(f"dJ/dW{k}", layer.grad_w),
+        out.print(_side_by_side([matrix(f"δ{k}", layer.delta), matrix(f"dJ/dW{k}", layer.grad_w),
                            matrix(f"dJ/db{k}", layer.grad_b)]))
     out.rule(f"update: {_rule_text(step)}")
     if step.lr_t is not None:
@@ -458,13 +458,11 @@ def show(step: Step, out: Console) -> None:
     for i, layer in enumerate(step.layers):
         k = i + 1
         slots = [matrix(f"{name}(W{k})", w) for name, (w, _) in layer.slots.items()]
-        out.print(Columns([*slots, matrix(f"W{k} new", layer.new_w),
+        out.print(_side_by_side([*slots, matrix(f"W{k} new", layer.new_w),
                            matrix(f"b{k} new", layer.new_b)]))
 
 
 def _show_loss(step: Step, out: Console) -> None:
-    from rich.columns import Columns
-
     names = {"binary_crossentropy": "-[t log p + (1 - t) log(1 - p)]",
              "sparse_categorical_crossentropy": "-Σ_k t_k log p_k",
              "categorical_crossentropy": "-Σ_k t_k log p_k", "mse": "(p - t)²", "mae": "|p - t|"}
@@ -473,7 +471,7 @@ def _show_loss(step: Step, out: Console) -> None:
     if step.l1 or step.l2:
         out.print(f"  + Σ layers (l1 Σ|W| + l2 Σ W²) = {step.penalty:.6g}  "
                   f"(l1 = {step.l1:g}, l2 = {step.l2:g});  J = {step.total_loss:.6g}", markup=False)
-    out.print(Columns([matrix("p", step.layers[-1].a), matrix("loss per row", step.samples)]))
+    out.print(_side_by_side([matrix("p", step.layers[-1].a), matrix("loss per row", step.samples)]))
 
 
 def _penalty_text(step: Step, _k: int) -> str:
