@@ -126,6 +126,7 @@ def test_step_prints_the_formulas():
                  "dJ/dW1 = x̂ᵀ δ1", "lr_t = lr * sqrt(1 - β2^t) / (1 - β1^t)", "W1 new  (2x8)",
                  "target t  (3x1)"):
         assert text in result.stdout, text
+    assert "…" in result.stdout  # W1 has 8 columns: cut to 6 and an ellipsis
 
 
 @pytest.mark.parametrize("sets, key", [
