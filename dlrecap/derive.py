@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _FACTOR = re.compile(rf"\s*(?:(?P<func>sin|cos)\s*\(\s*(?P<arg>{_NAME})\s*\)"
                      rf"|(?P<name>{_NAME})\s*(?P<square>\^\s*2)?)\s*")
+_PLAIN_FACTOR = rf"(?:(?:sin|cos)\s*\(\s*{_NAME}\s*\)|{_NAME}(?:\s*\^\s*2)?)"
+# The whole grammar as one regular expression, for editors (the JSON Schema's pattern).
+PATTERN = rf"^\s*{_PLAIN_FACTOR}(?:\s*\*\s*{_PLAIN_FACTOR})*\s*$"
 GRAMMAR = "a column (x1), its square (x1^2), sin(x1) or cos(x1), or a product of them (x1*x2)"
 
 

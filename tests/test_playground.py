@@ -190,3 +190,21 @@ def test_playground_recipes_draw_its_square_and_labels():
     _, y_noisy, _, _ = PLAYGROUND["circles"](400, 0.5, np.random.default_rng(1))
     x_clean, y_clean, _, _ = PLAYGROUND["circles"](400, 0.0, np.random.default_rng(1))
     assert (y_noisy != y_clean).any()  # noise flips labels near the rim
+
+
+@pytest.mark.parametrize("text, readable", [
+    ("x1", True), ("x1^2", True), (" x1 * cos( x2 ) ", True), ("x1^2*sin(x2)", True),
+    ("x1+x2", False), ("x1^3", False), ("sin(x1^2)", False), ("x1**2", False),
+    ("__import__('os')", False), ("", False),
+])
+def test_the_schema_pattern_reads_what_the_parser_reads(text, readable):
+    import re
+
+    from dlrecap.derive import PATTERN, parse
+
+    assert bool(re.match(PATTERN, text)) is readable
+    if readable:
+        parse(text)
+    else:
+        with pytest.raises(ValueError):
+            parse(text)

@@ -24,7 +24,8 @@ OPTIMIZERS = {
     "adam": ["training.optimizer=adam"],
 }
 # xor with tanh (binary cross-entropy); iris with two relu layers, l1 and l2 (softmax and
-# sparse categorical cross-entropy); sine with dropout (mse on standardized targets).
+# sparse categorical cross-entropy); sine with dropout (mse on standardized targets); iris
+# with mae.
 CASES = {
     "xor": ("configs/xor.yaml", []),
     "iris": ("configs/iris.yaml", ["model.layers=[6,5]", "model.activation=relu",
@@ -32,6 +33,9 @@ CASES = {
                                    "training.learning_rate=0.1"]),
     "sine": ("configs/sine_mse.yaml", ["model.layers=[5,4]", "model.dropout=0.3",
                                        "data.samples=100", "training.learning_rate=0.05"]),
+    # mae on one-hot targets after a softmax: the softmax's Jacobian, and gelu's erf
+    "iris_mae": ("configs/iris.yaml", ["training.loss=mae", "model.layers=[4]",
+                                       "model.activation=gelu"]),
 }
 
 

@@ -25,7 +25,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 from dlrecap.config import choices as c
-from dlrecap.derive import check_distinct, check_expression
+from dlrecap.derive import PATTERN, check_distinct, check_expression
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,8 @@ class DataConfig(Section):
         None, description="Synthetic sets only: noise level (default: the set's own)."
     )
     derive: Annotated[
-        list[Annotated[str, AfterValidator(check_expression)]],
+        list[Annotated[str, AfterValidator(check_expression),
+                       Field(json_schema_extra={"pattern": PATTERN})]],
         Field(min_length=1, max_length=1000), AfterValidator(check_distinct),
     ] | None = Field(
         None, description="The network's input features, computed from the raw feature "
