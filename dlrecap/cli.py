@@ -450,7 +450,13 @@ def step(
     from dlrecap.step import from_config, show
 
     loaded = _load_and_lint(config, overrides, strict=False)
-    show(from_config(loaded, batch, seed, dropout), console.out)
+    done = from_config(loaded, batch, seed, dropout)
+    if batch is not None and batch > len(done.rows):
+        console.warning(f"--batch {batch}: the training split has {len(done.rows)} rows; "
+                        "the batch holds them all")
+    if dropout and all(layer.mask is None for layer in done.layers):
+        console.warning("--dropout has no effect: no hidden layer of this config has dropout")
+    show(done, console.out)
 
 
 RunArgument = typer.Argument(None, metavar="[RUN]",

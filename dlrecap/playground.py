@@ -145,7 +145,8 @@ def _model_lines(state: dict[str, str]) -> list[Line]:
             else "{name: random_uniform, minval: -0.5, maxval: 0.5}")
     lines = [Line("model:"),
              Line(f"  layers: [{', '.join(map(str, layers))}]", "networkShape"),
-             Line(f"  activation: {activation}", "activation"),
+             # Without hidden layers the activation has nothing to apply to.
+             *([Line(f"  activation: {activation}", "activation")] if layers else []),
              Line(f"  initializer: {init}", "initZero" if _flag(state, "initZero") else
                   "the Playground's Math.random() - 0.5")]
     return lines + _penalty_lines(state)

@@ -75,11 +75,15 @@ def test_model_dropout_unused_when_every_layer_sets_its_own(tmp_path):
 @pytest.mark.parametrize("text, key", [
     ("model:\n  layers: [{units: 8, activation: tanh}]\n  activation: relu\n", "model.activation"),
     ("model:\n  layers: []\n  activation: relu\n", "model.activation"),
-    ("model:\n  layers: [{units: 4, initializer: he_normal}]\n  initializer: lecun_normal\n",
-     "model.initializer"),
 ])
 def test_shadowed_settings_are_named(tmp_path, text, key):
     assert [k for k, _ in warnings_of(tmp_path, "data:\n  dataset: xor\n" + text)] == [key]
+
+
+@pytest.mark.parametrize("layers", ["[{units: 4, initializer: he_normal}]", "[]"])
+def test_model_initializer_is_never_shadowed_the_output_layer_takes_it(tmp_path, layers):
+    text = f"data:\n  dataset: xor\nmodel:\n  layers: {layers}\n  initializer: lecun_normal\n"
+    assert warnings_of(tmp_path, text) == []
 
 
 def test_a_model_default_some_layer_takes_is_no_warning(tmp_path):

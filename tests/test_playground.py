@@ -119,6 +119,16 @@ def test_what_cannot_be_mapped_is_refused_by_name(tmp_path, url, parameter):
     assert not output.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_a_network_without_hidden_layers(tmp_path):
+    url = PG + "x=false&y=false&xSquared=true&ySquared=true&networkShape=&activation=relu"
+    output = tmp_path / "p.yaml"
+    assert invoke("init", "--from-playground", url, "-o", str(output)).exit_code == 0
+    model = yaml.safe_load(output.read_text())["model"]
+    assert model == {"layers": [], "initializer": PLAYGROUND_INIT}  # no activation to apply
+    assert yaml.safe_load(output.read_text())["data"]["derive"] == ["x1^2", "x2^2"]
+    assert invoke("validate", str(output), "--strict").exit_code == 0
+
+
 def test_init_takes_a_data_file_or_an_address_not_both(tmp_path):
     result = invoke("init", "data.csv", "--from-playground", DEFAULT_URL)
     assert result.exit_code == 2 and "no DATA_FILE" in result.stderr

@@ -145,3 +145,13 @@ def test_what_the_step_cannot_show_is_refused(sets, key):
     assert result.exit_code == 2, result.output
     assert key in result.stderr and "Traceback" not in result.output
     assert result.stdout == ""
+
+
+def test_step_flags_that_change_nothing_are_named():
+    result = invoke("step", str(ROOT / "configs/xor.yaml"), "--batch", "100000", "--dropout",
+                    "--set", "data.samples=40")
+    assert result.exit_code == 0, result.output
+    assert "--batch 100000: the training split has 24 rows" in result.stderr
+    assert "--dropout has no effect" in result.stderr
+    assert "24 training rows" in result.stdout
+

@@ -56,7 +56,8 @@ def _shadowed_warnings(config: Config) -> list[Finding]:
     model = config.model
     found: list[Finding] = []
     for key in LAYER_DEFAULTS:
-        if key not in model.model_fields_set:
+        # The output layer takes model.initializer too: it always has an effect.
+        if key not in model.model_fields_set or key == "initializer":
             continue
         if not model.layers:
             found.append((f"model.{key}", "has no effect: the network has no hidden layers "
