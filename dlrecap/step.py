@@ -270,10 +270,26 @@ def check_supported(loaded: LoadedConfig) -> None:
     if model.output_activation not in ("auto", "softmax", *ACTIVATIONS):
         refuse(f"step does not show the output activation {model.output_activation}",
                "model.output_activation", "use auto")
-    for extra in ("batch_norm",):
-        if getattr(model, extra, None):
-            refuse("step does not show batch normalization yet", f"model.{extra}",
-                   f"use --set model.{extra}=false")
+    _refuse_newer_settings(config, refuse)
+
+
+def _refuse_newer_settings(config, refuse: Callable[[str, str, str], None]) -> None:
+    """Settings of newer configs the step does not show: read with getattr, absent is fine."""
+    model, training = config.model, config.training
+    norm = [f"model.layers[{i}].batch_norm" for i, layer in enumerate(model.layers)
+            if getattr(layer, "batch_norm", None)]
+    if getattr(model, "batch_norm", None):
+        norm.insert(0, "model.batch_norm")
+    if norm:
+        refuse("step does not show batch normalization", norm[0], f"use --set {norm[0]}=false")
+    schedule = getattr(training, "lr_schedule", None)
+    if getattr(schedule, "name", "constant") not in ("constant", "reduce_on_plateau"):
+        refuse("step shows a constant learning rate, not a schedule", "training.lr_schedule",
+               "use --set training.lr_schedule=constant")
+    for key in ("clipnorm", "clipvalue"):
+        if getattr(training, key, None) is not None:
+            refuse("step does not show gradient clipping", f"training.{key}",
+                   f"use --set training.{key}=null")
 
 
 def _check_head(loaded: LoadedConfig, loss: str, activation: str) -> None:

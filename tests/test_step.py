@@ -155,3 +155,29 @@ def test_step_flags_that_change_nothing_are_named():
     assert "--dropout has no effect" in result.stderr
     assert "24 training rows" in result.stdout
 
+
+
+@pytest.mark.parametrize("model, training, key", [
+    ({"batch_norm": True}, {}, "model.batch_norm"),
+    ({"layer_norm": True}, {}, "model.layers[1].batch_norm"),
+    ({}, {"lr_schedule": "cosine"}, "training.lr_schedule"),
+    ({}, {"clipnorm": 1.0}, "training.clipnorm"),
+])
+def test_settings_of_newer_configs_are_refused_by_key(model, training, key):
+    # Batch normalization, schedules and clipping are keys of newer configs: the step reads
+    # them with getattr, so they are stood in for here by plain objects.
+    from types import SimpleNamespace
+
+    from dlrecap.step import _refuse_newer_settings
+
+    layers = [SimpleNamespace(), SimpleNamespace(batch_norm=model.pop("layer_norm", None))]
+    schedule = SimpleNamespace(name=training.pop("lr_schedule", "constant"))
+    config = SimpleNamespace(model=SimpleNamespace(layers=layers, **model),
+                             training=SimpleNamespace(lr_schedule=schedule, **training))
+    refused = []
+    _refuse_newer_settings(config, lambda message, k, fix: refused.append(k))
+    assert refused[:1] == [key]
+    plain = SimpleNamespace(model=SimpleNamespace(layers=[SimpleNamespace()]),
+                            training=SimpleNamespace())
+    _refuse_newer_settings(plain, lambda message, k, fix: refused.append("plain " + k))
+    assert not any(r.startswith("plain") for r in refused)
