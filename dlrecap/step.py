@@ -126,6 +126,8 @@ class Step:
     data_loss: F32 = F32(0)
     penalty: F32 = F32(0)
     lr_t: F32 | None = None
+    standardized: bool = False  # x̂ = (x - mean) / std, else x̂ = x
+    target_scaled: bool = False  # regression targets as (y - mean) / std
 
     @property
     def total_loss(self) -> F32:
@@ -331,7 +333,8 @@ def from_config(loaded: LoadedConfig, batch: int | None, seed: int | None,
     rows = np.sort(np.random.default_rng(seed).permutation(n_train)[:size])
     x_raw = np.asarray(splits.x_train, F32)[rows]
     y_raw = splits.y_train[rows]
-    encoded = encode_targets(y_raw, head, target_scale(config, splits))
+    scale = target_scale(config, splits)
+    encoded = encode_targets(y_raw, head, scale)
     target = np.eye(head.units, dtype=F32)[encoded] if encoded.ndim == 1 else encoded
     weights, mean, std = keras_weights(config, splits, head, seed)
     x = ((x_raw - mean) / std).astype(F32) if mean is not None else x_raw
@@ -339,7 +342,8 @@ def from_config(loaded: LoadedConfig, batch: int | None, seed: int | None,
     opt = Optimizer(config.training.optimizer, config.training.learning_rate,
                     config.training.momentum)
     step = Step(x_raw, x, y_raw, target.astype(F32), layers, head.loss, config.model.l1,
-                config.model.l2, opt, rows)
+                config.model.l2, opt, rows, standardized=mean is not None,
+                target_scaled=scale is not None)
     return run_step(step)
 
 
@@ -435,10 +439,14 @@ def show(step: Step, out: Console) -> None:
     """Print the step: inputs, forward pass, loss, backpropagation and update."""
     opt = step.optimizer
     out.rule("inputs")
-    out.print(f"{len(step.rows)} training rows (shown: the first {min(SHOW, len(step.rows))}); "
-              "x̂ = (x - mean) / std with the training rows' mean and std", markup=False)
-    out.print(_side_by_side([matrix("x", step.x_raw), matrix("x̂", step.x),
-                       matrix("target t", step.target)]))
+    notes = [f"{len(step.rows)} training rows (shown: the first {min(SHOW, len(step.rows))})",
+             "x̂ = (x - mean) / std with the training rows' mean and std" if step.standardized
+             else "x̂ = x (data.standardize is off)"]
+    if step.target_scaled:
+        notes.append("t = (y - mean) / std of the training targets")
+    out.print("; ".join(notes), markup=False)
+    inputs = [matrix("x", step.x_raw)] + ([matrix("x̂", step.x)] if step.standardized else [])
+    out.print(_side_by_side([*inputs, matrix("target t", step.target)]))
     out.rule("forward: z = a_prev W + b, a = f(z)")
     for i, layer in enumerate(step.layers):
         prev = "x̂" if i == 0 else f"a{i}"

@@ -111,6 +111,7 @@ def test_step_equals_tensorflow(pairs, case, optimizer):
     assert not np.allclose(ours_new[0], step.layers[0].w)
 
 
+@pytest.mark.slow
 def test_cases_cover_what_they_claim(pairs):
     iris, _ = pairs["iris", "adam"]
     assert iris.loss == "sparse_categorical_crossentropy" and iris.penalty > 0
@@ -131,6 +132,11 @@ def test_step_prints_the_formulas():
                  "target t  (3x1)"):
         assert text in result.stdout, text
     assert "…" in result.stdout  # W1 has 8 columns: cut to 6 and an ellipsis
+    plain = invoke("step", str(ROOT / "configs/sine_mse.yaml"), "--batch", "2",
+                   "--set", "data.standardize=false")
+    assert plain.exit_code == 0, plain.output
+    assert "x̂ = x (data.standardize is off)" in plain.stdout and "x̂  (" not in plain.stdout
+    assert "t = (y - mean) / std of the training targets" in plain.stdout
 
 
 @pytest.mark.parametrize("sets, key", [
