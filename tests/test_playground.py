@@ -96,6 +96,11 @@ def test_the_configs_train_and_predict_from_raw_columns(written, tmp_path):
     model = keras.models.load_model(run / "model.keras")
     np.testing.assert_allclose(predicted, model.predict(derived, verbose=0)[:, 0], atol=1e-5)
     assert len(set(np.round(predicted, 6))) == 3  # each row its own answer
+    # eval rebuilds the splits, derives again, and scores with the NumPy inference path
+    scored = json.loads(invoke("eval", str(run), "--json").stdout)["metrics"]
+    trained = json.loads((run / "metrics.json").read_text())["test"]
+    assert scored["accuracy"] == pytest.approx(trained["accuracy"])
+    assert scored["loss"] == pytest.approx(trained["loss"], rel=1e-4)
 
 
 @pytest.mark.parametrize("url, parameter", [
