@@ -57,6 +57,18 @@ ACTIVATIONS: dict[str, tuple[Callable[[Array], Array], Callable[[Array, Array], 
     "exponential": (np.exp, lambda z, a: a),
 }
 ACTIVATIONS["silu"] = ACTIVATIONS["swish"]
+# tf.nn.selu's constants
+SELU_ALPHA, SELU_SCALE = F32(1.6732632423543772), F32(1.0507009873554805)
+ACTIVATIONS.update({
+    "selu": (lambda z: SELU_SCALE * np.where(z > 0, z, SELU_ALPHA * np.expm1(z)),
+             lambda z, a: SELU_SCALE * np.where(z > 0, F32(1), SELU_ALPHA * np.exp(z))),
+    "relu6": (lambda z: np.clip(z, F32(0), F32(6)), lambda z, a: ((z > 0) & (z < 6)).astype(F32)),
+    "hard_sigmoid": (lambda z: np.clip(z + F32(3), F32(0), F32(6)) / F32(6),
+                     lambda z, a: ((z > -3) & (z < 3)).astype(F32) / F32(6)),
+    "mish": (lambda z: z * np.tanh(np.logaddexp(F32(0), z)),
+             lambda z, a: np.tanh(np.logaddexp(F32(0), z))
+             + z * (F32(1) - np.tanh(np.logaddexp(F32(0), z)) ** 2) * _sigmoid(z)),
+})
 LOSSES = ("binary_crossentropy", "sparse_categorical_crossentropy", "categorical_crossentropy",
           "mse", "mae")
 OPTIMIZERS = ("sgd", "adam")

@@ -36,6 +36,11 @@ CASES = {
     # mae on one-hot targets after a softmax: the softmax's Jacobian, and gelu's erf
     "iris_mae": ("configs/iris.yaml", ["training.loss=mae", "model.layers=[4]",
                                        "model.activation=gelu"]),
+    # every other hidden activation, one layer each
+    "activations": ("configs/iris.yaml", ["model.layers=[" + ", ".join(
+        f"{{units: 4, activation: {name}}}" for name in (
+            "selu", "mish", "relu6", "hard_sigmoid", "softsign", "softplus", "elu", "swish",
+            "silu", "leaky_relu", "sigmoid", "linear", "exponential")) + "]"]),
 }
 
 
@@ -119,6 +124,9 @@ def test_cases_cover_what_they_claim(pairs):
     sine, _ = pairs["sine", "momentum"]
     assert sine.loss == "mse" and all(layer.mask is not None for layer in sine.layers[:-1])
     assert 0 < sine.layers[0].mask.mean() < 1
+    zoo, _ = pairs["activations", "adam"]
+    assert len({layer.activation for layer in zoo.layers}) == 14
+    assert np.abs(zoo.layers[0].grad_w).max() > 0  # the gradient reached the first layer
     xor, _ = pairs["xor", "sgd"]
     assert xor.loss == "binary_crossentropy" and xor.layers[0].activation == "tanh"
     assert xor.layers[0].slots == {} and set(pairs["xor", "adam"][0].layers[0].slots) == {"m", "v"}
@@ -141,7 +149,6 @@ def test_step_prints_the_formulas():
 
 @pytest.mark.parametrize("sets, key", [
     (["training.optimizer=rmsprop"], "training.optimizer"),
-    (["model.layers[0].activation=mish"], "model.layers[0].activation"),
     (["training.loss=huber", "data.dataset=sine"], "training.loss"),
     (["model.output_activation=tanh"], "model.output_activation"),
 ])
