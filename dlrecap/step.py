@@ -304,6 +304,9 @@ def _refuse_newer_settings(config, refuse: Callable[[str, str, str], None]) -> N
         if getattr(training, key, None) is not None:
             refuse("step does not show gradient clipping", f"training.{key}",
                    f"use --set training.{key}=null")
+    if getattr(training, "class_weight", None) is not None:
+        refuse("step shows the unweighted loss, not class weights", "training.class_weight",
+               "use --set training.class_weight=null")
 
 
 def _check_head(loaded: LoadedConfig, loss: str, activation: str) -> None:

@@ -175,6 +175,7 @@ def test_step_flags_that_change_nothing_are_named():
     ({"layer_norm": True}, {}, "model.layers[1].batch_norm"),
     ({}, {"lr_schedule": "cosine"}, "training.lr_schedule"),
     ({}, {"clipnorm": 1.0}, "training.clipnorm"),
+    ({}, {"class_weight": "balanced"}, "training.class_weight"),
 ])
 def test_settings_of_newer_configs_are_refused_by_key(model, training, key):
     # Batch normalization, schedules and clipping are keys of newer configs: the step reads
