@@ -1,10 +1,11 @@
-"""`data.derive`: the network's input features as expressions of the data's raw columns.
+"""`data.derive`: input features added to the raw columns, as expressions of them.
 
 A small grammar, read without `eval`: a feature is a product (`*`) of factors, and a factor
 is a raw column (`x1`), its square (`x1^2`), or its sine or cosine (`sin(x1)`, `cos(x1)`).
 This is what TensorFlow Playground's input checkboxes offer: x1, x2, x1^2, x2^2, x1*x2,
-sin(x1), sin(x2). The expressions are applied where data is loaded (training, `eval`,
-`predict`), so the model itself takes the derived features.
+sin(x1), sin(x2). The model's inputs are the raw columns `data.features` selects (all by
+default), then the derived ones. They are computed where data is loaded (training, `eval`,
+`predict`), so the model itself takes them.
 
 Parsing is plain Python, so config validation imports no NumPy.
 """
@@ -100,6 +101,53 @@ def derive(expressions: list[str], x: np.ndarray, features: list[str]) -> np.nda
                       "cos": np.cos(column)}[factor.kind]
         out[:, i] = value
     return out
+
+
+def model_inputs(x: np.ndarray, names: list[str], selected: list[str] | None,
+                 expressions: list[str]) -> np.ndarray:
+    """The model's input matrix: the `selected` raw columns of `x` (all when None), then
+    the derived ones. `names` names the columns of `x`; expressions may read any of them.
+
+    Raises:
+        ConfigError: at `data.features[i]` or `data.derive[i]` for a column `names` lacks.
+    """
+    import numpy as np
+
+    keep = list(range(len(names))) if selected is None else \
+        [_index(names, selected, i) for i in range(len(selected))]
+    raw = np.asarray(x[:, keep], dtype=np.float32)
+    return np.concatenate([raw, derive(expressions, x, names)], axis=1) if expressions else raw
+
+
+def input_names(names: list[str], selected: list[str] | None, expressions: list[str]) -> list[str]:
+    """The model's input names, as `model_inputs` orders its columns."""
+    return [*(names if selected is None else selected), *derived_names(expressions)]
+
+
+def _index(names: list[str], selected: list[str], i: int) -> int:
+    """Where `selected[i]` is among `names`; a ConfigError for an unknown or repeated one."""
+    from dlrecap.config.choices import did_you_mean  # here: the config package imports this one
+
+    name = selected[i]
+    if name not in names:
+        raise ConfigError(f"no column {name!r} in the data{did_you_mean(name, names)}",
+                          key=f"data.features[{i}]", fix=f"columns: {', '.join(names)}")
+    if name in selected[:i]:
+        raise ConfigError(f"{name!r} is listed twice", key=f"data.features[{i}]",
+                          fix="keep one of them")
+    return names.index(name)
+
+
+def repeated_raw(selected: list[str] | None, expressions: list[str]) -> list[tuple[int, str]]:
+    """`(i, column)` for each derived feature that is a raw input already: a bare column
+    that `selected` lists, or any bare column when `selected` is None (every raw column)."""
+    found = []
+    for i, text in enumerate(expressions):
+        factors = parse(text)
+        if len(factors) == 1 and factors[0].kind == "x" and \
+                (selected is None or factors[0].column in selected):
+            found.append((i, factors[0].column))
+    return found
 
 
 def derived_names(expressions: list[str]) -> list[str]:

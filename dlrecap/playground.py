@@ -3,8 +3,8 @@
 The address's fragment holds the Playground's state (`#activation=tanh&networkShape=4,2...`);
 each parameter becomes a config key, parameters the address leaves out take the
 Playground's own defaults, and one that cannot be mapped is refused by name. The data is
-drawn by the Playground's own recipes (`data.recipe: playground`), its input checkboxes
-become `data.derive`.
+drawn by the Playground's own recipes (`data.recipe: playground`); its x and y input
+checkboxes select the raw columns (`data.features`), the others become `data.derive`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ DEFAULT_URL = (
     "&collectStats=false&problem=classification&initZero=false&hideText=false"
 )
 HOST = "playground.tensorflow.org"
-# The Playground's checkboxes, in its order, and the derived feature each one is.
+# The Playground's input checkboxes, in its order, and the input column each one is.
 INPUTS = {"x": "x1", "y": "x2", "xSquared": "x1^2", "ySquared": "x2^2", "xTimesY": "x1*x2",
           "sinX": "sin(x1)", "sinY": "sin(x2)", "cosX": "cos(x1)", "cosY": "cos(x2)"}
+RAW = ("x", "y")  # the checkboxes that are raw columns: data.features
 CLASSIFICATION = {"circle": "circles", "xor": "xor", "gauss": "gaussian", "spiral": "spiral"}
 REGRESSION = {"reg-plane": "plane", "reg-gauss": "bumps"}
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
@@ -127,10 +128,17 @@ def _derive_lines(state: dict[str, str]) -> list[Line]:
     checked = [name for name in INPUTS if _flag(state, name)]
     if not checked:
         raise _unmapped("x", state["x"], "no input feature is checked (x, y, xSquared, ...)")
-    if checked == ["x", "y"]:
-        return []
-    return [Line("  derive:", "the Playground's input checkboxes"),
-            *[Line(f"    - {_quoted(INPUTS[name])}", name) for name in checked]]
+    raw = [name for name in RAW if name in checked]
+    derived = [name for name in checked if name not in RAW]
+    lines = []
+    if raw != list(RAW):  # both raw boxes checked is the default: every raw column
+        columns = ", ".join(INPUTS[name] for name in raw)
+        lines.append(Line(f"  features: [{columns}]",
+                          "the x and y checkboxes: " + (", ".join(raw) if raw else "neither")))
+    if derived:
+        lines += [Line("  derive:", "the other input checkboxes, added after the raw ones"),
+                  *[Line(f"    - {_quoted(INPUTS[name])}", name) for name in derived]]
+    return lines
 
 
 def _model_lines(state: dict[str, str]) -> list[Line]:

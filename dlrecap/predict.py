@@ -19,7 +19,8 @@ import pandas as pd
 
 from dlrecap import runs
 from dlrecap.data.files import category_values, numeric_values, read_table
-from dlrecap.derive import check_distinct, check_expression, columns_used, derive
+from dlrecap.derive import check_distinct, check_expression, columns_used
+from dlrecap.derive import model_inputs as with_derived
 from dlrecap.errors import DataError, DlrecapError, RunError, printable
 from dlrecap.inference import LightModel
 from dlrecap.model import CATEGORY_LAYER  # (importing it also quiets a Keras warning on load)
@@ -71,8 +72,10 @@ def predict_file(run_dir: Path, input_path: Path, on_warning: Callable[[str], No
         raise RunError(f"{run_dir}: metrics.json names no features", fix="train the run again")
     frame = read_table(input_path)
     expressions = _derive(run_dir)
-    if expressions:  # the model takes derived features: read the raw columns they come from
-        features = columns_used(expressions)
+    selected = features
+    if expressions:  # the model's last inputs are derived: read the raw columns instead
+        selected = features[:len(features) - len(expressions)]
+        features = list(dict.fromkeys([*selected, *columns_used(expressions)]))
     absent = [f for f in features if f not in frame.columns]
     if absent:
         raise DataError(
@@ -86,7 +89,7 @@ def predict_file(run_dir: Path, input_path: Path, on_warning: Callable[[str], No
     inputs = model_inputs(frame, features, vocabularies(model, features), input_path,
                           on_warning or (lambda _line: None))
     if expressions:
-        inputs = derive(expressions, np.asarray(inputs), features)
+        inputs = with_derived(np.asarray(inputs), features, selected, expressions)
     outputs = _predict(model, inputs)
     result = read_table(input_path, raw=True) if input_path.suffix.lower() in (".csv", ".tsv") \
         else frame

@@ -44,7 +44,7 @@ EXPECTED = {
     "derived": {
         "seed": 0,
         "data": {"dataset": "spiral", "recipe": "playground", "samples": 500, "noise": 0.25,
-                 "derive": ["x2", "x1^2", "x2^2", "x1*x2", "sin(x1)", "cos(x1)"],
+                 "features": ["x2"], "derive": ["x1^2", "x2^2", "x1*x2", "sin(x1)", "cos(x1)"],
                  "validation_split": 0.0, "test_split": 0.2, "standardize": False},
         "model": {"layers": [8, 5], "activation": "sigmoid", "initializer": PLAYGROUND_INIT,
                   "l1": 0.001},
@@ -81,9 +81,10 @@ def test_the_configs_train_and_predict_from_raw_columns(written, tmp_path):
         result = invoke("train", str(written[case]), "--set", "training.epochs=2",
                         "--runs-dir", str(runs_dir), "--quiet")
         assert result.exit_code == 0, result.output
-    run = Path(result.stdout.strip())  # the derived one: the model takes 6 derived features
+    run = Path(result.stdout.strip())  # the derived one: raw x2, then 5 derived features
+    data = EXPECTED["derived"]["data"]
     assert json.loads((run / "metrics.json").read_text())["features"] == \
-        EXPECTED["derived"]["data"]["derive"]
+        data["features"] + data["derive"]
     raw = np.array([[1.0, -2.0], [0.5, 3.0], [-4.0, 0.25]])
     (tmp_path / "rows.csv").write_text("x1,x2\n" + "\n".join(f"{a},{b}" for a, b in raw))
     result = invoke("predict", str(run), str(tmp_path / "rows.csv"))
@@ -130,7 +131,8 @@ def test_a_network_without_hidden_layers(tmp_path):
     assert invoke("init", "--from-playground", url, "-o", str(output)).exit_code == 0
     model = yaml.safe_load(output.read_text())["model"]
     assert model == {"layers": [], "initializer": PLAYGROUND_INIT}  # no activation to apply
-    assert yaml.safe_load(output.read_text())["data"]["derive"] == ["x1^2", "x2^2"]
+    data = yaml.safe_load(output.read_text())["data"]
+    assert data["features"] == [] and data["derive"] == ["x1^2", "x2^2"]
     assert invoke("validate", str(output), "--strict").exit_code == 0
 
 
@@ -153,6 +155,9 @@ def _config(tmp_path: Path, data: str) -> Path:
      "cannot read"),
     ("  dataset: xor\n  derive: [x1*x2, x2 * x1, x1 *x2]\n", "data.derive", "[2] x1*x2 repeats [0]"),
     ("  dataset: xor\n  derive: []\n", "data.derive", "at least 1"),
+    ("  dataset: xor\n  features: []\n", "c.yaml:3:13: data.features", "no feature columns"),
+    ("  path: d.csv\n  target: y\n  features: []\n", "c.yaml:4:13: data.features",
+     "add data.derive"),
     ("  dataset: moons\n  recipe: playground\n", "c.yaml:3:11: data.recipe", "no moons set"),
     ("  dataset: iris\n  recipe: playground\n", "data.recipe", "fixed rows"),
 ])
@@ -170,19 +175,64 @@ def test_a_derived_feature_of_an_unknown_column_is_located_at_load(tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_derived_splits_are_the_expressions_of_the_raw_ones(tmp_path):
+@pytest.mark.parametrize("features, keep", [(None, [0, 1]), ("[x2]", [1]), ("[]", [])])
+def test_derive_adds_its_features_after_the_selected_raw_ones(tmp_path, features, keep):
     from dlrecap.data import load_splits
 
     raw = load_config(_config(tmp_path, "  dataset: xor\n  samples: 40\n")).config
-    derived = load_config(_config(tmp_path, "  dataset: xor\n  samples: 40\n"
-                                  "  derive: [x2, x1^2, x1*x2, cos(x2)]\n")).config
+    chosen = "" if features is None else f"  features: {features}\n"
+    derived = load_config(_config(tmp_path, f"  dataset: xor\n  samples: 40\n{chosen}"
+                                  "  derive: [x1^2, x1*x2, cos(x2)]\n")).config
     a, b = load_splits(raw.data, 0), load_splits(derived.data, 0)
-    assert b.feature_names == ["x2", "x1^2", "x1*x2", "cos(x2)"]
+    # x1 is read by the derived features even where it is no input itself
+    assert b.feature_names == [["x1", "x2"][i] for i in keep] + ["x1^2", "x1*x2", "cos(x2)"]
+    assert b.n_features == len(keep) + 3
     for name in ("x_train", "x_val", "x_test"):
         x, d = getattr(a, name).astype(np.float64), getattr(b, name)
-        want = np.stack([x[:, 1], x[:, 0] ** 2, x[:, 0] * x[:, 1], np.cos(x[:, 1])], axis=1)
+        want = np.concatenate([x[:, keep], np.stack(
+            [x[:, 0] ** 2, x[:, 0] * x[:, 1], np.cos(x[:, 1])], axis=1)], axis=1)
         np.testing.assert_allclose(d, want.astype(np.float32))
     np.testing.assert_array_equal(a.y_test, b.y_test)
+
+
+def test_features_select_raw_columns_of_a_built_in_set(tmp_path):
+    from dlrecap.data import load_splits
+
+    every = load_splits(load_config(_config(tmp_path, "  dataset: linear\n  samples: 40\n"))
+                        .config.data, 0)
+    chosen = load_splits(load_config(_config(
+        tmp_path, "  dataset: linear\n  samples: 40\n  features: [x3, x1]\n")).config.data, 0)
+    assert every.feature_names == ["x1", "x2", "x3"] and chosen.feature_names == ["x3", "x1"]
+    np.testing.assert_array_equal(chosen.x_train, every.x_train[:, [2, 0]])
+    np.testing.assert_array_equal(chosen.y_val, every.y_val)
+
+
+def test_a_data_file_derives_from_columns_it_does_not_take_raw(tmp_path):
+    from dlrecap.data import load_splits
+
+    rows = np.arange(1, 61, dtype=np.float64).reshape(20, 3)
+    (tmp_path / "d.csv").write_text("a,b,c,y\n" + "\n".join(
+        f"{a:g},{b:g},{c:g},{a + b + 0.5:g}" for a, b, c in rows))  # regression
+    config = load_config(_config(tmp_path, "  path: d.csv\n  target: y\n  features: [c]\n"
+                                 "  derive: [a*b]\n")).config
+    splits = load_splits(config.data, 0)
+    assert splits.feature_names == ["c", "a*b"]
+    x, y = splits.x_train.astype(np.float64), splits.y_train
+    np.testing.assert_allclose(x[:, 0] - 2, (y - 1.5) / 2)  # c is the row's a + 2; y = 2a + 1.5
+    np.testing.assert_allclose(x[:, 1], (x[:, 0] - 2) * (x[:, 0] - 1))
+
+
+@pytest.mark.parametrize("features, where, message", [
+    ("[x1, x3]", "c.yaml:4:18: data.features[1]", "no column 'x3' in the data"),
+    ("[x2, x2]", "c.yaml:4:18: data.features[1]", "'x2' is listed twice"),
+])
+def test_unknown_raw_columns_of_a_built_in_set_are_located_at_load(tmp_path, features, where,
+                                                                   message):
+    path = _config(tmp_path, f"  dataset: xor\n  samples: 40\n  features: {features}\n")
+    result = invoke("train", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 2, result.output
+    assert f"{where}: {message}" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 def test_playground_recipes_draw_its_square_and_labels():

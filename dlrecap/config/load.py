@@ -367,6 +367,10 @@ def _check_and_fill(config: Config) -> Config:
     """Checks that span several keys, then the defaults that depend on the data set."""
     data = config.data
     _check_one_source(data)
+    if data.features == [] and not data.derive:
+        raise ConfigError("no feature columns: the network would have no inputs",
+                          key="data.features", fix="list at least one column, add data.derive, "
+                          "or remove data.features to use all")
     if data.dataset is None:
         _reject_set_keys(data, ("recipe",), "applies to built-in synthetic sets only")
         if data.task != "auto":
@@ -400,7 +404,7 @@ def _check_built_in(data: DataConfig, name: str) -> dict[str, Any]:
             f"unknown data set {name!r}{hint}", key="data.dataset",
             fix=None if hint else "`dlrecap datasets` lists them",
         )
-    _reject_set_keys(data, ("target", "features"), "applies to data files only, not to built-in sets")
+    _reject_set_keys(data, ("target",), "applies to data files only, not to built-in sets")
     if name in SYNTHETIC:
         playground = data.recipe == "playground"
         if playground and not DATASETS[name].playground:

@@ -227,19 +227,22 @@ def load_splits(data, seed: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _derived(data, splits: Splits) -> Splits:
-    """`splits` with the features `data.derive` computes from the raw ones, when it is set."""
-    expressions = getattr(data, "derive", None)
-    if not expressions:
+    """`splits` with the model's inputs: the raw columns `data.features` selects, then the
+    features `data.derive` computes (a data file selects its columns as it is read)."""
+    expressions = getattr(data, "derive", None) or []
+    selected = getattr(data, "features", None)
+    if not expressions and (selected is None or data.dataset is None):
         return splits
     from dataclasses import replace
 
-    from dlrecap.derive import check_numeric, derive, derived_names
+    from dlrecap.derive import check_numeric, input_names, model_inputs
 
     check_numeric(expressions, splits.categorical)
-    x_train, x_val, x_test = (derive(expressions, x, splits.feature_names)
+    names = splits.feature_names
+    x_train, x_val, x_test = (model_inputs(x, names, selected, expressions)
                               for x in (splits.x_train, splits.x_val, splits.x_test))
-    return replace(splits, feature_names=derived_names(expressions), x_train=x_train,
-                   x_val=x_val, x_test=x_test)
+    return replace(splits, feature_names=input_names(names, selected, expressions),
+                   x_train=x_train, x_val=x_val, x_test=x_test)
 
 
 def _reuse(rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
