@@ -22,6 +22,7 @@ class DatasetInfo:
         rows: number of rows, `None` for synthetic sets (they have `data.samples` rows).
         description: one line: what it is and what lesson it serves.
         default_noise: the noise used when `data.noise` is not set (synthetic sets only).
+        playground: whether `data.recipe: playground` draws it as TensorFlow Playground does.
     """
 
     name: str
@@ -32,6 +33,7 @@ class DatasetInfo:
     rows: int | None
     description: str
     default_noise: float | None
+    playground: bool = False
 
 
 _SYN = "synthetic"
@@ -40,15 +42,15 @@ _SK = "scikit-learn (bundled)"
 _ALL = [
     DatasetInfo("xor", "binary", _SYN, 2, 2, None,
                 "four noisy corners, label 1 where the signs differ: no line separates it, "
-                "one hidden layer does", 0.1),
+                "one hidden layer does", 0.1, playground=True),
     DatasetInfo("circles", "binary", _SYN, 2, 2, None,
-                "a ring around a disc: needs a curved boundary", 0.1),
+                "a ring around a disc: needs a curved boundary", 0.1, playground=True),
     DatasetInfo("moons", "binary", _SYN, 2, 2, None,
                 "two interleaved half-moons: a line gets most, a small network all", 0.1),
     DatasetInfo("spiral", "binary", _SYN, 2, 2, None,
-                "two interleaved spiral arms: needs depth and patience", 0.1),
+                "two interleaved spiral arms: needs depth and patience", 0.1, playground=True),
     DatasetInfo("gaussian", "binary", _SYN, 2, 2, None,
-                "two overlapping Gaussian blobs: a single perceptron is enough", 0.5),
+                "two overlapping Gaussian blobs: a single perceptron is enough", 0.5, playground=True),
     DatasetInfo("pass_fail", "binary", _SYN, 2, 2, None,
                 "lectures attended and project hours -> fail/pass: the lecture's perceptron "
                 "example", 0.1),
@@ -56,6 +58,12 @@ _ALL = [
                 "y = x.w + b + noise: linear regression with a known answer", 0.1),
     DatasetInfo("sine", "regression", _SYN, 1, None, None,
                 "y = sin(x) + noise on [-2pi, 2pi]: a curve no linear model fits", 0.1),
+    DatasetInfo("plane", "regression", _SYN, 2, None, None,
+                "TensorFlow Playground's plane: y = (x1 + x2) / 10 on [-6, 6]^2, noise moves "
+                "the point y is read at", 0.0, playground=True),
+    DatasetInfo("bumps", "regression", _SYN, 2, None, None,
+                "TensorFlow Playground's Gaussian bumps: six cones of height +-1 on [-6, 6]^2",
+                0.0, playground=True),
     DatasetInfo("iris", "multiclass", _SK, 4, 3, 150,
                 "150 iris flowers, 4 measurements, 3 species: the classic first classifier",
                 None),

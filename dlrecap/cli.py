@@ -506,19 +506,58 @@ def predict(
 
 @app.command()
 def init(
-    data_file: Path = typer.Argument(..., metavar="DATA_FILE",
-                                     help="A .csv, .tsv, .parquet or .npz data file."),
-    target: str = typer.Option(..., "--target", metavar="COLUMN", help="The column to predict."),
+    data_file: Path | None = typer.Argument(None, metavar="[DATA_FILE]",
+                                            help="A .csv, .tsv, .parquet or .npz data file."),
+    target: str | None = typer.Option(None, "--target", metavar="COLUMN",
+                                      help="The column to predict."),
+    playground: str | None = typer.Option(
+        None, "--from-playground", metavar="URL",
+        help="Instead of a data file: a playground.tensorflow.org address, its network and data."),
     output: Path | None = typer.Option(None, "--output", "-o", metavar="FILE",
-                                       help="The config to write (default: <data file stem>.yaml)."),
+                                       help="The config to write (default: <data file stem>.yaml, "
+                                       "or playground-<dataset>.yaml)."),
     force: bool = typer.Option(False, "--force", help="Overwrite FILE if it exists."),
 ) -> None:
-    """Write a commented starter config that trains on DATA_FILE to predict COLUMN."""
-    from dlrecap.starter import write_starter
+    """Write a commented starter config: DATA_FILE --target COLUMN, or --from-playground URL."""
+    if playground is not None:
+        if data_file is not None or target is not None:
+            raise DlrecapError("--from-playground takes no DATA_FILE or --target",
+                               fix="give either DATA_FILE --target COLUMN or --from-playground URL")
+        from dlrecap.playground import write_playground
 
-    starter = write_starter(data_file, target, output, force=force)
+        starter = write_playground(playground, output, force=force)
+    elif data_file is None or target is None:
+        raise DlrecapError("init needs DATA_FILE and --target COLUMN",
+                           fix="or --from-playground URL")
+    else:
+        from dlrecap.starter import write_starter
+
+        starter = write_starter(data_file, target, output, force=force)
     console.note(f"{starter.summary}; next: dlrecap train {starter.path}")
     console.result(str(starter.path))
+
+
+@app.command()
+def step(
+    config: Path = typer.Argument(..., metavar="CONFIG", help="The YAML config file."),
+    overrides: list[str] = SetOption,
+    batch: int | None = typer.Option(None, "--batch", min=1, metavar="N",
+                                     help="Rows in the mini-batch (default: training.batch_size)."),
+    seed: int | None = typer.Option(None, "--seed", min=0, metavar="S",
+                                    help="Seeds the weights, rows and masks (default: the config's)."),
+    dropout: bool = typer.Option(False, "--dropout", help="Apply dropout and show its mask."),
+) -> None:
+    """One mini-batch in the open: forward pass, loss, backpropagation and the update."""
+    from dlrecap.step import from_config, show
+
+    loaded = _load_and_lint(config, overrides, strict=False)
+    done = from_config(loaded, batch, seed, dropout)
+    if batch is not None and batch > len(done.rows):
+        console.warning(f"--batch {batch}: the training split has {len(done.rows)} rows; "
+                        "the batch holds them all")
+    if dropout and all(layer.mask is None for layer in done.layers):
+        console.warning("--dropout has no effect: no hidden layer of this config has dropout")
+    show(done, console.out)
 
 
 RunArgument = typer.Argument(None, metavar="[RUN]",

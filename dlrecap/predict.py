@@ -19,6 +19,8 @@ import pandas as pd
 
 from dlrecap import runs
 from dlrecap.data.files import category_values, numeric_values, read_table
+from dlrecap.derive import check_distinct, check_expression, columns_used
+from dlrecap.derive import model_inputs as with_derived
 from dlrecap.errors import DataError, DlrecapError, RunError, printable
 from dlrecap.inference import LightModel
 from dlrecap.model import CATEGORY_LAYER  # (importing it also quiets a Keras warning on load)
@@ -69,6 +71,11 @@ def predict_file(run_dir: Path, input_path: Path, on_warning: Callable[[str], No
     if not features:
         raise RunError(f"{run_dir}: metrics.json names no features", fix="train the run again")
     frame = read_table(input_path)
+    expressions = _derive(run_dir)
+    selected = features
+    if expressions:  # the model's last inputs are derived: read the raw columns instead
+        selected = features[:len(features) - len(expressions)]
+        features = list(dict.fromkeys([*selected, *columns_used(expressions)]))
     absent = [f for f in features if f not in frame.columns]
     if absent:
         raise DataError(
@@ -81,10 +88,31 @@ def predict_file(run_dir: Path, input_path: Path, on_warning: Callable[[str], No
     model = load_inference_model(run_dir, seed=int(info.get("seed") or 0))
     inputs = model_inputs(frame, features, vocabularies(model, features), input_path,
                           on_warning or (lambda _line: None))
+    if expressions:
+        inputs = with_derived(np.asarray(inputs), features, selected, expressions)
     outputs = _predict(model, inputs)
     result = read_table(input_path, raw=True) if input_path.suffix.lower() in (".csv", ".tsv") \
         else frame
     return _with_predictions(result, outputs, labels, threshold)
+
+
+def _derive(run_dir: Path) -> list[str] | None:
+    """The run's `data.derive` (None when its config sets none or cannot be read)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((run_dir / runs.CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    data = config.get("data") if isinstance(config, dict) else None
+    expressions = data.get("derive") if isinstance(data, dict) else None
+    if expressions is None:
+        return None
+    try:
+        return check_distinct([check_expression(str(e)) for e in expressions])
+    except (TypeError, ValueError) as exc:
+        raise RunError(f"{run_dir / runs.CONFIG_FILE}: data.derive: {exc}",
+                       fix="train the run again") from None
 
 
 @contextmanager

@@ -48,7 +48,8 @@ def test_every_contract_key_has_its_default(tmp_path):
     assert r["expect"] == {}
     assert r["data"] == {
         "dataset": "xor", "path": None, "target": None, "features": None,
-        "samples": 400, "noise": 0.1, "validation_split": 0.2, "test_split": 0.2,
+        "samples": 400, "noise": 0.1, "recipe": None, "derive": None,
+        "validation_split": 0.2, "test_split": 0.2,
         "standardize": True, "standardize_target": None, "task": "auto", "missing": "error",
     }
     assert r["model"] == {

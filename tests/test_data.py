@@ -14,7 +14,8 @@ from dlrecap.data.split import _split_indices
 from dlrecap.data.synthetic import GENERATORS, LINEAR_BIAS, LINEAR_WEIGHTS
 from dlrecap.errors import DataError
 
-SYNTHETIC_NAMES = ["xor", "circles", "moons", "spiral", "gaussian", "pass_fail", "linear", "sine"]
+SYNTHETIC_NAMES = ["xor", "circles", "moons", "spiral", "gaussian", "pass_fail", "linear", "sine",
+                   "plane", "bumps"]
 BUNDLED = {  # name: (rows, features, classes)
     "iris": (150, 4, 3),
     "wine": (178, 13, 3),

@@ -27,6 +27,7 @@ def warnings_of(tmp_path, text: str, *overrides: str) -> list[tuple[str, str]]:
     "  early_stopping: {patience: 5, monitor: loss}\n",
     "data:\n  dataset: xor\n  validation_split: 0\nmodel:\n  layers: [8]\n",  # no early stopping
     CLEAN.replace("8,", "8, dropout: 0.5,"),
+    CLEAN.replace("xor\n", "xor\n  features: [x2]\n  derive: [x1, x1*x2]\n"),  # x1 is no input
 ])
 def test_clean_configs_get_no_warning(tmp_path, text):
     assert warnings_of(tmp_path, text) == []
@@ -56,6 +57,10 @@ def test_clean_configs_get_no_warning(tmp_path, text):
     ("data:\n  dataset: iris\ntraining:\n  batch_size: 128\n", "training.batch_size",
      "one full-batch step"),
     (CLEAN + "training:\n  momentum: 0.9\n", "training.momentum", "momentum applies to sgd only"),
+    (CLEAN.replace("xor\n", "xor\n  derive: [x1*x2, x2]\n"), "data.derive[1]",
+     "x2 is a raw input already (every raw column is an input"),
+    (CLEAN.replace("xor\n", "xor\n  features: [x1]\n  derive: [x1^2, x1]\n"), "data.derive[1]",
+     "x1 is a raw input already (data.features lists it)"),
 ])
 def test_each_warning_fires_on_its_config(tmp_path, text, key, words):
     found = warnings_of(tmp_path, text)
@@ -75,11 +80,15 @@ def test_model_dropout_unused_when_every_layer_sets_its_own(tmp_path):
 @pytest.mark.parametrize("text, key", [
     ("model:\n  layers: [{units: 8, activation: tanh}]\n  activation: relu\n", "model.activation"),
     ("model:\n  layers: []\n  activation: relu\n", "model.activation"),
-    ("model:\n  layers: [{units: 4, initializer: he_normal}]\n  initializer: lecun_normal\n",
-     "model.initializer"),
 ])
 def test_shadowed_settings_are_named(tmp_path, text, key):
     assert [k for k, _ in warnings_of(tmp_path, "data:\n  dataset: xor\n" + text)] == [key]
+
+
+@pytest.mark.parametrize("layers", ["[{units: 4, initializer: he_normal}]", "[]"])
+def test_model_initializer_is_never_shadowed_the_output_layer_takes_it(tmp_path, layers):
+    text = f"data:\n  dataset: xor\nmodel:\n  layers: {layers}\n  initializer: lecun_normal\n"
+    assert warnings_of(tmp_path, text) == []
 
 
 def test_a_model_default_some_layer_takes_is_no_warning(tmp_path):

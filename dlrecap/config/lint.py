@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dlrecap.catalog import DATASETS
 from dlrecap.config.schema import LAYER_DEFAULTS, Config
+from dlrecap.derive import repeated_raw
 
 # (dotted key, message): one teaching warning.
 Finding = tuple[str, str]
@@ -35,6 +36,7 @@ def lint(config: Config, task: str | None = None, train_rows: int | None = None)
         *_optimizer_warnings(config),
         *_dropout_warnings(config),
         *_batch_warnings(config, train_rows),
+        *_derive_warnings(config),
     ]
 
 
@@ -56,7 +58,8 @@ def _shadowed_warnings(config: Config) -> list[Finding]:
     model = config.model
     found: list[Finding] = []
     for key in LAYER_DEFAULTS:
-        if key not in model.model_fields_set:
+        # The output layer takes model.initializer too: it always has an effect.
+        if key not in model.model_fields_set or key == "initializer":
             continue
         if not model.layers:
             found.append((f"model.{key}", "has no effect: the network has no hidden layers "
@@ -130,3 +133,12 @@ def _batch_warnings(config: Config, train_rows: int | None) -> list[Finding]:
         return [("training.batch_size", f"{batch_size} is more than the {train_rows} training "
                  "rows: each epoch is one full-batch step")]
     return []
+
+
+def _derive_warnings(config: Config) -> list[Finding]:
+    data = config.data
+    where = "data.features lists it" if data.features is not None else \
+        "every raw column is an input while data.features is unset"
+    return [(f"data.derive[{i}]", f"{column} is a raw input already ({where}): the network "
+             "gets the same column twice; derive adds features after the raw ones")
+            for i, column in repeated_raw(data.features, data.derive or [])]

@@ -367,7 +367,12 @@ def _check_and_fill(config: Config) -> Config:
     """Checks that span several keys, then the defaults that depend on the data set."""
     data = config.data
     _check_one_source(data)
+    if data.features == [] and not data.derive:
+        raise ConfigError("no feature columns: the network would have no inputs",
+                          key="data.features", fix="list at least one column, add data.derive, "
+                          "or remove data.features to use all")
     if data.dataset is None:
+        _reject_set_keys(data, ("recipe",), "applies to built-in synthetic sets only")
         if data.task != "auto":
             check_task(config, data.task)
         return config
@@ -399,13 +404,19 @@ def _check_built_in(data: DataConfig, name: str) -> dict[str, Any]:
             f"unknown data set {name!r}{hint}", key="data.dataset",
             fix=None if hint else "`dlrecap datasets` lists them",
         )
-    _reject_set_keys(data, ("target", "features"), "applies to data files only, not to built-in sets")
+    _reject_set_keys(data, ("target",), "applies to data files only, not to built-in sets")
     if name in SYNTHETIC:
+        playground = data.recipe == "playground"
+        if playground and not DATASETS[name].playground:
+            raise ConfigError(
+                f"TensorFlow Playground has no {name} set", key="data.recipe",
+                fix="its sets are " + ", ".join(n for n, i in DATASETS.items() if i.playground))
+        default_noise = 0.0 if playground else DATASETS[name].default_noise
         return {
             "samples": data.samples if data.samples is not None else DEFAULT_SAMPLES,
-            "noise": data.noise if data.noise is not None else DATASETS[name].default_noise,
+            "noise": data.noise if data.noise is not None else default_noise,
         }
-    _reject_set_keys(data, ("samples", "noise"),
+    _reject_set_keys(data, ("samples", "noise", "recipe"),
                      f"applies to synthetic data sets only; {name} has fixed rows")
     return {}
 

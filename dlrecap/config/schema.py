@@ -25,6 +25,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 from dlrecap.config import choices as c
+from dlrecap.derive import PATTERN, check_distinct, check_expression
 
 
 @dataclass(frozen=True)
@@ -121,13 +122,33 @@ class DataConfig(Section):
     )
     target: str | None = Field(None, description="Files: the column to predict.")
     features: list[str] | None = Field(
-        None, description="Files: the feature columns (default: every other column)."
+        None, description="The raw columns the network takes, in this order (default: every "
+        "column but the target). Built-in sets: most synthetic ones name theirs x1, x2, ..., "
+        "the bundled ones as scikit-learn does (an unknown name is refused with the list). "
+        "[] takes none, for a network on data.derive's features alone."
     )
     samples: Annotated[int, Field(ge=4, le=10_000_000)] | None = Field(
         None, description="Synthetic sets only: number of rows (default 400)."
     )
     noise: Annotated[float, Field(ge=0.0, le=100.0)] | None = Field(
         None, description="Synthetic sets only: noise level (default: the set's own)."
+    )
+    derive: Annotated[
+        list[Annotated[str, AfterValidator(check_expression),
+                       Field(json_schema_extra={"pattern": PATTERN})]],
+        Field(min_length=1, max_length=1000), AfterValidator(check_distinct),
+    ] | None = Field(
+        None, description="Input features added after the raw ones (data.features), "
+        "computed from the raw columns where data is loaded (train, eval and predict alike; "
+        "predict takes the raw columns): each a column (x1), its square (x1^2), sin(x1) or "
+        "cos(x1), or a product of these (x1*x2), e.g. [x1*x2, sin(x1)]. They may read raw "
+        "columns data.features leaves out. null (the default): none.",
+    )
+    recipe: Annotated[str, OneOf(("dlrecap", "playground"), "recipe")] | None = Field(
+        None, description="Synthetic sets: how the points are drawn. playground: as "
+        "TensorFlow Playground draws circles, xor, gaussian, spiral, plane and bumps (in the "
+        "square [-6, 6]^2, noise = its slider / 100, default 0). null or dlrecap: the set's own "
+        "(plane and bumps have only the Playground's).",
     )
     validation_split: Rate = Field(0.2, description="Share of rows for validation.")
     test_split: Rate = Field(0.2, description="Share of rows held out for the test metrics.")

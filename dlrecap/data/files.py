@@ -161,8 +161,11 @@ _READERS = {
 
 
 def select_columns(frame: pd.DataFrame, target: str | None, features: list[str] | None,
-                   path: Path) -> tuple[str, list[str]]:
+                   path: Path, derive: list[str] | None = None) -> tuple[str, list[str]]:
     """The target column and the feature columns (default: every other column).
+
+    With `derive`, the columns its expressions read come after the selected ones, so they
+    can be derived from; `features: []` then selects none to pass on raw.
 
     Raises:
         ConfigError: with key `data.target` or `data.features[i]` for unknown columns.
@@ -189,10 +192,13 @@ def select_columns(frame: pd.DataFrame, target: str | None, features: list[str] 
         if name in features[:i]:
             raise ConfigError(f"{name!r} is listed twice", key=f"data.features[{i}]",
                               fix="keep one of them")
-    if not features:
+    if not features and not derive:
         raise ConfigError("no feature columns", key="data.features",
                           fix="list at least one column, or remove data.features to use all")
-    return target, list(features)
+    from dlrecap.derive import columns_used
+
+    read = [c for c in columns_used(derive or []) if c in columns and c != target]
+    return target, list(dict.fromkeys([*features, *read]))
 
 
 def is_categorical(series: pd.Series, path: Path) -> bool:
@@ -275,7 +281,8 @@ def load_table(data: Any) -> Table:
     """
     path = shown_path(data.path)
     frame = read_table(path)
-    target, features = select_columns(frame, data.target, data.features, path)
+    target, features = select_columns(frame, data.target, data.features, path,
+                                       getattr(data, "derive", None))
     categorical = tuple(c for c in features if is_categorical(frame[c], path))
     columns = {c: category_values(frame[c]) if c in categorical else numeric_values(frame[c], path)
                for c in features}

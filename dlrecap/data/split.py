@@ -72,7 +72,7 @@ def n_rows(x: Features) -> int:
 
 
 def _generate(data, info, rng):
-    from dlrecap.data.synthetic import GENERATORS
+    from dlrecap.data.synthetic import GENERATORS, PLAYGROUND
 
     samples = DEFAULT_SAMPLES if data.samples is None else int(data.samples)
     noise = info.default_noise if data.noise is None else float(data.noise)
@@ -80,7 +80,8 @@ def _generate(data, info, rng):
         raise DataError(f"data.samples must be at least 1, got {samples}")
     if noise < 0:
         raise DataError(f"data.noise must be >= 0, got {noise}")
-    return GENERATORS[info.name](samples, noise, rng)
+    playground = getattr(data, "recipe", None) == "playground" and info.name in PLAYGROUND
+    return (PLAYGROUND if playground else GENERATORS)[info.name](samples, noise, rng)
 
 
 def _resolve_task(requested, info, y, label_names):
@@ -205,7 +206,7 @@ def load_splits(data, seed: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray]
     if data.dataset is None:
         if data.path is None:
             raise DataError("data: set data.dataset or data.path")
-        return _file_splits(data, seed, rows)
+        return _derived(data, _file_splits(data, seed, rows))
     info = get_info(data.dataset)
     if info.name in SYNTHETIC:
         x, y, features, labels = _generate(data, info, np.random.default_rng(seed))
@@ -221,8 +222,27 @@ def load_splits(data, seed: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray]
                  info.name in SYNTHETIC)
     tr, va, te = _reuse(rows, len(y)) or _split_indices(y, *_counts(len(y), validation, test)[1:],
                                                          stratify, seed)
-    return Splits(task, list(features), labels, x[tr], y[tr], x[va], y[va], x[te], y[te],
-                  rows=(tr, va, te))
+    return _derived(data, Splits(task, list(features), labels, x[tr], y[tr], x[va], y[va],
+                                 x[te], y[te], rows=(tr, va, te)))
+
+
+def _derived(data, splits: Splits) -> Splits:
+    """`splits` with the model's inputs: the raw columns `data.features` selects, then the
+    features `data.derive` computes (a data file selects its columns as it is read)."""
+    expressions = getattr(data, "derive", None) or []
+    selected = getattr(data, "features", None)
+    if not expressions and (selected is None or data.dataset is None):
+        return splits
+    from dataclasses import replace
+
+    from dlrecap.derive import check_numeric, input_names, model_inputs
+
+    check_numeric(expressions, splits.categorical)
+    names = splits.feature_names
+    x_train, x_val, x_test = (model_inputs(x, names, selected, expressions)
+                              for x in (splits.x_train, splits.x_val, splits.x_test))
+    return replace(splits, feature_names=input_names(names, selected, expressions),
+                   x_train=x_train, x_val=x_val, x_test=x_test)
 
 
 def _reuse(rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None,

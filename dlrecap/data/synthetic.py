@@ -118,6 +118,91 @@ def make_sine(samples, noise, rng):
     return x.astype(np.float32), y.astype(np.float32), ["x"], None
 
 
+# TensorFlow Playground's recipes (its dataset.ts), ported: points in the square [-6, 6]^2,
+# `noise` its slider / 100 (0 to 0.5), label 1 for its positive (blue) class.
+PLAYGROUND_RADIUS = 5.0
+
+
+def _uniform(rng, low, high, n):
+    return rng.uniform(low, high, n)
+
+
+def playground_circle(samples, noise, rng):
+    """Playground's circle: a disc of radius 2.5 (label 1) inside a ring from 3.5 to 5.
+
+    Noise moves the point the label is read at, not the point: labels near the rim flip.
+    """
+    r5 = PLAYGROUND_RADIUS
+    n_in = samples - samples // 2
+    r = np.concatenate([_uniform(rng, 0, r5 * 0.5, n_in), _uniform(rng, r5 * 0.7, r5, samples // 2)])
+    angle = _uniform(rng, 0, 2 * np.pi, samples)
+    x = np.stack([r * np.sin(angle), r * np.cos(angle)], axis=1)
+    moved = x + _uniform(rng, -r5, r5, (samples, 2)) * noise
+    y = (np.hypot(moved[:, 0], moved[:, 1]) < r5 * 0.5).astype(np.int64)
+    return x.astype(np.float32), y, list(_XY), list(_BINARY)
+
+
+def playground_xor(samples, noise, rng):
+    """Playground's xor: uniform on [-5.3, 5.3]^2 less a 0.3 band at the axes; label 1 where x1*x2 >= 0."""
+    x = _uniform(rng, -5, 5, (samples, 2))
+    x += np.where(x > 0, 0.3, -0.3)
+    moved = x + _uniform(rng, -5, 5, (samples, 2)) * noise
+    y = (moved[:, 0] * moved[:, 1] >= 0).astype(np.int64)
+    return x.astype(np.float32), y, list(_XY), list(_BINARY)
+
+
+def playground_gauss(samples, noise, rng):
+    """Playground's gauss: blobs at (2, 2) (label 1) and (-2, -2), variance 0.5 + 7 * noise."""
+    variance = 0.5 + noise * (4 - 0.5) / 0.5
+    y = np.concatenate([np.ones(samples - samples // 2), np.zeros(samples // 2)]).astype(np.int64)
+    x = (y[:, None] * 4.0 - 2.0) + np.sqrt(variance) * rng.standard_normal((samples, 2))
+    return x.astype(np.float32), y, list(_XY), list(_BINARY)
+
+
+def playground_spiral(samples, noise, rng):
+    """Playground's spiral: two arms of 1.75 turns out to radius 5, jitter U(-1, 1) * noise."""
+    arms = []
+    for label, n, delta in ((1, samples - samples // 2, 0.0), (0, samples // 2, np.pi)):
+        i = np.arange(n) / max(n, 1)
+        r, t = i * PLAYGROUND_RADIUS, 1.75 * i * 2 * np.pi + delta
+        xy = np.stack([r * np.sin(t), r * np.cos(t)], axis=1)
+        arms.append((xy + _uniform(rng, -1, 1, (n, 2)) * noise, np.full(n, label, np.int64)))
+    x = np.concatenate([a[0] for a in arms])
+    return x.astype(np.float32), np.concatenate([a[1] for a in arms]), list(_XY), list(_BINARY)
+
+
+def make_plane(samples, noise, rng):
+    """Playground's plane: `y = (x1 + x2) / 10` on [-6, 6]^2, read at points moved by noise."""
+    x = _uniform(rng, -6, 6, (samples, 2))
+    moved = x + _uniform(rng, -6, 6, (samples, 2)) * noise
+    y = moved.sum(axis=1) / 10
+    return x.astype(np.float32), y.astype(np.float32), list(_XY), None
+
+
+# Playground's six bumps: centre x1, x2 and sign; each reaches 0 at distance 2.
+BUMPS = ((-4, 2.5, 1), (0, 2.5, -1), (4, 2.5, 1), (-4, -2.5, -1), (0, -2.5, 1), (4, -2.5, -1))
+
+
+def make_bumps(samples, noise, rng):
+    """Playground's Gaussian bumps: six cones of height +-1 on [-6, 6]^2; y is the tallest."""
+    x = _uniform(rng, -6, 6, (samples, 2))
+    moved = x + _uniform(rng, -6, 6, (samples, 2)) * noise
+    y = np.zeros(samples)
+    for cx, cy, sign in BUMPS:
+        bump = sign * np.clip(1 - np.hypot(moved[:, 0] - cx, moved[:, 1] - cy) / 2, 0, 1)
+        y = np.where(np.abs(bump) > np.abs(y), bump, y)
+    return x.astype(np.float32), y.astype(np.float32), list(_XY), None
+
+
+PLAYGROUND = {
+    "circles": playground_circle,
+    "xor": playground_xor,
+    "gaussian": playground_gauss,
+    "spiral": playground_spiral,
+    "plane": make_plane,
+    "bumps": make_bumps,
+}
+
 GENERATORS = {
     "xor": make_xor,
     "circles": make_circles,
@@ -127,4 +212,6 @@ GENERATORS = {
     "pass_fail": make_pass_fail,
     "linear": make_linear,
     "sine": make_sine,
+    "plane": make_plane,
+    "bumps": make_bumps,
 }
