@@ -14,11 +14,13 @@ SplitName = Literal["train", "validation", "test"]
 SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
 
 # Metrics a config may name (history.csv and metrics.json use these names).
-METRICS = ("accuracy", "mae", "mse", "rmse", "auc", "precision", "recall")
+METRICS = ("accuracy", "mae", "mse", "rmse", "auc", "precision", "recall", "f1")
 # Metrics where a larger value is better: early stopping's `mode`, sweep ranking, best epoch.
-MAXIMIZED = ("accuracy", "auc", "precision", "recall")
+MAXIMIZED = ("accuracy", "auc", "precision", "recall", "f1")
 # Metrics that need class labels; a regression task cannot compute them.
-CLASSIFICATION_METRICS = ("accuracy", "auc", "precision", "recall")
+CLASSIFICATION_METRICS = ("accuracy", "auc", "precision", "recall", "f1")
+# Metrics scored per class too: metrics.json holds `recall_<label>` beside `recall`.
+PER_CLASS_METRICS = ("precision", "recall", "f1")
 
 # Rows drawn for a synthetic data set when the config names no `data.samples`.
 DEFAULT_SAMPLES = 400
@@ -46,6 +48,16 @@ def effective_monitor(monitor: str, has_validation: bool) -> str:
     if monitor.startswith(VALIDATION_PREFIX) and not has_validation:
         return monitor.removeprefix(VALIDATION_PREFIX)
     return monitor
+
+
+def per_class_key(metric: str, label: str) -> str:
+    """The metrics.json key of `metric` for the class named `label`, e.g. `recall_yes`."""
+    return f"{metric}_{label}"
+
+
+def is_per_class(key: str, labels: list[str] | None) -> bool:
+    """Whether a metrics.json key is one class's score (`recall_yes`), not a whole-split one."""
+    return any(key == per_class_key(m, label) for m in PER_CLASS_METRICS for label in labels or ())
 
 
 def split_of(column: str) -> SplitName:

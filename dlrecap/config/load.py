@@ -251,9 +251,22 @@ def _parse_yaml(text: str, source: str):
     return data, marks, key_marks
 
 
+# Mappings keyed by class label: `1:` or `yes:` there names the label as written, not a
+# number or a boolean.
+LABEL_KEYED: tuple[KeyPath, ...] = (("training", "class_weight"),)
+
+
+def _keys_as_text(node: yaml.MappingNode) -> None:
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+            key_node.tag = "tag:yaml.org,2002:str"
+
+
 def _walk(node: yaml.Node, path: KeyPath, marks, key_marks, source: str) -> None:
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
+        if path in LABEL_KEYED:
+            _keys_as_text(node)
         seen: set[str] = set()
         for key_node, value_node in node.value:
             # The tag, not the text: `1:` and `null:` are scalars that construct to non-strings.
