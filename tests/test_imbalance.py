@@ -128,9 +128,10 @@ def test_epoch_metrics_equal_keras_macro_metrics_for_a_multiclass_head():
 
 @pytest.mark.slow
 def test_the_fast_engine_scores_as_the_keras_engine():
+    from test_fast_engine import passing_through
+
     from dlrecap.train.fast_engine import FastEngine
     from dlrecap.train.keras_engine import KerasEngine
-    from test_fast_engine import passing_through
 
     p, y = _multiclass_case(seed=5, rows=120, k=3)
     head = Head(3, "softmax", "sparse_categorical_crossentropy", False, ("accuracy", *METRICS))
@@ -164,7 +165,7 @@ def _one_epoch(engine_name: str, weights: tuple[float, ...] | None) -> tuple[flo
     engine = FastEngine() if engine_name == "fast" else KerasEngine()
     engine.compile(model, head, config, train_rows=len(x))
     logs: dict[str, float] = {}
-    keep = keras.callbacks.LambdaCallback(on_epoch_end=lambda _e, l: logs.update(l))
+    keep = keras.callbacks.LambdaCallback(on_epoch_end=lambda _epoch, row: logs.update(row))
     engine.fit(model, head, config, (x, y), None, [keep])
     return float(logs["loss"]), model.get_weights()
 
