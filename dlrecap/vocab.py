@@ -6,7 +6,7 @@ loading NumPy or TensorFlow.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 SplitName = Literal["train", "validation", "test"]
 
@@ -58,6 +58,23 @@ def per_class_key(metric: str, label: str) -> str:
 def is_per_class(key: str, labels: list[str] | None) -> bool:
     """Whether a metrics.json key is one class's score (`recall_yes`), not a whole-split one."""
     return any(key == per_class_key(m, label) for m in PER_CLASS_METRICS for label in labels or ())
+
+
+def per_class_rows(run: dict[str, Any],
+                   splits: tuple[str, ...] = SPLITS) -> tuple[list[str], list[list[Any]]]:
+    """The columns and rows of a run's per-class table: `[split, class, precision, recall, f1]`.
+
+    Args:
+        run: the run's metrics.json (its `labels` and per-split scores).
+        splits: the splits to show, in order, where the run has them.
+    """
+    labels = run.get("labels") or []
+    scored = [s for s in splits if run.get(s)]
+    names = [m for m in PER_CLASS_METRICS
+             if any(per_class_key(m, label) in run[s] for s in scored for label in labels)]
+    rows = [[s, label, *[run[s].get(per_class_key(m, label)) for m in names]]
+            for s in scored for label in labels] if names else []
+    return ["split", "class", *names], rows
 
 
 def split_of(column: str) -> SplitName:
