@@ -250,6 +250,19 @@ def test_metrics_json_holds_macro_and_per_class_scores(run):
 
 
 @pytest.mark.slow
+def test_the_report_shows_a_per_class_table(run):
+    result = invoke("report", str(run))
+    assert result.exit_code == 0, result.output
+    page = (run / "report.html").read_text()
+    table = page[page.index("<h3>Per class</h3>"):]
+    for label in ("low", "mid", "high"):
+        assert f"<td>{label}</td>" in table
+    # The main table keeps one column per metric, not one per class.
+    main = page[page.index("<h2>Metrics</h2>"):page.index("<h3>Per class</h3>")]
+    assert "recall_low" not in main and ">recall<" in main
+
+
+@pytest.mark.slow
 def test_the_fallback_to_keras_is_explained_in_metrics_json(run):
     info = _metrics(run)
     assert info["engine"] == "keras" and "text columns" in info["engine_reason"]
