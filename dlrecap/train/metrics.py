@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from dlrecap.model import Head
@@ -22,12 +21,6 @@ from dlrecap.model import Head
 COUNTED = ("precision", "recall", "f1", "auc")
 # keras.metrics.AUC's default: thresholds 0 - eps, 1/199, ..., 198/199, 1 + eps.
 THRESHOLDS = 200
-_EPSILON = 1e-7
-
-
-def _thresholds() -> np.ndarray:
-    inner = [(i + 1) / (THRESHOLDS - 1) for i in range(THRESHOLDS - 2)]
-    return np.array([-_EPSILON, *inner, 1.0 + _EPSILON], dtype=np.float32)
 
 
 def n_classes(head: Head) -> int:
@@ -63,14 +56,32 @@ def counts(name: str, head: Head, y: tf.Tensor, pred: tf.Tensor, weight: tf.Tens
     if name != "auc":
         return tf.math.confusion_matrix(true, _predicted(head, pred), num_classes=n_classes(head),
                                         weights=weight, dtype=tf.float32)
-    positive = (tf.one_hot(true, head.units) if head.units > 1
+    return _threshold_counts(head, true, pred, weight)
+
+
+def _threshold_counts(head: Head, true: tf.Tensor, pred: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
+    """True/false positives and negatives at each threshold, `(4, THRESHOLDS, classes)`.
+
+    As Keras does for evenly spaced thresholds: each score falls in the bucket of the highest
+    threshold it exceeds, and a reverse cumulative sum of the buckets counts the rows above
+    each threshold; memory grows with the rows, not rows x thresholds.
+    """
+    classes = head.units
+    positive = (tf.one_hot(true, classes) if classes > 1
                 else tf.cast(tf.reshape(true, [-1, 1]), tf.float32))
-    above = tf.cast(pred[:, None, :] > _thresholds()[None, :, None], tf.float32)  # (n, T, C)
-    pos = (positive * weight[:, None])[:, None, :]
-    neg = ((1.0 - positive) * weight[:, None])[:, None, :]
-    tp, fp = tf.reduce_sum(above * pos, 0), tf.reduce_sum(above * neg, 0)
-    fn, tn = tf.reduce_sum((1.0 - above) * pos, 0), tf.reduce_sum((1.0 - above) * neg, 0)
-    return tf.stack([tp, fp, fn, tn])
+    bucket = tf.clip_by_value(
+        tf.cast(tf.math.ceil(pred * (THRESHOLDS - 1)), tf.int32) - 1, 0, THRESHOLDS - 1)
+    index = tf.reshape(bucket * classes + tf.range(classes)[None, :], [-1])
+
+    def above(weights: tf.Tensor) -> tf.Tensor:
+        buckets = tf.math.unsorted_segment_sum(tf.reshape(weights, [-1]), index,
+                                               THRESHOLDS * classes)
+        return tf.math.cumsum(tf.reshape(buckets, [THRESHOLDS, classes]), axis=0, reverse=True)
+
+    pos = positive * weight[:, None]
+    neg = (1.0 - positive) * weight[:, None]
+    tp, fp = above(pos), above(neg)
+    return tf.stack([tp, fp, tf.reduce_sum(pos, 0) - tp, tf.reduce_sum(neg, 0) - fp])
 
 
 def result(name: str, head: Head, total: tf.Tensor) -> tf.Tensor:
