@@ -22,7 +22,7 @@ _EPSILON = 1e-7
 
 
 def baseline_metrics(task: str, loss: str, metrics: tuple[str, ...], y_train: np.ndarray,
-                     y: np.ndarray) -> dict[str, float]:
+                     y: np.ndarray, labels: list[str] | None = None) -> dict[str, float]:
     """The metrics (`loss` first) of the trivial predictor fitted on `y_train`, scored on `y`.
 
     Args:
@@ -31,27 +31,33 @@ def baseline_metrics(task: str, loss: str, metrics: tuple[str, ...], y_train: np
         metrics: the metric names the run reports.
         y_train: training targets (class indices, or numbers in original units).
         y: the split's targets, the same kind.
+        labels: the class names, for per-class scores (`recall_<label>`).
     """
     if task == "regression":
         return _regression(loss, metrics, float(np.mean(y_train)), np.asarray(y, dtype=np.float64))
-    return _classification(metrics, np.asarray(y_train, dtype=np.int64), np.asarray(y, dtype=np.int64))
+    return _classification(metrics, np.asarray(y_train, dtype=np.int64),
+                           np.asarray(y, dtype=np.int64), labels, binary=task == "binary")
 
 
-def _classification(metrics: tuple[str, ...], y_train: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    classes = int(max(y_train.max(initial=0), y.max(initial=0))) + 1
+def _classification(metrics: tuple[str, ...], y_train: np.ndarray, y: np.ndarray,
+                    labels: list[str] | None, binary: bool) -> dict[str, float]:
+    from dlrecap.scoring import class_scores
+
+    classes = max(int(max(y_train.max(initial=0), y.max(initial=0))) + 1, len(labels or ()), 2)
     shares = np.bincount(y_train, minlength=classes) / len(y_train)
     probability = np.clip(shares[y], _EPSILON, 1 - _EPSILON)
     majority = int(np.argmax(shares))
-    positive = majority == 1  # binary metrics count class 1 as positive
-    values = {
-        "accuracy": float(np.mean(y == majority)),
-        "auc": 0.5,  # one score for every row ranks nothing
-        "precision": float(np.mean(y == 1)) if positive else 0.0,
-        "recall": 1.0 if positive else 0.0,
-    }
     out = {"loss": float(-np.mean(np.log(probability)))}
-    out.update({name: values[name] for name in metrics if name in values})
-    return out
+    # The same constant output for every row, as the model's head would give it: class 1's
+    # share (one sigmoid), or every class's share (softmax).
+    constant = np.full((len(y), 1), shares[1]) if binary else np.tile(shares, (len(y), 1))
+    counted = class_scores(metrics, constant, y, labels)
+    for name in metrics:
+        if name == "accuracy":
+            out[name] = float(np.mean(y == majority))
+        elif name in counted:
+            out[name] = counted[name]
+    return {**out, **counted}
 
 
 def _regression(loss: str, metrics: tuple[str, ...], mean: float, y: np.ndarray) -> dict[str, float]:
@@ -66,12 +72,17 @@ def _regression(loss: str, metrics: tuple[str, ...], mean: float, y: np.ndarray)
 
 
 def no_better(model: dict[str, float], baseline: dict[str, float]) -> str | None:
-    """Words for a model that does not clearly beat its baseline on a split, else None."""
-    if "accuracy" in model and "accuracy" in baseline:
-        if model["accuracy"] < baseline["accuracy"] + ACCURACY_MARGIN:
-            return (f"accuracy {model['accuracy']:.4f} is no better than always predicting the "
-                    f"majority class ({baseline['accuracy']:.4f})")
-        return None
+    """Words for a model that does not clearly beat its baseline on a split, else None.
+
+    A run that reports F1 is judged on it rather than on accuracy: with a rare class, always
+    answering the majority is accurate, and a model that finds the rare class may be less so.
+    """
+    for name in ("f1", "accuracy"):
+        if name in model and name in baseline:
+            if model[name] < baseline[name] + ACCURACY_MARGIN:
+                return (f"{name} {model[name]:.4f} is no better than always predicting the "
+                        f"majority class ({baseline[name]:.4f})")
+            return None
     for name in ("mae", "mse", "rmse"):
         if name in model and name in baseline and baseline[name] > 0:
             if model[name] > baseline[name] * (1 - ERROR_MARGIN):

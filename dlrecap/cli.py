@@ -30,7 +30,7 @@ from dlrecap.errors import (
     printable,
     write_crash_log,
 )
-from dlrecap.vocab import SPLITS
+from dlrecap.vocab import SPLITS, is_per_class, per_class_rows
 
 if TYPE_CHECKING:
     from dlrecap.compare import Comparison
@@ -315,7 +315,8 @@ def _print_summary(metrics: dict[str, Any]) -> None:
     from dlrecap.baseline import baseline_row
 
     splits = [s for s in SPLITS if metrics.get(s)]
-    names = list(metrics[splits[0]]) if splits else []
+    names = [n for n in (metrics[splits[0]] if splits else [])
+             if not is_per_class(n, metrics.get("labels"))]
     rows = [[split, *[metrics[split].get(n) for n in names]] for split in splits]
     if baseline := baseline_row(metrics, names):
         rows.append(baseline)
@@ -329,6 +330,9 @@ def _print_summary(metrics: dict[str, Any]) -> None:
     console.note(f"trained {metrics['epochs_run']} epochs in {metrics['duration_s']:.1f}s "
                  f"on {where}{stop}")
     console.table(None, ["split", *names], rows)
+    columns, per_class = per_class_rows(metrics)
+    if per_class:
+        console.table("per class", columns, per_class)
 
 
 @app.command("eval")

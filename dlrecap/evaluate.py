@@ -107,23 +107,48 @@ def score_run(run_dir: Path, split: str = "test") -> Scores:
         key = "test_split" if split == "test" else "validation_split"
         raise RunError(f"the run has no {split} rows (data.{key} is 0)",
                        fix="pick another --split")
-    baseline = baseline_metrics(splits.task, head.loss, head.metrics, splits.y_train, y)
-    return Scores(_model_scores(run_dir, config.seed, model, head, x, y), baseline)
+    baseline = baseline_metrics(splits.task, head.loss, head.metrics, splits.y_train, y,
+                                splits.label_names)
+    labels = splits.label_names
+    return Scores(_model_scores(run_dir, config.seed, model, head, x, y, labels), baseline)
 
 
 def _model_scores(run_dir: Path, seed: int, model: keras.Model | LightModel, head: Head,
-                  x: Features, y: np.ndarray) -> dict[str, float]:
+                  x: Features, y: np.ndarray, labels: list[str] | None) -> dict[str, float]:
     """Loss and metrics of the model on rows `x`: with NumPy when it can, else with Keras."""
     from dlrecap.model import encode_targets
 
     if isinstance(model, LightModel):
         try:
-            return score(head, model(x), encode_targets(y, head), model.weight_penalty())
-        except Unsupported:  # a metric only Keras computes
+            return score(head, model(x), encode_targets(y, head), model.weight_penalty(), labels)
+        except Unsupported:  # a loss only Keras computes
             model = load_model(run_dir, seed=seed)
     from dlrecap.train.engines import pick_engine
 
-    return pick_engine("auto", head, x).evaluator(model, head)(x, encode_targets(y, head))
+    encoded = encode_targets(y, head)
+    scores = pick_engine("auto", head, x).evaluator(model, head)(x, encoded)
+    return exact_class_scores(scores, model, head, x, encoded, labels)
+
+
+def exact_class_scores(scores: dict[str, float], model: keras.Model | LightModel, head: Head,
+                       x: Features, y: np.ndarray, labels: list[str] | None) -> dict[str, float]:
+    """`scores` with precision, recall, F1 and AUC computed exactly from the model's outputs
+    (an engine's AUC is a 200-threshold estimate), and per class with `labels`.
+
+    Args:
+        scores: an engine evaluator's loss and metrics on rows `x`.
+        model: the model that scored them.
+        head: its head; without class metrics, `scores` come back as they are.
+        x: the rows.
+        y: their targets, encoded as the loss expects them.
+        labels: the class names.
+    """
+    from dlrecap.scoring import CLASS_METRICS, class_indices, class_scores
+
+    if not any(name in CLASS_METRICS for name in head.metrics):
+        return scores
+    return {**scores, **class_scores(head.metrics, model_outputs(model, x), class_indices(y),
+                                     labels)}
 
 
 def model_outputs(model: keras.Model | LightModel, x: Features, batch: int = 8192) -> np.ndarray:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dlrecap.scoring import CLASS_METRICS, class_indices, class_scores
+
 if TYPE_CHECKING:
     from dlrecap.model import Head
 
@@ -286,18 +288,22 @@ BUILDERS: dict[str, Callable[[dict[str, Any], list[Array]], Layer]] = {
 }
 
 
-# Metrics scored here; others (auc, precision, recall) are left to Keras.
-SCORED = ("accuracy", "mae", "mse", "rmse")
+# Metrics scored here: every one a config may name.
+SCORED = ("accuracy", "mae", "mse", "rmse", *CLASS_METRICS)
 
 
-def score(head: Head, outputs: Array, y: Array, penalty: float = 0.0) -> dict[str, float]:
-    """Loss and metrics of `outputs` against encoded targets `y`, as the engines compute them.
+def score(head: Head, outputs: Array, y: Array, penalty: float = 0.0,
+          labels: list[str] | None = None) -> dict[str, float]:
+    """Loss and metrics of `outputs` against encoded targets `y`, as metrics.json holds them.
+
+    Precision, recall, F1 and AUC are exact (`dlrecap.scoring`), per class too with `labels`.
 
     Args:
         head: the run's `model.Head` (its loss, metrics and label encoding).
         outputs: the model's outputs, `(rows, units)`.
         y: targets as `model.encode_targets` gives them.
         penalty: the weight penalty added to the loss (`LightModel.weight_penalty`).
+        labels: the class names, for the per-class keys (`recall_<label>`).
 
     Raises:
         Unsupported: a loss or metric not computed here.
@@ -307,9 +313,11 @@ def score(head: Head, outputs: Array, y: Array, penalty: float = 0.0) -> dict[st
         raise Unsupported(f"metric {unknown[0]}")
     pred = np.asarray(outputs, dtype=np.float64)
     out = {"loss": float(np.mean(_loss(head.loss, y, pred)) + penalty)}
+    counted = (class_scores(head.metrics, pred, class_indices(y), labels)
+               if any(name in CLASS_METRICS for name in head.metrics) else {})
     for name in head.metrics:
-        out[name] = _metric(name, head, y, pred)
-    return out
+        out[name] = counted[name] if name in CLASS_METRICS else _metric(name, head, y, pred)
+    return {**out, **counted}
 
 
 def _loss(loss: str, y: Array, pred: Array) -> Array:

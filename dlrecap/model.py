@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,6 +34,8 @@ class Head:
         loss: Keras loss name used for training.
         one_hot: whether labels are one-hot encoded (multiclass with a non-sparse loss).
         metrics: metric names, as they appear in history.csv and metrics.json.
+        class_weights: the training loss's weight per class index (`training.class_weight`),
+            or None to weigh every row alike.
     """
 
     units: int
@@ -41,6 +43,7 @@ class Head:
     loss: str
     one_hot: bool
     metrics: tuple[str, ...]
+    class_weights: tuple[float, ...] | None = None
 
 
 def plan_head(config: Config, task: str, n_classes: int | None) -> Head:
@@ -65,12 +68,6 @@ def plan_head(config: Config, task: str, n_classes: int | None) -> Head:
         sparse = training.loss in ("auto", "categorical_crossentropy",
                                    "sparse_categorical_crossentropy")
         loss = "sparse_categorical_crossentropy" if sparse else training.loss
-        for i, metric in enumerate(metrics):
-            if metric in ("auc", "precision", "recall"):
-                raise ConfigError(
-                    f"{metric} is computed for binary tasks only", key=f"training.metrics[{i}]",
-                    fix="use accuracy",
-                )
         return Head(units, activation, loss, not sparse, metrics)
 
     activation = "sigmoid" if model.output_activation == "auto" else model.output_activation
@@ -78,6 +75,30 @@ def plan_head(config: Config, task: str, n_classes: int | None) -> Head:
                                                       "sparse_categorical_crossentropy") \
         else training.loss
     return Head(1, activation, loss, False, metrics)
+
+
+def weigh_classes(head: Head, config: Config, y_train: np.ndarray,
+                  labels: list[str] | None) -> Head:
+    """`head` with the class weights `training.class_weight` asks for (checked by `check_task`).
+
+    `balanced` is computed from the training rows' classes, as scikit-learn does; a mapping
+    by label gives its labels their weights and every other class 1, as Keras does.
+    """
+    from dlrecap.config.checks import label_index
+    from dlrecap.scoring import balanced_weights
+
+    wanted = config.training.class_weight
+    if wanted is None or labels is None:
+        return head
+    if wanted == "balanced":
+        weights = balanced_weights(y_train, len(labels))
+    else:
+        weights = [1.0] * len(labels)
+        for key, value in wanted.items():
+            index = label_index(key, labels)
+            if index is not None:
+                weights[index] = float(value)
+    return replace(head, class_weights=tuple(weights))
 
 
 def encode_targets(y: np.ndarray, head: Head, scale: TargetScale | None = None) -> np.ndarray:
@@ -261,24 +282,6 @@ def _class_name(name: str) -> str:
             "random_normal": "RandomNormal", "random_uniform": "RandomUniform",
             "truncated_normal": "TruncatedNormal", "orthogonal": "Orthogonal",
             "zeros": "Zeros", "ones": "Ones"}[name]
-
-
-def make_metrics(head: Head) -> list[keras.metrics.Metric]:
-    """Keras metric objects named exactly as history.csv and metrics.json name them."""
-    import keras
-
-    m = keras.metrics
-    accuracy = (
-        m.CategoricalAccuracy if head.one_hot
-        else m.SparseCategoricalAccuracy if head.loss == "sparse_categorical_crossentropy"
-        else m.BinaryAccuracy
-    )
-    factories = {
-        "accuracy": accuracy, "mae": m.MeanAbsoluteError, "mse": m.MeanSquaredError,
-        "rmse": m.RootMeanSquaredError, "auc": m.AUC, "precision": m.Precision,
-        "recall": m.Recall,
-    }
-    return [factories[name](name=name) for name in head.metrics]
 
 
 def make_optimizer(config: Config) -> keras.optimizers.Optimizer:

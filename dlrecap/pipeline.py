@@ -167,13 +167,14 @@ def load_data(loaded: LoadedConfig) -> tuple[Splits, Head]:
     memory there is is refused (a ConfigError at `model.layers`) instead of being built.
     """
     from dlrecap.data import load_splits
-    from dlrecap.model import check_memory, input_width, plan_head, weight_count
+    from dlrecap.model import check_memory, input_width, plan_head, weigh_classes, weight_count
 
     config = loaded.config
     with _located(loaded):
         splits = load_splits(config.data, config.seed)
-        check_task(config, splits.task)
-        head = plan_head(config, splits.task, splits.n_classes)
+        check_task(config, splits.task, splits.label_names)
+        head = weigh_classes(plan_head(config, splits.task, splits.n_classes), config,
+                             splits.y_train, splits.label_names)
         check_memory(weight_count(config, input_width(splits), head))
     pause_point("data")
     return splits, head
@@ -318,7 +319,7 @@ def conclude(run: Run, config: Config, engine: Engine, model: keras.Model, split
         The result, with each `expect:` line the run did not meet.
     """
     pause_point("final_writes")
-    results = evaluate(engine, model, head, encoded)
+    results = evaluate(engine, model, head, encoded, splits.label_names)
     save_model(model, run.path)
     outcome = check_expectations(config.expect, results) if config.expect else None
     rows = run.history.rows
@@ -343,11 +344,14 @@ def finish(run: Run, model: keras.Model, splits: Splits, head: Head, warn: Warn,
     complete(run)
 
 
-def evaluate(engine: Engine, model: keras.Model, head: Head,
-             encoded: Encoded) -> dict[str, dict[str, float] | None]:
-    """Loss and metrics on each split (None for a split without rows)."""
+def evaluate(engine: Engine, model: keras.Model, head: Head, encoded: Encoded,
+             labels: list[str] | None = None) -> dict[str, dict[str, float] | None]:
+    """Loss and metrics on each split (None for a split without rows); class metrics exact."""
+    from dlrecap.evaluate import exact_class_scores
+
     score = engine.evaluator(model, head)
-    return {name: score(*encoded[name]) if n_rows(encoded[name][0]) else None for name in SPLITS}
+    return {name: exact_class_scores(score(*encoded[name]), model, head, *encoded[name], labels)
+            if n_rows(encoded[name][0]) else None for name in SPLITS}
 
 
 def best_epoch(rows: list[dict[str, float]], monitor: str,
@@ -374,7 +378,8 @@ def baselines(splits: Splits, head: Head) -> dict[str, dict[str, float] | None]:
     """The trivial predictor's metrics on each split (None for a split without rows)."""
     from dlrecap.baseline import baseline_metrics
 
-    return {name: baseline_metrics(splits.task, head.loss, head.metrics, splits.y_train, y)
+    return {name: baseline_metrics(splits.task, head.loss, head.metrics, splits.y_train, y,
+                                   splits.label_names)
             if n_rows(x) else None for name, (x, y) in ((s, splits.split(s)) for s in SPLITS)}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from dlrecap import __version__, plots, runs
 from dlrecap.baseline import baseline_row, run_verdict
 from dlrecap.errors import RunError
-from dlrecap.vocab import SPLITS
+from dlrecap.vocab import SPLITS, is_per_class, per_class_rows
 
 REPORT_FILE = "report.html"
 PICTURES = [
@@ -162,13 +162,15 @@ def _metrics(info: dict[str, Any]) -> str:
     splits = [s for s in SPLITS if info.get(s)]
     if not splits:
         return "<h2>Metrics</h2><p class='muted'>no metrics: the run did not finish</p>"
-    names = list(info[splits[0]])
+    names = [n for n in info[splits[0]] if not is_per_class(n, info.get("labels"))]
     rows = [[s, *[info[s].get(n) for n in names]] for s in splits]
     if baseline := baseline_row(info, names):
         rows.append(baseline)
     verdict = run_verdict(info)
     warning = f"<p class='warn'>{_e(verdict)}</p>" if verdict else ""
-    return "<h2>Metrics</h2>" + _table(["split", *names], rows) + warning
+    columns, per_class = per_class_rows(info)
+    classes = "<h3>Per class</h3>" + _table(columns, per_class) if per_class else ""
+    return "<h2>Metrics</h2>" + _table(["split", *names], rows) + warning + classes
 
 
 def _pictures(run_dir: Path) -> str:

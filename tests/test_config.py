@@ -60,8 +60,8 @@ def test_every_contract_key_has_its_default(tmp_path):
     assert r["training"] == {
         "loss": "auto", "optimizer": "adam", "learning_rate": 0.001, "momentum": 0.0,
         "batch_size": 32, "epochs": 100, "early_stopping": None, "metrics": "auto",
-        "engine": "auto", "precision": "float32", "distribute": "auto", "tensorboard": False,
-        "keep": None,
+        "class_weight": None, "engine": "auto", "precision": "float32", "distribute": "auto",
+        "tensorboard": False, "keep": None,
     }
 
 

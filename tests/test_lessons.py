@@ -126,6 +126,13 @@ def students(run: Lesson, partner: Callable[[str], Lesson]) -> list[Check]:
             ("labels keep their names", labels == ["fail", "pass"], labels == ["fail", "pass"])]
 
 
+def imbalanced(run: Lesson, partner: Callable[[str], Lesson]) -> list[Check]:
+    recall, f1 = run.test["recall_yes"], run.test["f1_yes"]
+    majority_f1 = run.metrics["baseline"]["test"]["f1_yes"]  # always "no": 0
+    return [("test recall of yes", recall, recall >= 0.5),
+            ("test F1 of yes minus the majority class's", f1 - majority_f1, f1 - majority_f1 >= 0.2)]
+
+
 def overfit(run: Lesson, partner: Callable[[str], Lesson]) -> list[Check]:
     val, loss = run["val_loss"], run["loss"]
     best = int(np.argmin(val))
@@ -250,7 +257,8 @@ def _mae_over_baseline(most: float) -> Callable[[Lesson, Callable[[str], Lesson]
 
 CLAIMS: dict[str, Callable[[Lesson, Callable[[str], Lesson]], list[Check]]] = {
     "xor.yaml": xor, "xor_linear.yaml": xor_linear, "perceptron.yaml": perceptron,
-    "students.yaml": students, "overfit.yaml": overfit, "early_stopping.yaml": early_stopping,
+    "students.yaml": students, "imbalanced.yaml": imbalanced, "overfit.yaml": overfit,
+    "early_stopping.yaml": early_stopping,
     "dropout.yaml": _regularized, "l2.yaml": _regularized,
     "activation_sigmoid.yaml": activation_sigmoid, "activation_tanh.yaml": activation_tanh,
     "activation_relu.yaml": activation_relu, "sgd.yaml": sgd, "sgd_momentum.yaml": sgd_momentum,

@@ -16,7 +16,6 @@ from dlrecap.model import (
     build_model,
     encode_targets,
     in_target_units,
-    make_metrics,
     make_optimizer,
     parameter_count,
     plan_head,
@@ -261,6 +260,8 @@ def test_sgd_momentum():
 
 def test_metric_names_match_history_columns():
     head = plan_head(config(training={"metrics": ["accuracy", "auc", "precision"]}), "binary", 2)
+    from dlrecap.train.metrics import make_metrics
+
     assert [m.name for m in make_metrics(head)] == ["accuracy", "auc", "precision"]
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from dlrecap import vocab
 
-LARGER_IS_BETTER = ["accuracy", "auc", "precision", "recall"]
+LARGER_IS_BETTER = ["accuracy", "auc", "precision", "recall", "f1"]
 SMALLER_IS_BETTER = ["loss", "mae", "mse", "rmse"]
 
 

@@ -8,9 +8,13 @@ from dlrecap.errors import ConfigError
 from dlrecap.vocab import CLASSIFICATION_METRICS, VALIDATION_PREFIX, default_metrics
 
 
-def check_task(config: Config, task: str) -> None:
-    """Raise ConfigError (with the key) when loss, output or metrics cannot serve `task`."""
+def check_task(config: Config, task: str, labels: list[str] | None = None) -> None:
+    """Raise ConfigError (with the key) when loss, output or metrics cannot serve `task`.
+
+    With the data's class `labels`, the labels `training.class_weight` names are checked too.
+    """
     training, model = config.training, config.model
+    _check_class_weight(config, task, labels)
     regression = task == "regression"
     if regression and training.loss in CLASSIFICATION_LOSSES:
         raise ConfigError(
@@ -43,3 +47,35 @@ def check_task(config: Config, task: str) -> None:
                 f"monitor {monitor!r} is not a computed metric (metrics: {', '.join(metrics)})",
                 key="training.early_stopping.monitor", fix="monitor val_loss or add the metric",
             )
+
+
+def _check_class_weight(config: Config, task: str, labels: list[str] | None) -> None:
+    weights = config.training.class_weight
+    if weights is None:
+        return
+    if task == "regression":
+        raise ConfigError(
+            "class_weight weighs rows by class, but this is a regression task",
+            key="training.class_weight", fix="remove it",
+        )
+    if not isinstance(weights, dict) or labels is None:
+        return
+    for key in weights:
+        if label_index(key, labels) is None:
+            shown = ", ".join(labels[:10]) + (", ..." if len(labels) > 10 else "")
+            raise ConfigError(
+                f"no class is labelled {key!r}", key=f"training.class_weight.{key}",
+                fix=f"the labels are: {shown}",
+            )
+
+
+def label_index(key: str, labels: list[str]) -> int | None:
+    """The class index the label text `key` names, or None: `1.0` names the numeric label `1`."""
+    if key in labels:
+        return labels.index(key)
+    try:
+        number = float(key)
+    except ValueError:
+        return None
+    text = str(int(number)) if number.is_integer() else repr(number)
+    return labels.index(text) if text in labels else None

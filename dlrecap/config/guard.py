@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -51,8 +52,12 @@ def read_text(path: Path, source: str, *, max_bytes: int = MAX_BYTES) -> str:
         raise ConfigError(f"not UTF-8 text ({exc.reason})", source=source) from None
 
 
-def safe_load(text: str, source: str) -> object:
-    """`yaml.safe_load` within this module's limits (for `--set` values)."""
+def safe_load(text: str, source: str,
+              prepare: Callable[[yaml.Node], None] | None = None) -> object:
+    """`yaml.safe_load` within this module's limits (for `--set` values).
+
+    `prepare` may retag the composed nodes before they are constructed.
+    """
     check_events(text, source)
     loader = yaml.SafeLoader(text)
     try:
@@ -60,6 +65,8 @@ def safe_load(text: str, source: str) -> object:
         if node is None:
             return None
         check_expansion(node, source)
+        if prepare is not None:
+            prepare(node)
         return loader.construct_document(node)
     finally:
         loader.dispose()

@@ -6,6 +6,7 @@ data so that any key path (`model.layers[0].activation`) maps back to where it w
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,7 +124,8 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
             f"bad key {key.strip()!r}", source=where, fix="write it as section.key or key[0]"
         ) from None
     try:
-        parsed = guard.safe_load(value, where) if value.strip() else None
+        prepare = functools.partial(_label_keys_below, path=path)
+        parsed = guard.safe_load(value, where, prepare) if value.strip() else None
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or "invalid YAML"
         # Text such as `>= 0.9` means something else to YAML: quoting it makes it plain text.
@@ -251,9 +253,40 @@ def _parse_yaml(text: str, source: str):
     return data, marks, key_marks
 
 
+# Mappings keyed by class label: `1:` or `yes:` there names the label as written, not a
+# number or a boolean.
+LABEL_KEYED: tuple[KeyPath, ...] = (("training", "class_weight"),)
+
+
+def _keys_as_text(node: yaml.MappingNode) -> None:
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+            key_node.tag = "tag:yaml.org,2002:str"
+
+
+def _label_keys_below(node: yaml.Node, path: KeyPath) -> None:
+    """Keep label keys as text in a `--set` value at `path` that holds a `LABEL_KEYED` mapping."""
+    for keyed in LABEL_KEYED:
+        if keyed[:len(path)] == path:
+            found = _node_at(node, keyed[len(path):])
+            if isinstance(found, yaml.MappingNode):
+                _keys_as_text(found)
+
+
+def _node_at(node: yaml.Node | None, parts: KeyPath) -> yaml.Node | None:
+    for part in parts:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value
+                     if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+    return node
+
+
 def _walk(node: yaml.Node, path: KeyPath, marks, key_marks, source: str) -> None:
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
+        if path in LABEL_KEYED:
+            _keys_as_text(node)
         seen: set[str] = set()
         for key_node, value_node in node.value:
             # The tag, not the text: `1:` and `null:` are scalars that construct to non-strings.

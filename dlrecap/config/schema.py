@@ -246,6 +246,22 @@ def _metrics_shorthand(value: Any) -> Any:
     return [value] if isinstance(value, str) and value != "auto" else value
 
 
+def _label_text(value: Any) -> Any:
+    """Class-weight keys as label text: `--set training.class_weight={1: 5}` gives the key 1."""
+    if not isinstance(value, dict):
+        return value
+    return {(k if isinstance(k, str) else _number_text(k)): v for k, v in value.items()}
+
+
+def _number_text(key: Any) -> str:
+    if isinstance(key, float) and key.is_integer():
+        return str(int(key))
+    return str(key).lower() if isinstance(key, bool) else str(key)
+
+
+ClassWeight = Annotated[float, Field(gt=0.0, le=1e6, allow_inf_nan=False)]
+
+
 class TrainingConfig(Section):
     """How the weights are fitted."""
 
@@ -266,7 +282,19 @@ class TrainingConfig(Section):
     ] = Field(None, description="An int is the patience; null trains every epoch.")
     metrics: Annotated[Literal["auto"] | list[Metric], BeforeValidator(_metrics_shorthand)] = Field(
         "auto", description="auto: accuracy (classification) or mae (regression); or a list "
-        "(one name is a list of one)."
+        "(one name is a list of one). precision, recall and f1 count class 1 as positive "
+        "(binary, at p > 0.5) or average over the classes (multiclass, macro); metrics.json "
+        "adds them per class (recall_<label>). auc is the ROC area (one-vs-rest macro for "
+        "multiclass): exact in metrics.json, Keras' 200-threshold estimate per epoch."
+    )
+    class_weight: Annotated[
+        Literal["balanced"] | dict[str, ClassWeight] | None, BeforeValidator(_label_text)
+    ] = Field(
+        None, description="Weigh each training row's loss by its class, as Keras' "
+        "fit(class_weight=...): balanced (n_rows / (n_classes * rows of the class), as "
+        "scikit-learn's compute_class_weight), or a weight per label as the data names it "
+        "({yes: 5} or {1: 5}; labels left out weigh 1). Validation and test scores are not "
+        "weighted. Classification only."
     )
     engine: Annotated[str, OneOf(c.ENGINES, "engine")] = Field(
         "auto", description="auto | fast (in-memory compiled loop) | keras (Model.fit)."

@@ -36,6 +36,7 @@ from dlrecap import runs
 from dlrecap.errors import ConfigError, DlrecapError, TrainingError
 from dlrecap.model import Head
 from dlrecap.train import fast_engine
+from dlrecap.train.metrics import COUNTED
 from dlrecap.vocab import VALIDATION_PREFIX
 
 BACKUP_ROOT = ".multi_worker"
@@ -272,6 +273,14 @@ class DistributedEngine(fast_engine.FastEngine):
     """
 
     name = "distributed"
+
+    def supports(self, head: Head, x: Any, *, tensorboard: bool = False,
+                 distribute: str = "none") -> str | None:
+        """Why the multi-device loop cannot train `head` on `x`, or None when it can."""
+        if any(m in COUNTED for m in head.metrics) or head.class_weights is not None:
+            return ("the multi-device loop computes only accuracy, mae, mse and rmse, "
+                    "without class weights")
+        return super().supports(head, x, tensorboard=tensorboard, distribute=distribute)
 
     def fit(self, model: keras.Model, head: Head, config: Any, train: tuple[Any, np.ndarray],
             validation: tuple[Any, np.ndarray] | None, callbacks: list[keras.callbacks.Callback],

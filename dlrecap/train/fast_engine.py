@@ -16,11 +16,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dlrecap.model import Head, make_metrics, make_optimizer
+from dlrecap.model import Head, make_optimizer
+from dlrecap.train import metrics as counted
+from dlrecap.train.metrics import make_metrics
 from dlrecap.vocab import VALIDATION_PREFIX
 
-# Metrics computed inside the graph; others need Keras' stateful metric objects (keras engine).
-SUPPORTED_METRICS = ("accuracy", "mae", "mse", "rmse")
 # Rows scored per step when evaluating: large enough to be fast, small enough for memory.
 EVAL_BATCH = 16384
 
@@ -28,11 +28,12 @@ EVAL_BATCH = 16384
 class FastEngine:
     """Trains with one compiled call per epoch over tensors in memory (an `Engine`).
 
-    It computes its metrics inside the graph, so it takes numeric feature matrices and the
-    metrics in `SUPPORTED_METRICS` only; `pick_engine` falls back to Keras `fit` otherwise.
+    It computes its metrics inside the graph and takes numeric feature matrices only;
+    `pick_engine` falls back to Keras `fit` otherwise, and records why in `reason`.
     """
 
     name = "fast"
+    reason: str | None = None
 
     def supports(self, head: Head, x: Any, *, tensorboard: bool = False,
                  distribute: str = "none") -> str | None:
@@ -40,8 +41,8 @@ class FastEngine:
 
         `distribute` does not matter here: under a strategy its loop runs as `DistributedEngine`.
         """
-        if not isinstance(x, np.ndarray) or any(m not in SUPPORTED_METRICS for m in head.metrics):
-            return "it computes only accuracy, mae, mse and rmse, on numeric feature matrices"
+        if not isinstance(x, np.ndarray):
+            return "text columns are one-hot encoded inside the model, which takes Keras fit's input"
         if tensorboard:
             return "TensorBoard logging needs Keras fit"
         return None
@@ -105,12 +106,29 @@ class _StepFunctions:
         self.train_epoch = tf.function(self._train_epoch, **options)
         self.evaluate = tf.function(self._evaluate, **options)
 
+    def _zeros(self) -> list[tf.Tensor]:
+        """Empty per-metric sums: a number, or the counts of a metric in `counted.COUNTED`."""
+        return [counted.zeros(name, self.head) if name in counted.COUNTED else tf.constant(0.0)
+                for name in self.head.metrics]
+
+    def _weights(self, y: tf.Tensor) -> tf.Tensor:
+        """Each row's weight in the training loss: its class's, as Keras' `fit(class_weight=...)`
+        gives it; 1 without class weights. Metrics are not weighted, as `compile(metrics=...)`'s
+        are not."""
+        if self.head.class_weights is None:
+            return tf.ones([tf.shape(y)[0]])
+        table = tf.constant(self.head.class_weights, tf.float32)
+        return tf.gather(table, counted.true_classes(self.head, y))
+
     def _sums(self, y: tf.Tensor, pred: tf.Tensor) -> list[tf.Tensor]:
-        """Per-metric sums over a batch (divided by the row count at the end)."""
+        """Per-metric sums (or counts) over a batch (sums are divided by the rows at the end)."""
         sums = []
         pred = tf.cast(pred, tf.float32)
+        weight = tf.ones([tf.shape(pred)[0]])
         for name in self.head.metrics:
-            if name == "accuracy":
+            if name in counted.COUNTED:
+                sums.append(counted.counts(name, self.head, y, pred, weight))
+            elif name == "accuracy":
                 if self.head.one_hot:
                     hit = tf.equal(tf.argmax(pred, -1), tf.argmax(y, -1))
                 elif self.head.loss == "sparse_categorical_crossentropy":
@@ -128,7 +146,10 @@ class _StepFunctions:
         rows = tf.cast(rows, tf.float32)
         values = [loss_sum / rows]
         for name, total in zip(self.head.metrics, sums, strict=True):
-            values.append(tf.sqrt(total / rows) if name == "rmse" else total / rows)
+            if name in counted.COUNTED:
+                values.append(counted.result(name, self.head, total))
+            else:
+                values.append(tf.sqrt(total / rows) if name == "rmse" else total / rows)
         return tuple(values)
 
     def _train_epoch(self, x: tf.Tensor, y: tf.Tensor, epoch: tf.Tensor) -> tuple:
@@ -144,9 +165,11 @@ class _StepFunctions:
         def step(i, loss_sum, sums, seen, finite):
             idx = order[i * batch: tf.minimum((i + 1) * batch, n)]
             xb, yb = tf.gather(x, idx), tf.gather(y, idx)
+            wb = self._weights(yb)
             with tf.GradientTape() as tape:
                 pred = model(xb, training=True)
-                loss = tf.reduce_mean(self.loss_fn(yb, pred))
+                # Keras' sum_over_batch_size: weighted losses summed, divided by the rows.
+                loss = tf.reduce_mean(tf.cast(self.loss_fn(yb, pred), tf.float32) * wb)
                 if model.losses:
                     loss = loss + tf.add_n(model.losses)
                 # mixed_float16 compiles a LossScaleOptimizer: scale here, its apply() unscales.
@@ -159,9 +182,8 @@ class _StepFunctions:
             # A non-finite loss ends the epoch: its loss reports it and the guard stops training.
             return i + 1, loss_sum, sums, seen + rows, tf.math.is_finite(loss)
 
-        start = (tf.constant(0, tf.int64), tf.constant(0.0),
-                 [tf.constant(0.0) for _ in self.head.metrics], tf.constant(0, tf.int64),
-                 tf.constant(True))
+        start = (tf.constant(0, tf.int64), tf.constant(0.0), self._zeros(),
+                 tf.constant(0, tf.int64), tf.constant(True))
         _, loss_sum, sums, seen, _ = tf.while_loop(
             lambda i, *rest: tf.logical_and(i < steps, rest[-1]), step, start)
         return self._finish(loss_sum, sums, seen)
@@ -178,8 +200,7 @@ class _StepFunctions:
             sums = [s + b for s, b in zip(sums, self._sums(yb, pred), strict=True)]
             return start + batch, loss_sum, sums
 
-        begin = (tf.constant(0, tf.int64), tf.constant(0.0),
-                 [tf.constant(0.0) for _ in self.head.metrics])
+        begin = (tf.constant(0, tf.int64), tf.constant(0.0), self._zeros())
         _, loss_sum, sums = tf.while_loop(lambda start, *_: start < n, chunk, begin)
         penalty = tf.add_n(model.losses) if model.losses else tf.constant(0.0)
         loss_sum += tf.cast(penalty, tf.float32) * tf.cast(n, tf.float32)

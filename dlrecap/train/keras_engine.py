@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from dlrecap.data.split import n_rows
-from dlrecap.model import Head, make_metrics, make_optimizer
+from dlrecap.model import Head, make_optimizer
+from dlrecap.train.metrics import make_metrics
 
 # Batches run per compiled call; callbacks still see every epoch.
 STEPS_PER_EXECUTION = 32
@@ -25,6 +26,8 @@ class KerasEngine:
     """Trains with Keras `Model.fit` on a tf.data pipeline (an `Engine`): any model, any metric."""
 
     name = "keras"
+    # Why the fast engine does not train this job (`pick_engine` sets it), or None.
+    reason: str | None = None
 
     def supports(self, head: Head, x: Any, *, tensorboard: bool = False,
                  distribute: str = "none") -> str | None:
@@ -63,6 +66,7 @@ class KerasEngine:
             initial_epoch=initial_epoch,
             steps_per_epoch=-(-n_rows(train[0]) // training.batch_size),
             callbacks=callbacks,
+            class_weight=dict(enumerate(head.class_weights)) if head.class_weights else None,
             shuffle=False,
             verbose=0,
         )
