@@ -100,7 +100,7 @@ def plateau_callback(config: Config, monitor: str, state: dict[str, Any],
     from dlrecap.train.callbacks import ResumableReduceLROnPlateau
 
     schedule = config.training.lr_schedule
-    if schedule.type != "reduce_on_plateau":
+    if schedule.name != "reduce_on_plateau":
         return None
     watched = effective_monitor(schedule.monitor, has_validation) if schedule.monitor else monitor
     return ResumableReduceLROnPlateau(

@@ -335,11 +335,11 @@ def make_schedule(config: Config,
     training = config.training
     schedule, lr = training.lr_schedule, training.learning_rate
     steps = max(1, steps_per_epoch)
-    if schedule.type == "exponential":
+    if schedule.name == "exponential":
         return keras.optimizers.schedules.ExponentialDecay(
             lr, decay_steps=schedule.setting("decay_epochs") * steps,
             decay_rate=schedule.setting("decay_rate"))
-    if schedule.type == "cosine":
+    if schedule.name == "cosine":
         warmup = schedule.setting("warmup_epochs")
         decay = schedule.setting("decay_epochs") or max(training.epochs - warmup, 1)
         alpha = schedule.setting("min_lr") / lr

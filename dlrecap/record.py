@@ -103,6 +103,7 @@ def describe_run(config: Config, splits: Splits, model: keras.Model, monitor: st
         "parameters": parameter_count(model),
         "monitor": monitor,
         "engine": engine.name,
+        "engine_reason": getattr(engine, "reason", None),  # why not the fast engine
         "device": device_label,
         "distribute": cluster.label,
         "seed": config.seed,

@@ -245,7 +245,7 @@ class LrScheduleConfig(Section):
     `factor` after `patience` epochs without improvement, as Keras' ReduceLROnPlateau does.
     """
 
-    type: Annotated[str, OneOf(tuple(SCHEDULE_KEYS), "learning-rate schedule")] = Field(
+    name: Annotated[str, OneOf(tuple(SCHEDULE_KEYS), "learning-rate schedule")] = Field(
         description="constant | exponential | cosine | reduce_on_plateau."
     )
     decay_rate: Annotated[float, Field(gt=0.0, lt=1.0)] | None = Field(
@@ -278,7 +278,7 @@ class LrScheduleConfig(Section):
                      "patience", "monitor")
     @classmethod
     def _only_where_used(cls, value: Any, info: Any) -> Any:
-        kind = info.data.get("type")
+        kind = info.data.get("name")
         if value is None or kind is None:
             return value
         if info.field_name not in SCHEDULE_KEYS[kind]:
@@ -293,18 +293,18 @@ class LrScheduleConfig(Section):
     def setting(self, key: str) -> Any:
         """The value of `key`: as set, else this schedule's default."""
         value = getattr(self, key)
-        return SCHEDULE_KEYS[self.type].get(key) if value is None else value
+        return SCHEDULE_KEYS[self.name].get(key) if value is None else value
 
     @model_serializer(mode="wrap")
     def _compact(self, handler: Any) -> Any:
         # Resolved configs show every default of the chosen schedule; `constant` reads best bare.
-        if self.type == "constant":
+        if self.name == "constant":
             return "constant"
-        return {"type": self.type, **{k: self.setting(k) for k in SCHEDULE_KEYS[self.type]}}
+        return {"name": self.name, **{k: self.setting(k) for k in SCHEDULE_KEYS[self.name]}}
 
 
 def _schedule_shorthand(value: Any) -> Any:
-    return {"type": value} if isinstance(value, str) else value
+    return {"name": value} if isinstance(value, str) else value
 
 
 LrSchedule = Annotated[LrScheduleConfig, BeforeValidator(_schedule_shorthand)]
@@ -325,8 +325,8 @@ class TrainingConfig(Section):
         0.001, description="Step size."
     )
     lr_schedule: LrSchedule = Field(
-        default_factory=lambda: LrScheduleConfig(type="constant"),
-        description="constant, or {type: exponential|cosine|reduce_on_plateau, ...}: how the "
+        default_factory=lambda: LrScheduleConfig(name="constant"),
+        description="constant, or {name: exponential|cosine|reduce_on_plateau, ...}: how the "
         "rate changes from learning_rate while training.",
     )
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(0.0, description="sgd only.")

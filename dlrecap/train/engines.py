@@ -89,6 +89,7 @@ def pick_engine(requested: str, head: Head, x: Any, *, tensorboard: bool = False
         if why := keras_fit.supports(head, x, tensorboard=tensorboard, distribute=distribute):
             raise ConfigError(why, key="training.engine",
                               fix="use auto: multi_worker has its own loop")
+        keras_fit.reason = "training.engine is keras"
         return keras_fit
     reason = fast.supports(head, x, tensorboard=tensorboard, distribute=distribute)
     if reason is None:
@@ -99,4 +100,5 @@ def pick_engine(requested: str, head: Head, x: Any, *, tensorboard: bool = False
     if requested == "fast":
         raise ConfigError(f"the fast engine cannot train this config: {reason}",
                           key="training.engine", fix="use auto or keras")
+    keras_fit.reason = reason
     return keras_fit

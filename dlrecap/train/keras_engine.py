@@ -25,6 +25,8 @@ class KerasEngine:
     """Trains with Keras `Model.fit` on a tf.data pipeline (an `Engine`): any model, any metric."""
 
     name = "keras"
+    # Why the fast engine does not train this job (metrics.json's `engine_reason`).
+    reason: str | None = None
 
     def supports(self, head: Head, x: Any, *, tensorboard: bool = False,
                  distribute: str = "none") -> str | None:
