@@ -59,7 +59,8 @@ def test_every_contract_key_has_its_default(tmp_path):
     }
     assert r["training"] == {
         "loss": "auto", "optimizer": "adam", "learning_rate": 0.001, "lr_schedule": "constant",
-        "momentum": 0.0, "clipnorm": None, "clipvalue": None, "batch_size": 32, "epochs": 100, "early_stopping": None, "metrics": "auto",
+        "momentum": 0.0, "clipnorm": None, "clipvalue": None, "batch_size": 32, "epochs": 100,
+        "early_stopping": None, "metrics": "auto",
         "engine": "auto", "precision": "float32", "distribute": "auto", "tensorboard": False,
         "keep": None,
     }

@@ -83,6 +83,7 @@ def runs(tmp_path_factory):
 # --- step-wise schedules: Keras' schedule objects, advanced per mini-batch ----------------
 
 
+@pytest.mark.slow  # the shared runs train six small models
 def test_cosine_with_warmup_follows_keras_cosine_decay_per_step(runs):
     rates = history(runs["cosine_fast"])["learning_rate"]
     # One step per epoch (a full batch): the rate at epoch e's last step is step e - 1's.
@@ -93,6 +94,7 @@ def test_cosine_with_warmup_follows_keras_cosine_decay_per_step(runs):
     assert rates[-1] == pytest.approx(0.005)  # decayed to min_lr, then held
 
 
+@pytest.mark.slow  # the shared runs train six small models
 def test_exponential_follows_keras_exponential_decay_per_step(runs):
     rates = history(runs["exponential"])["learning_rate"]
     reference = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=2 * STEPS,
@@ -103,12 +105,14 @@ def test_exponential_follows_keras_exponential_decay_per_step(runs):
     assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
 
 
+@pytest.mark.slow  # the shared runs train six small models
 def test_history_holds_the_learning_rate_last(runs):
     with open(runs["exponential"] / "history.csv", newline="") as f:
         header = next(csv.reader(f))
     assert header == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
 
 
+@pytest.mark.slow  # the shared runs train six small models
 def test_the_learning_curves_get_a_rate_panel_when_the_rate_changes(runs, tmp_path):
     from PIL import Image
 
@@ -126,6 +130,7 @@ def test_the_learning_curves_get_a_rate_panel_when_the_rate_changes(runs, tmp_pa
 # --- batch normalization and clipping: both engines ---------------------------------------
 
 
+@pytest.mark.slow  # the shared runs train six small models
 def test_batch_norm_sits_between_the_dense_layer_and_its_activation(runs):
     model = keras.saving.load_model(runs["cosine_fast"] / "model.keras")
     names = [layer.name for layer in model.layers]
@@ -139,6 +144,7 @@ def test_batch_norm_sits_between_the_dense_layer_and_its_activation(runs):
     assert np.abs(variance - 1).max() > 1e-3
 
 
+@pytest.mark.slow  # the shared runs train six small models
 def test_engines_agree_with_batch_norm_clipping_and_a_schedule(runs):
     fast, slow = (history(runs[f"cosine_{e}"]) for e in ("fast", "keras"))
     for key in fast:
@@ -219,6 +225,7 @@ def test_reduce_on_plateau_matches_keras_on_a_scripted_loss_sequence():
     assert mine == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25, 0.125]
 
 
+@pytest.mark.slow  # the shared runs train six small models
 def test_reduce_on_plateau_lowers_the_rate_in_a_run(runs):
     h = history(runs["plateau"])
     rates, losses = h["learning_rate"], h["loss"]
@@ -229,6 +236,7 @@ def test_reduce_on_plateau_lowers_the_rate_in_a_run(runs):
             assert losses[epoch - 1] >= min(losses[:epoch - 1]) - 1e-4
 
 
+@pytest.mark.slow  # the shared runs train six small models
 def test_a_resumed_run_keeps_the_plateau_state(runs):
     whole, resumed = history(runs["plateau"]), history(runs["resumed"])
     assert len(resumed["epoch"]) == len(whole["epoch"]) == 10
