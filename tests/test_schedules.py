@@ -303,6 +303,16 @@ def test_lint_says_when_a_schedule_cannot_do_its_work(training, key, message):
     assert any(k == key and message in m for k, m in lint(config)), lint(config)
 
 
+def test_lint_says_clipping_acts_per_replica_under_a_strategy():
+    from dlrecap.config.lint import lint
+
+    config = Config.model_validate({"data": {"dataset": "iris"}, "training": {
+        "clipnorm": 1.0, "distribute": "mirrored"}})
+    assert [k for k, m in lint(config) if "replica's share" in m] == ["training.clipnorm"]
+    config = Config.model_validate({"data": {"dataset": "iris"}, "training": {"clipnorm": 1.0}})
+    assert not [k for k, m in lint(config) if "replica's share" in m]
+
+
 def test_lint_is_quiet_about_a_schedule_that_fits():
     from dlrecap.config.lint import lint
 

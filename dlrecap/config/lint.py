@@ -114,6 +114,11 @@ def _optimizer_warnings(config: Config) -> list[Finding]:
     if training.momentum and training.optimizer != "sgd":
         found.append(("training.momentum", f"momentum applies to sgd only; {training.optimizer} "
                       "ignores it"))
+    clip = "clipnorm" if training.clipnorm is not None else "clipvalue"
+    if getattr(training, clip) is not None and training.distribute in ("mirrored", "multi_worker"):
+        found.append((f"training.{clip}", f"under {training.distribute}, Keras clips each "
+                      "replica's share of the gradient before the shares are summed, not the "
+                      "whole batch's gradient"))
     return found
 
 
