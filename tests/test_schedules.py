@@ -328,3 +328,13 @@ def test_model_batch_norm_that_every_layer_overrides_has_no_effect():
         "batch_norm": True, "layers": [{"units": 4, "batch_norm": False}]}})
     assert ("model.batch_norm", "has no effect: every layer sets its own batch_norm "
             "(remove batch_norm from the layers to let this one apply)") in lint(config)
+
+
+def test_the_json_schema_takes_a_bare_schedule_name_or_its_section():
+    schema = Config.model_json_schema()
+    forms = schema["$defs"]["TrainingConfig"]["properties"]["lr_schedule"]["anyOf"]
+    assert {"enum": ["constant", "exponential", "cosine", "reduce_on_plateau"]} in forms
+    assert {"$ref": "#/$defs/LrScheduleConfig"} in forms
+    assert set(schema["$defs"]["LrScheduleConfig"]["properties"]) == {
+        "name", "decay_rate", "decay_epochs", "min_lr", "warmup_epochs", "factor", "patience",
+        "monitor"}

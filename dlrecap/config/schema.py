@@ -310,6 +310,12 @@ def _schedule_shorthand(value: Any) -> Any:
 LrSchedule = Annotated[LrScheduleConfig, BeforeValidator(_schedule_shorthand)]
 
 
+def _name_or_section(schema: dict[str, Any]) -> None:
+    # Editors should accept the bare name (`lr_schedule: cosine`) as the loader does.
+    section = schema.pop("$ref")
+    schema["anyOf"] = [{"$ref": section}, {"enum": list(SCHEDULE_KEYS)}]
+
+
 def _metrics_shorthand(value: Any) -> Any:
     return [value] if isinstance(value, str) and value != "auto" else value
 
@@ -328,6 +334,7 @@ class TrainingConfig(Section):
         default_factory=lambda: LrScheduleConfig(name="constant"),
         description="constant, or {name: exponential|cosine|reduce_on_plateau, ...}: how the "
         "rate changes from learning_rate while training.",
+        json_schema_extra=_name_or_section,
     )
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(0.0, description="sgd only.")
     clipnorm: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = Field(
