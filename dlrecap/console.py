@@ -89,7 +89,8 @@ class EpochProgress:
     def start(self, epochs: int, columns: list[str]) -> None:
         self.epochs, self.begin = epochs, time.perf_counter()
         # history columns are epoch, loss, then the metrics: the first metric is the headline
-        self.main_metric = columns[2] if len(columns) > 2 and columns[2] != "val_loss" else None
+        self.main_metric = columns[2] if len(columns) > 2 and columns[2] not in (
+            "val_loss", "learning_rate") else None
         if not self.live:
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from dlrecap import runs
 from dlrecap.data.split import n_rows
-from dlrecap.vocab import direction
+from dlrecap.vocab import direction, effective_monitor
 
 if TYPE_CHECKING:
     from dlrecap.config.schema import Config
     from dlrecap.model import Head, TargetScale
     from dlrecap.record import Run
+    from dlrecap.train.callbacks import ResumableReduceLROnPlateau
     from dlrecap.train.checkpoint import Checkpointer, ResumableEarlyStopping, StopRequest
     from dlrecap.train.distributed import Cluster
     from dlrecap.train.health import HealthMonitor
@@ -45,17 +46,21 @@ def make_callbacks(config: Config, run: Run, head: Head, encoded: Encoded, monit
                    warn: Warn, scale: TargetScale | None = None) -> Callbacks:
     """The callbacks of one `fit`.
 
-    In order: target units (with a `scale`), NaN guard, history, early stopping or the
-    best-weights keeper, checkpoints, health and TensorBoard.
+    In order: target units (with a `scale`), NaN guard, learning rate, history, early
+    stopping or the best-weights keeper, reduce_on_plateau, checkpoints, health and TensorBoard.
     """
     from dlrecap.train import callbacks as cb
     from dlrecap.train import checkpoint as ckpt
 
     stopper = best_keeper(config, monitor, state, best_weights)
+    plateau = plateau_callback(config, monitor, state, n_rows(encoded["validation"][0]) > 0)
     stop = ckpt.StopRequest()
-    checkpointer = ckpt.Checkpointer(run.path, stopper, stop, saved_epoch=state["epochs_done"])
+    checkpointer = ckpt.Checkpointer(run.path, stopper, stop, saved_epoch=state["epochs_done"],
+                                     plateau=plateau)
+    # The rate is logged as the epoch used it, before reduce_on_plateau may lower it.
     hooks: list[Any] = [*([cb.TargetUnits(scale.std)] if scale else []), cb.FiniteLossGuard(),
-                        run.history, *([stopper] if stopper else []), checkpointer]
+                        cb.LearningRateLog(), run.history, *([stopper] if stopper else []),
+                        *([plateau] if plateau else []), checkpointer]
     hooks += cluster.callbacks(run.path, run.history, stopper)  # multi_worker: restart backup
     health = health_monitor(config, run.path, encoded, head, warn, state["epochs_done"])
     hooks.append(health)
@@ -82,6 +87,26 @@ def best_keeper(config: Config, monitor: str, state: dict[str, Any],
             monitor=monitor, patience=es.patience, min_delta=es.min_delta,
             mode=direction(monitor), restore_best_weights=keep_best, **resumed)
     return ckpt.KeepBest(monitor, direction(monitor), **resumed) if keep_best else None
+
+
+def plateau_callback(config: Config, monitor: str, state: dict[str, Any],
+                     has_validation: bool) -> ResumableReduceLROnPlateau | None:
+    """Keras' ReduceLROnPlateau for `lr_schedule: reduce_on_plateau` (else None).
+
+    It watches the schedule's own `monitor` when set (its `val_` form falls back to the
+    training value without validation rows, as `monitor` does), else the run's `monitor`.
+    A resumed run's counters come from its checkpoint `state`.
+    """
+    from dlrecap.train.callbacks import ResumableReduceLROnPlateau
+
+    schedule = config.training.lr_schedule
+    if schedule.name != "reduce_on_plateau":
+        return None
+    watched = effective_monitor(schedule.monitor, has_validation) if schedule.monitor else monitor
+    return ResumableReduceLROnPlateau(
+        monitor=watched, mode=direction(watched), factor=schedule.setting("factor"),
+        patience=schedule.setting("patience"), min_lr=schedule.setting("min_lr"),
+        initial_state=state.get("lr_schedule"))
 
 
 def health_monitor(config: Config, run_dir: Path, encoded: Encoded, head: Head, warn: Warn,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dlrecap.config.schema import Config, InitializerConfig
+from dlrecap.config.schema import Config, InitializerConfig, LayerConfig, ModelConfig
 from dlrecap.errors import ConfigError
 from dlrecap.vocab import default_metrics
 
@@ -188,16 +188,7 @@ def build_model(config: Config, splits: Splits, head: Head) -> keras.Model:
             x = keras.layers.Normalization(mean=mean, variance=variance, name="standardize")(x)
     regularizer = keras.regularizers.L1L2(l1=spec.l1, l2=spec.l2) if spec.l1 or spec.l2 else None
     for i, layer in enumerate(spec.layers, start=1):
-        x = keras.layers.Dense(
-            layer.units,
-            activation=layer.activation or spec.activation,
-            kernel_initializer=make_initializer(layer.initializer or spec.initializer),
-            kernel_regularizer=regularizer,
-            name=f"hidden_{i}",
-        )(x)
-        rate = spec.dropout if layer.dropout is None else layer.dropout
-        if rate > 0:
-            x = keras.layers.Dropout(rate, name=f"dropout_{i}")(x)
+        x = hidden_layer(x, i, layer, spec, regularizer)
     outputs = keras.layers.Dense(
         head.units,
         activation=head.activation,
@@ -209,11 +200,40 @@ def build_model(config: Config, splits: Splits, head: Head) -> keras.Model:
     return keras.Model(inputs, outputs, name=config.name)
 
 
+def hidden_layer(x: keras.KerasTensor, i: int, layer: LayerConfig, spec: ModelConfig,
+                 regularizer: keras.regularizers.Regularizer | None) -> keras.KerasTensor:
+    """Hidden layer `i`: Dense, then (with batch_norm) BatchNormalization and the activation
+    as a layer of its own, then dropout.
+
+    Batch normalization comes between the Dense layer and its activation, as in Ioffe and
+    Szegedy (2015); the Dense layer then has no bias, since the normalization's beta is one.
+    """
+    import keras
+
+    activation = layer.activation or spec.activation
+    batch_norm = spec.batch_norm if layer.batch_norm is None else layer.batch_norm
+    x = keras.layers.Dense(
+        layer.units,
+        activation="linear" if batch_norm else activation,
+        use_bias=not batch_norm,
+        kernel_initializer=make_initializer(layer.initializer or spec.initializer),
+        kernel_regularizer=regularizer,
+        name=f"hidden_{i}",
+    )(x)
+    if batch_norm:
+        x = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(x)
+        x = keras.layers.Activation(activation, name=f"activation_{i}")(x)
+    rate = spec.dropout if layer.dropout is None else layer.dropout
+    if rate > 0:
+        x = keras.layers.Dropout(rate, name=f"dropout_{i}")(x)
+    return x
+
+
 # The one-hot layer of feature `i` (in `splits.feature_names` order); `predict` reads its vocabulary.
 CATEGORY_LAYER = "categories_{}"
 # Layer names of the model that a column name must not take (Keras needs unique names).
 _TAKEN_NAME = re.compile(r"^(standardize|numeric|features|output|target_units"
-                         r"|(hidden|dropout|categories|feature)_\d+)$")
+                         r"|(hidden|dropout|batch_norm|activation|categories|feature)_\d+)$")
 # Inputs are keyed by column name; a column whose name Keras cannot use gets a stand-in
 # name, and Keras would warn about that at every build and load though the keys match.
 warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
@@ -284,18 +304,55 @@ def _class_name(name: str) -> str:
             "zeros": "Zeros", "ones": "Ones"}[name]
 
 
-def make_optimizer(config: Config) -> keras.optimizers.Optimizer:
-    """The configured Keras optimizer."""
+def make_optimizer(config: Config, steps_per_epoch: int = 1) -> keras.optimizers.Optimizer:
+    """The configured Keras optimizer, with its learning-rate schedule and gradient clipping.
+
+    Args:
+        config: the validated config (its `training` section).
+        steps_per_epoch: mini-batches per epoch; step-wise schedules count in steps.
+    """
     import keras
 
     training = config.training
     o = keras.optimizers
-    lr = training.learning_rate
+    lr = make_schedule(config, steps_per_epoch)
+    clip = {k: v for k in ("clipnorm", "clipvalue") if (v := getattr(training, k)) is not None}
     if training.optimizer == "sgd":
-        return o.SGD(learning_rate=lr, momentum=training.momentum)
+        return o.SGD(learning_rate=lr, momentum=training.momentum, **clip)
     classes = {"adam": o.Adam, "adamw": o.AdamW, "nadam": o.Nadam, "rmsprop": o.RMSprop,
                "adagrad": o.Adagrad, "adadelta": o.Adadelta, "adamax": o.Adamax}
-    return classes[training.optimizer](learning_rate=lr)
+    return classes[training.optimizer](learning_rate=lr, **clip)
+
+
+def make_schedule(config: Config,
+                  steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """`training.learning_rate` as the optimizer takes it: a number, or a Keras schedule object.
+
+    `exponential` and `cosine` are Keras' ExponentialDecay and CosineDecay, counted in
+    mini-batch steps (`decay_steps = decay_epochs * steps_per_epoch`); the cosine warmup
+    rises linearly from 0 to the learning rate, as CosineDecay's does from its initial rate.
+    `constant` and `reduce_on_plateau` (a callback lowers the rate) give the number.
+    """
+    import keras
+
+    training = config.training
+    schedule, lr = training.lr_schedule, training.learning_rate
+    steps = max(1, steps_per_epoch)
+    if schedule.name == "exponential":
+        return keras.optimizers.schedules.ExponentialDecay(
+            lr, decay_steps=schedule.setting("decay_epochs") * steps,
+            decay_rate=schedule.setting("decay_rate"))
+    if schedule.name == "cosine":
+        warmup = schedule.setting("warmup_epochs")
+        decay = schedule.setting("decay_epochs") or max(training.epochs - warmup, 1)
+        alpha = schedule.setting("min_lr") / lr
+        if not warmup:
+            return keras.optimizers.schedules.CosineDecay(lr, decay_steps=round(decay * steps),
+                                                          alpha=alpha)
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=round(decay * steps), alpha=alpha, warmup_target=lr,
+            warmup_steps=round(warmup * steps))
+    return lr
 
 
 def parameter_count(model: keras.Model) -> int:
@@ -318,9 +375,11 @@ def input_width(splits: Splits) -> int:
 
 def weight_count(config: Config, n_inputs: int, head: Head) -> int:
     """Trainable weights the config's network will have, counted without building it."""
-    total, width = 0, n_inputs
-    for layer in config.model.layers:
-        total += (width + 1) * layer.units
+    total, width, spec = 0, n_inputs, config.model
+    for layer in spec.layers:
+        batch_norm = spec.batch_norm if layer.batch_norm is None else layer.batch_norm
+        # With batch norm: no bias, but a trainable scale and shift per unit.
+        total += (width + (2 if batch_norm else 1)) * layer.units
         width = layer.units
     return total + (width + 1) * head.units
 

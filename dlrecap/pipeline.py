@@ -251,7 +251,7 @@ def restore_checkpoint(model: keras.Model, resume: Path | None) -> tuple[dict[st
 
     path = ckpt.latest_checkpoint(resume) if resume is not None else None
     if path is None:
-        return {"epochs_done": 0, "early_stopping": None}, None
+        return {"epochs_done": 0, "early_stopping": None, "lr_schedule": None}, None
     return ckpt.restore(model, path)
 
 

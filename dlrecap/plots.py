@@ -16,7 +16,7 @@ from dlrecap import runs
 from dlrecap.data.split import n_rows
 from dlrecap.evaluate import model_outputs
 from dlrecap.picture_rows import held_note, model_rows, most_frequent, numeric_features, numeric_matrix
-from dlrecap.vocab import SPLITS, VALIDATION_PREFIX, split_of
+from dlrecap.vocab import LEARNING_RATE, SPLITS, VALIDATION_PREFIX, split_of
 
 if TYPE_CHECKING:
     import keras
@@ -50,7 +50,8 @@ def read_history(run_dir: Path) -> dict[str, list[float]]:
 
 def main_metric(history: dict[str, Any]) -> str | None:
     """The headline metric: the first history column after `loss` that is not a val_ one."""
-    names = [k for k in history if k not in ("epoch", "loss") and split_of(k) == "train"]
+    names = [k for k in history
+             if k not in ("epoch", "loss", LEARNING_RATE) and split_of(k) == "train"]
     return names[0] if names else None
 
 
@@ -105,7 +106,8 @@ def learning_curves(history: dict[str, list[float]], info: dict[str, Any], path:
     NaN and infinite values (a diverged run) are left out of the lines, and said so; a
     curve spanning more than `LOG_RANGE` is drawn on a log scale, so an exploding loss does
     not flatten everything before it. When early stopping ended the run, the epochs after the
-    best one are shaded: the path the patience waited on.
+    best one are shaded: the path the patience waited on. A learning rate that changed (a
+    schedule, or reduce_on_plateau) is drawn in a panel of its own.
 
     Args:
         history: history.csv as columns (`read_history`).
@@ -116,10 +118,16 @@ def learning_curves(history: dict[str, list[float]], info: dict[str, Any], path:
     """
     metric = main_metric(history)
     panels = ["loss", *([metric] if metric else [])]
-    fig, axes = new_figure(1, len(panels), width=5.2 * len(panels), height=4.2,
+    # A rate that changed (a schedule) gets a panel of its own; a constant one would be noise.
+    rates = _finite(history.get(LEARNING_RATE, []))
+    changing = bool(np.isfinite(rates).any()) and np.nanmax(rates) > np.nanmin(rates)
+    count = len(panels) + changing
+    fig, axes = new_figure(1, count, width=(5.2 if count < 3 else 4.6) * count, height=4.2,
                            top=0.9 if info.get("error") else 0.7)
-    for ax, key in zip(axes, panels, strict=True):
+    for ax, key in zip(axes, panels, strict=False):
         _curves_panel(ax, key, history, info, reference)
+    if changing:
+        _rate_panel(axes[-1], history["epoch"], rates)
     fig.suptitle(_curves_title(info), fontsize=11)
     return save_figure(fig, path)
 
@@ -154,6 +162,21 @@ def _curves_panel(ax: Axes, key: str, history: dict[str, list[float]], info: dic
     ax.set_title(key + (f" ({skipped} NaN/inf values not drawn)" if skipped else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper center" if avoided else "best", framealpha=0.85)
+
+
+def _rate_panel(ax: Axes, epochs: list[float], rates: np.ndarray) -> None:
+    """The learning rate at each epoch's last step, on a log scale when it spans 10x or more."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.plot(epochs, rates, color="#2ca02c", marker="o" if len(epochs) <= 30 else None, ms=3)
+    positive = rates[np.isfinite(rates)]
+    if (positive > 0).all() and positive.max() >= 10 * positive.min():
+        ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(LEARNING_RATE + (" (log scale)" if ax.get_yscale() == "log" else ""))
+    ax.set_title("learning rate")
+    ax.grid(alpha=0.3)
 
 
 def _unstopped_history(run_dir: Path) -> tuple[str, dict[str, list[float]]] | None:

@@ -67,6 +67,20 @@ def check_resumable(run_dir: Path, loaded: LoadedConfig) -> None:
                 "model shape and data", key=difference.split(":")[0],
                 fix=f"use the run's own config, {run_dir / runs.CONFIG_FILE}",
             ))
+    if _steps_schedule(before) != _steps_schedule(now):
+        raise loaded.locate(ConfigError(
+            "switches between a per-step schedule (exponential, cosine) and a rate the "
+            "optimizer holds (constant, reduce_on_plateau): the checkpoint's optimizer state "
+            "does not fit", key="training.lr_schedule",
+            fix=f"use the run's own config, {run_dir / runs.CONFIG_FILE}",
+        ))
+
+
+def _steps_schedule(resolved: dict[str, Any]) -> bool:
+    """Whether a resolved config's learning rate is a Keras schedule object (no optimizer variable)."""
+    schedule = (resolved.get("training") or {}).get("lr_schedule", "constant")
+    name = schedule.get("name") if isinstance(schedule, dict) else schedule
+    return name in ("exponential", "cosine")
 
 
 def resume_command(loaded: LoadedConfig, run_dir: Path) -> str:

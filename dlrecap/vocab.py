@@ -26,6 +26,8 @@ PER_CLASS_METRICS = ("precision", "recall", "f1")
 DEFAULT_SAMPLES = 400
 
 VALIDATION_PREFIX = "val_"
+# history.csv's column of the learning rate at each epoch's last step: no metric.
+LEARNING_RATE = "learning_rate"
 
 
 def default_metrics(task: str) -> tuple[str, ...]:

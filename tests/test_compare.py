@@ -66,6 +66,7 @@ def test_layers_of_different_depth_differ_key_by_key(tmp_path):
         "model.layers[1].activation": [MISSING, "relu"],
         "model.layers[1].dropout": [MISSING, "0.0"],
         "model.layers[1].initializer": [MISSING, "glorot_uniform"],
+        "model.layers[1].batch_norm": [MISSING, "false"],
     }
 
 

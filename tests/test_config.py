@@ -53,15 +53,17 @@ def test_every_contract_key_has_its_default(tmp_path):
         "standardize": True, "standardize_target": None, "task": "auto", "missing": "error",
     }
     assert r["model"] == {
-        "layers": [{"units": 8, "activation": None, "dropout": None, "initializer": None}],
+        "layers": [{"units": 8, "activation": None, "dropout": None, "initializer": None,
+                    "batch_norm": None}],
         "activation": "relu", "dropout": 0.0, "output_activation": "auto",
-        "initializer": "glorot_uniform", "l1": 0.0, "l2": 0.0,
+        "initializer": "glorot_uniform", "l1": 0.0, "l2": 0.0, "batch_norm": False,
     }
     assert r["training"] == {
-        "loss": "auto", "optimizer": "adam", "learning_rate": 0.001, "momentum": 0.0,
-        "batch_size": 32, "epochs": 100, "early_stopping": None, "metrics": "auto",
-        "class_weight": None, "engine": "auto", "precision": "float32", "distribute": "auto",
-        "tensorboard": False, "keep": None,
+        "loss": "auto", "optimizer": "adam", "learning_rate": 0.001, "lr_schedule": "constant",
+        "momentum": 0.0, "clipnorm": None, "clipvalue": None, "batch_size": 32, "epochs": 100,
+        "early_stopping": None, "metrics": "auto", "class_weight": None,
+        "engine": "auto", "precision": "float32", "distribute": "auto", "tensorboard": False,
+        "keep": None,
     }
 
 
@@ -126,6 +128,7 @@ model:
     - units: 8
       activation: tanh
       dropout: 0.1
+      batch_norm: true
   activation: elu
   dropout: 0.2
   output_activation: sigmoid
@@ -136,7 +139,9 @@ training:
   loss: binary_crossentropy
   optimizer: sgd
   learning_rate: 0.1
+  lr_schedule: {name: exponential, decay_rate: 0.9, decay_epochs: 5}
   momentum: 0.9
+  clipnorm: 1.0
   batch_size: 16
   epochs: 50
   early_stopping:
@@ -152,7 +157,11 @@ expect:
     assert r["seed"] == 3
     assert r["data"]["validation_split"] == 0.25 and r["data"]["standardize"] is False
     assert r["model"]["layers"] == [
-        {"units": 8, "activation": "tanh", "dropout": 0.1, "initializer": None}]
+        {"units": 8, "activation": "tanh", "dropout": 0.1, "initializer": None,
+         "batch_norm": True}]
+    assert r["training"]["lr_schedule"] == {"name": "exponential", "decay_rate": 0.9,
+                                            "decay_epochs": 5.0}
+    assert r["training"]["clipnorm"] == 1.0 and r["training"]["clipvalue"] is None
     assert r["model"]["initializer"] == {"name": "random_normal", "mean": 0.0, "stddev": 0.05}
     assert r["training"]["early_stopping"]["monitor"] == "val_accuracy"
     assert r["training"]["metrics"] == ["accuracy", "auc"]
@@ -430,7 +439,7 @@ def test_set_index(tmp_path):
     text = MINIMAL + "model:\n  layers:\n    - units: 8\n      activation: tanh\n"
     r = resolved(tmp_path, text, "model.layers[0].units=4")
     assert r["model"]["layers"][0] == {"units": 4, "activation": "tanh", "dropout": None,
-                                       "initializer": None}
+                                       "initializer": None, "batch_norm": None}
 
 
 def test_set_index_into_int_shorthand(tmp_path):

@@ -60,6 +60,25 @@ def test_batch_normalization_in_inference_mode(tmp_path):
     assert_same(model, saved(model, tmp_path), X)
 
 
+def test_the_batch_normalized_layers_dlrecap_builds(tmp_path):
+    from dlrecap.config.schema import Config
+    from dlrecap.data import load_splits
+    from dlrecap.model import build_model, plan_head
+
+    config = Config.model_validate({"data": {"dataset": "iris"}, "model": {
+        "batch_norm": True, "activation": "tanh", "dropout": 0.2,
+        "layers": [5, {"units": 4, "batch_norm": False}, {"units": 3, "activation": "relu"}]}})
+    splits = load_splits(config.data, config.seed)
+    model = build_model(config, splits, plan_head(config, splits.task, splits.n_classes))
+    assert [type(layer).__name__ for layer in model.layers[2:5]] == [
+        "Dense", "BatchNormalization", "Activation"]
+    for i in (1, 3):  # moving statistics and scale away from their initial values
+        norm = model.get_layer(f"batch_norm_{i}")
+        gamma, beta, mean, variance = norm.get_weights()
+        norm.set_weights([gamma * 1.5, beta + 0.3, mean + 0.7, variance * 2.0])
+    assert_same(model, saved(model, tmp_path), splits.x_test.astype("float32"))
+
+
 def test_text_columns_with_the_unknown_slot_and_the_weight_penalty(tmp_path):
     inputs = {"area": keras.Input((1,), name="area"), "rooms": keras.Input((1,), name="rooms"),
               "district": keras.Input((1,), dtype="string", name="district")}

@@ -82,6 +82,22 @@ def test_a_change_to_the_model_data_or_seed_is_refused_at_its_key(tmp_path, over
     assert error.fix == f"use the run's own config, {run / 'config.yaml'}"
 
 
+@pytest.mark.parametrize("override", ["training.lr_schedule=cosine",
+                                      "training.lr_schedule={name: exponential}"])
+def test_a_switch_to_a_per_step_schedule_is_refused(tmp_path, override):
+    # A fixed rate is an optimizer variable, a schedule is not: the saved state would not fit.
+    run = run_dir(tmp_path, status="interrupted")
+    with pytest.raises(ConfigError, match="switches between a per-step schedule") as info:
+        check_resumable(run, loaded(tmp_path, [override]))
+    assert info.value.key == "training.lr_schedule"
+    assert info.value.source == f"--set {override}"
+
+
+def test_a_rate_the_optimizer_holds_may_become_reduce_on_plateau(tmp_path):
+    check_resumable(run_dir(tmp_path, status="interrupted"),
+                    loaded(tmp_path, ["training.lr_schedule=reduce_on_plateau"]))
+
+
 @pytest.mark.parametrize("a, b, found", [
     ({"layers": [8, 8]}, {"layers": [8, 8]}, None),
     ({"layers": [8, 8]}, {"layers": [8, 16]}, "m.layers[1]: 8 -> 16"),

@@ -76,7 +76,7 @@ def test_engines_agree(tmp_path):
                 "learning_curves.png"} <= set(scores[engine + "_files"])
         histories[engine] = _history(result.run_dir)
         assert list(histories[engine][0]) == [
-            "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+            "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
     assert scores["fast_files"] == scores["keras_files"]
     fast, keras_ = scores["fast"], scores["keras"]
     assert fast["epochs_run"] == keras_["epochs_run"] == 100

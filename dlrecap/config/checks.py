@@ -38,14 +38,15 @@ def check_task(config: Config, task: str, labels: list[str] | None = None) -> No
                     f"{metric} needs class labels, but this is a regression task",
                     key=f"training.metrics[{i}]", fix="use mae, mse or rmse",
                 )
-    monitor = training.early_stopping.monitor if training.early_stopping else None
-    if monitor:
-        name = monitor.removeprefix(VALIDATION_PREFIX)
-        metrics = training.metrics if isinstance(training.metrics, list) else list(default_metrics(task))
-        if name != "loss" and name not in metrics:
+    monitors = {"training.early_stopping.monitor":
+                training.early_stopping.monitor if training.early_stopping else None,
+                "training.lr_schedule.monitor": training.lr_schedule.monitor}
+    metrics = training.metrics if isinstance(training.metrics, list) else list(default_metrics(task))
+    for key, monitor in monitors.items():
+        if monitor and monitor.removeprefix(VALIDATION_PREFIX) not in ("loss", *metrics):
             raise ConfigError(
                 f"monitor {monitor!r} is not a computed metric (metrics: {', '.join(metrics)})",
-                key="training.early_stopping.monitor", fix="monitor val_loss or add the metric",
+                key=key, fix="monitor val_loss or add the metric",
             )
 
 

@@ -5,6 +5,8 @@ Each warning names its key and says in one line why it matters. `--strict` makes
 
 from __future__ import annotations
 
+import math
+
 from dlrecap.catalog import DATASETS
 from dlrecap.config.schema import LAYER_DEFAULTS, Config
 from dlrecap.derive import repeated_raw
@@ -34,6 +36,7 @@ def lint(config: Config, task: str | None = None, train_rows: int | None = None)
         *_model_warnings(config, task),
         *_early_stopping_warnings(config),
         *_optimizer_warnings(config),
+        *_schedule_warnings(config),
         *_dropout_warnings(config),
         *_batch_warnings(config, train_rows),
         *_derive_warnings(config),
@@ -114,7 +117,48 @@ def _optimizer_warnings(config: Config) -> list[Finding]:
     if training.momentum and training.optimizer != "sgd":
         found.append(("training.momentum", f"momentum applies to sgd only; {training.optimizer} "
                       "ignores it"))
+    clip = "clipnorm" if training.clipnorm is not None else "clipvalue"
+    if getattr(training, clip) is not None and training.distribute in ("mirrored", "multi_worker"):
+        found.append((f"training.{clip}", f"under {training.distribute}, Keras clips each "
+                      "replica's share of the gradient before the shares are summed, not the "
+                      "whole batch's gradient"))
     return found
+
+
+def _schedule_warnings(config: Config) -> list[Finding]:
+    """Schedules that cannot do what they are set for within `training.epochs`."""
+    training = config.training
+    schedule, epochs, key = training.lr_schedule, training.epochs, "training.lr_schedule"
+    if schedule.name == "exponential" and schedule.setting("decay_epochs") > epochs:
+        end = schedule.setting("decay_rate") ** (epochs / schedule.setting("decay_epochs"))
+        return [(f"{key}.decay_epochs", f"{schedule.setting('decay_epochs'):g} > epochs {epochs}: "
+                 f"the rate never falls by decay_rate; it ends at {end:.0%} of learning_rate")]
+    if schedule.name == "cosine":
+        return _cosine_warnings(config)
+    if schedule.name == "reduce_on_plateau":
+        patience, es = schedule.setting("patience"), training.early_stopping
+        if patience >= epochs:
+            return [(f"{key}.patience", f"patience {patience} >= epochs {epochs}, so the rate is "
+                     "never reduced")]
+        if es and es.patience <= patience and (schedule.monitor or es.monitor) == es.monitor:
+            return [(f"{key}.patience", f"early stopping's patience {es.patience} is not above "
+                     f"this one ({patience}): training stops before the rate is ever reduced")]
+    return []
+
+
+def _cosine_warnings(config: Config) -> list[Finding]:
+    training, schedule = config.training, config.training.lr_schedule
+    epochs, key = training.epochs, "training.lr_schedule"
+    warmup, decay = schedule.setting("warmup_epochs"), schedule.setting("decay_epochs")
+    if warmup >= epochs:
+        return [(f"{key}.warmup_epochs", f"warmup_epochs {warmup:g} >= epochs {epochs}: training "
+                 "ends while the rate still rises, before it reaches learning_rate")]
+    if decay is not None and warmup + decay > epochs:
+        low, high = schedule.setting("min_lr"), training.learning_rate
+        end = low + (high - low) * 0.5 * (1 + math.cos(math.pi * (epochs - warmup) / decay))
+        return [(f"{key}.decay_epochs", f"warmup and decay take {warmup + decay:g} epochs, "
+                 f"more than epochs {epochs}: the rate ends at {end:.3g}, not min_lr {low:g}")]
+    return []
 
 
 def _dropout_warnings(config: Config) -> list[Finding]:

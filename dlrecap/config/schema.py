@@ -179,10 +179,11 @@ class LayerConfig(Section):
     activation: Activation | None = Field(None, description="Default: model.activation.")
     dropout: Rate | None = Field(None, description="Dropout after this layer. Default: model.dropout.")
     initializer: Initializer | None = Field(None, description="Default: model.initializer.")
+    batch_norm: bool | None = Field(None, description="Default: model.batch_norm.")
 
 
 # Keys a layer may set for itself; unset, it takes the model's value of the same name.
-LAYER_DEFAULTS = ("activation", "dropout", "initializer")
+LAYER_DEFAULTS = ("activation", "dropout", "initializer", "batch_norm")
 
 # Far beyond any useful dense network; more only makes validation and building slow.
 MAX_LAYERS = 1000
@@ -213,6 +214,10 @@ class ModelConfig(Section):
     )
     l1: Annotated[float, Field(ge=0.0, le=10.0)] = Field(0.0, description="L1 weight penalty.")
     l2: Annotated[float, Field(ge=0.0, le=10.0)] = Field(0.0, description="L2 weight penalty.")
+    batch_norm: bool = Field(
+        False, description="Batch normalization in hidden layers naming none: Dense (no bias), "
+        "then BatchNormalization, then the activation, then dropout."
+    )
 
 
 class EarlyStoppingConfig(Section):
@@ -240,6 +245,96 @@ def _early_stopping_shorthand(value: Any) -> Any:
     if value is True:
         return {}
     return {"patience": value} if type(value) is int else value
+
+
+# Which keys each learning-rate schedule takes, and their defaults (None: worked out at
+# training time, see the descriptions).
+SCHEDULE_KEYS: dict[str, dict[str, Any]] = {
+    "constant": {},
+    "exponential": {"decay_rate": 0.5, "decay_epochs": 10.0},
+    "cosine": {"decay_epochs": None, "min_lr": 0.0, "warmup_epochs": 0.0},
+    "reduce_on_plateau": {"factor": 0.1, "patience": 10, "min_lr": 0.0, "monitor": None},
+}
+Epochs = Annotated[float, Field(gt=0.0, le=1_000_000, allow_inf_nan=False)]
+
+
+class LrScheduleConfig(Section):
+    """How the learning rate changes while training; `training.learning_rate` is where it starts.
+
+    `exponential` and `cosine` change the rate at every mini-batch step, as Keras' schedule
+    objects do (steps = epochs x batches per epoch); `reduce_on_plateau` multiplies it by
+    `factor` after `patience` epochs without improvement, as Keras' ReduceLROnPlateau does.
+    """
+
+    name: Annotated[str, OneOf(tuple(SCHEDULE_KEYS), "learning-rate schedule")] = Field(
+        description="constant | exponential | cosine | reduce_on_plateau."
+    )
+    decay_rate: Annotated[float, Field(gt=0.0, lt=1.0)] | None = Field(
+        None, description="exponential: the rate is multiplied by this every decay_epochs "
+        "(default 0.5)."
+    )
+    decay_epochs: Epochs | None = Field(
+        None, description="exponential: epochs per decay_rate step (default 10); cosine: "
+        "epochs from the peak to min_lr (default: the epochs left after the warmup)."
+    )
+    min_lr: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = Field(
+        None, description="cosine: the rate it ends at; reduce_on_plateau: the rate it never "
+        "goes below (default 0)."
+    )
+    warmup_epochs: Annotated[float, Field(ge=0.0, le=1_000_000, allow_inf_nan=False)] | None = Field(
+        None, description="cosine: epochs rising linearly from 0 to learning_rate first (default 0)."
+    )
+    factor: Annotated[float, Field(gt=0.0, lt=1.0)] | None = Field(
+        None, description="reduce_on_plateau: the rate is multiplied by this (default 0.1)."
+    )
+    patience: Annotated[int, Field(ge=0, le=1_000_000)] | None = Field(
+        None, description="reduce_on_plateau: epochs without improvement before a cut (default 10)."
+    )
+    monitor: str | None = Field(
+        None, description="reduce_on_plateau: what must improve (default: early stopping's "
+        "monitor, else val_loss)."
+    )
+
+    @field_validator("decay_rate", "decay_epochs", "min_lr", "warmup_epochs", "factor",
+                     "patience", "monitor")
+    @classmethod
+    def _only_where_used(cls, value: Any, info: Any) -> Any:
+        kind = info.data.get("name")
+        if value is None or kind is None:
+            return value
+        if info.field_name not in SCHEDULE_KEYS[kind]:
+            takes = ", ".join(SCHEDULE_KEYS[kind]) or "no settings"
+            raise ValueError(f"{info.field_name} does not apply to lr_schedule '{kind}' "
+                             f"(it takes {takes})")
+        if info.field_name == "monitor":
+            options = tuple(p + m for p in ("", "val_") for m in ("loss", *c.METRICS))
+            return c.check_choice(value, options, "monitor")
+        return value
+
+    def setting(self, key: str) -> Any:
+        """The value of `key`: as set, else this schedule's default."""
+        value = getattr(self, key)
+        return SCHEDULE_KEYS[self.name].get(key) if value is None else value
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: Any) -> Any:
+        # Resolved configs show every default of the chosen schedule; `constant` reads best bare.
+        if self.name == "constant":
+            return "constant"
+        return {"name": self.name, **{k: self.setting(k) for k in SCHEDULE_KEYS[self.name]}}
+
+
+def _schedule_shorthand(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+LrSchedule = Annotated[LrScheduleConfig, BeforeValidator(_schedule_shorthand)]
+
+
+def _name_or_section(schema: dict[str, Any]) -> None:
+    # Editors should accept the bare name (`lr_schedule: cosine`) as the loader does.
+    section = schema.pop("$ref")
+    schema["anyOf"] = [{"$ref": section}, {"enum": list(SCHEDULE_KEYS)}]
 
 
 def _metrics_shorthand(value: Any) -> Any:
@@ -272,7 +367,20 @@ class TrainingConfig(Section):
     learning_rate: Annotated[float, Field(gt=0.0, le=100.0)] = Field(
         0.001, description="Step size."
     )
+    lr_schedule: LrSchedule = Field(
+        default_factory=lambda: LrScheduleConfig(name="constant"),
+        description="constant, or {name: exponential|cosine|reduce_on_plateau, ...}: how the "
+        "rate changes from learning_rate while training.",
+        json_schema_extra=_name_or_section,
+    )
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(0.0, description="sgd only.")
+    clipnorm: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = Field(
+        None, description="Rescale each weight's gradient to at most this L2 norm (Keras' clipnorm)."
+    )
+    clipvalue: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = Field(
+        None, description="Clip each gradient entry to [-clipvalue, clipvalue] (Keras' clipvalue); "
+        "one of clipnorm/clipvalue."
+    )
     batch_size: Annotated[int, Field(ge=1, le=16_777_216)] = Field(
         32, description="Rows per gradient step (mini-batch)."
     )
@@ -311,6 +419,22 @@ class TrainingConfig(Section):
         "stopping's monitor, else val_loss, else loss). null (the default): best when early "
         "stopping restores the best weights, else last."
     )
+
+    @field_validator("lr_schedule")
+    @classmethod
+    def _schedule_below_start(cls, value: LrScheduleConfig, info: Any) -> LrScheduleConfig:
+        start = info.data.get("learning_rate")
+        if start is not None and value.min_lr is not None and value.min_lr >= start:
+            raise ValueError(f"min_lr {value.min_lr:g} must be below training.learning_rate "
+                             f"{start:g}, where the schedule starts")
+        return value
+
+    @field_validator("clipvalue")
+    @classmethod
+    def _one_clip(cls, value: float | None, info: Any) -> float | None:
+        if value is not None and info.data.get("clipnorm") is not None:
+            raise ValueError("set clipnorm or clipvalue, not both (Keras takes one)")
+        return value
 
     def keeps_best(self) -> bool:
         """Whether training ends with the best epoch's weights rather than the last epoch's."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from dlrecap import runs
 from dlrecap.errors import TrainingError
-from dlrecap.vocab import VALIDATION_PREFIX
+from dlrecap.vocab import LEARNING_RATE, VALIDATION_PREFIX
 
 
 class Progress(Protocol):
@@ -25,9 +25,60 @@ class Progress(Protocol):
 
 
 def history_columns(metrics: tuple[str, ...], validation: bool) -> list[str]:
-    """history.csv's columns: epoch, loss, metrics, then their val_ counterparts."""
+    """history.csv's columns: epoch, loss, metrics, their val_ counterparts, learning_rate."""
     columns = ["loss", *metrics]
-    return ["epoch", *columns, *([VALIDATION_PREFIX + c for c in columns] if validation else [])]
+    return ["epoch", *columns, *([VALIDATION_PREFIX + c for c in columns] if validation else []),
+            LEARNING_RATE]
+
+
+def learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    """The rate of the optimizer's last step (its first, before any), schedules included.
+
+    A schedule is a function of the step count, which the step that used it has moved on.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # mixed_float16's loss scaling
+    rate = getattr(inner, "_learning_rate", None)
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return float(rate(max(int(inner.iterations) - 1, 0)))
+    return float(np.asarray(inner.learning_rate))
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Adds `learning_rate` (the rate at the epoch's last step) to each epoch's logs.
+
+    Placed before the history writer, and before any callback that changes the rate.
+    """
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is not None:
+            logs[LEARNING_RATE] = learning_rate(self.model.optimizer)
+
+
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """Keras' ReduceLROnPlateau whose best value, patience count and cooldown survive a resume.
+
+    The rate itself is an optimizer variable, saved with the checkpoint's optimizer state;
+    Keras resets the rest in `on_train_begin`, and a resumed run puts it back right after.
+
+    Args:
+        initial_state: a resumed run's `state()`, or None.
+        **kwargs: as for `keras.callbacks.ReduceLROnPlateau`.
+    """
+
+    def __init__(self, *, initial_state: dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.initial_state = initial_state
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_begin(logs)
+        if self.initial_state:
+            self.best = self.initial_state["best"]
+            self.wait = self.initial_state["wait"]
+            self.cooldown_counter = self.initial_state["cooldown_counter"]
+
+    def state(self) -> dict[str, Any]:
+        best = None if self.best is None else float(self.best)
+        return {"best": best, "wait": int(self.wait), "cooldown_counter": int(self.cooldown_counter)}
 
 
 class HistoryWriter(keras.callbacks.Callback):

@@ -47,7 +47,8 @@ def restore(model: keras.Model, path: Path) -> tuple[dict[str, Any], list[np.nda
     """Load a checkpoint's weights, optimizer and random state into a freshly compiled `model`.
 
     Returns:
-        The saved state (`epochs_done`, `early_stopping`) and the best weights, if saved.
+        The saved state (`epochs_done`, `early_stopping`, `lr_schedule`: reduce_on_plateau's
+        counters) and the best weights, if saved.
     """
     state = read_state(path)
     try:
@@ -137,12 +138,14 @@ class Checkpointer(keras.callbacks.Callback):
         stopper: the early-stopping (or `KeepBest`) callback, whose state is saved too (or None).
         stop: the `StopRequest` that, once set, forces a checkpoint and ends training.
         saved_epoch: the epochs the run's checkpoint holds already (a resumed run's).
+        plateau: the `ResumableReduceLROnPlateau` callback, whose state is saved too (or None).
     """
 
     def __init__(self, run_dir: Path, stopper: ResumableEarlyStopping | None, stop: StopRequest,
-                 *, saved_epoch: int = 0):
+                 *, saved_epoch: int = 0, plateau: Any = None):
         super().__init__()
         self.run_dir, self.stopper, self.stop = run_dir, stopper, stop
+        self.plateau = plateau
         self.last_save = 0.0
         self.saved_epoch = saved_epoch
 
@@ -179,7 +182,8 @@ class Checkpointer(keras.callbacks.Callback):
         optimizer_state = [np.asarray(v) for v in self.model.optimizer.variables]
         np.savez(new / "weights.npz", *self.model.get_weights(), *optimizer_state)
         np.savez(new / "random.npz", *(np.asarray(v) for v in random_state(self.model)))
-        state: dict[str, Any] = {"epochs_done": epochs_done, "early_stopping": None}
+        state: dict[str, Any] = {"epochs_done": epochs_done, "early_stopping": None,
+                                 "lr_schedule": self.plateau.state() if self.plateau else None}
         if self.stopper is not None:
             state["early_stopping"] = self.stopper.state()
             if self.stopper.best_weights is not None:

@@ -49,7 +49,8 @@ class FastEngine:
 
     def compile(self, model: keras.Model, head: Head, config: Any, train_rows: int) -> None:
         """Attach optimizer, loss and metrics, so model.keras saves the optimizer state too."""
-        model.compile(optimizer=make_optimizer(config), loss=head.loss,
+        steps = -(-train_rows // config.training.batch_size)
+        model.compile(optimizer=make_optimizer(config, steps), loss=head.loss,
                       metrics=make_metrics(head), jit_compile=False)
         model.optimizer.build(model.trainable_variables)
 

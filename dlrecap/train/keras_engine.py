@@ -43,7 +43,7 @@ class KerasEngine:
         if tf.distribute.has_strategy():
             per_call = 1  # several steps per call fail under MirroredStrategy (a graph placeholder error)
         model.compile(
-            optimizer=make_optimizer(config),
+            optimizer=make_optimizer(config, steps),
             loss=head.loss,
             metrics=make_metrics(head),
             steps_per_execution=per_call,
