@@ -138,6 +138,8 @@ RunsDirOption = typer.Option(
     help="Where runs live (default: $DLRECAP_RUNS_DIR, else ./runs).",
 )
 StrictOption = typer.Option(False, "--strict", help="Treat config warnings as errors.")
+DeviceOption = typer.Option("auto", "--device", metavar="auto|cpu|gpu",
+                            help="Where to train (default: auto, a GPU when there is one).")
 
 
 def _check_option(value: str, options: tuple[str, ...], what: str, flag: str) -> None:
@@ -179,7 +181,7 @@ def train(
     resume: str | None = typer.Option(None, "--resume", metavar="RUN",
                                       help="Continue an interrupted run."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the run directory."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | gpu."),
+    device: str = DeviceOption,
     deterministic: bool = typer.Option(False, "--deterministic",
                                        help="TensorFlow op determinism (slower on GPUs)."),
     strict: bool = StrictOption,
@@ -347,7 +349,7 @@ def sweep(
     resume: Path | None = typer.Option(None, "--resume", metavar="SWEEP_DIR",
                                        help="Continue this sweep: train what has not completed."),
     fresh: bool = typer.Option(False, "--fresh", help="Start anew even if this sweep ran before."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | gpu."),
+    device: str = DeviceOption,
 ) -> None:
     """Train one run per combination of values (or per searched trial) and rank them."""
     from dlrecap.errors import TrainingError
@@ -373,6 +375,29 @@ def sweep(
     if result.best is None:
         raise TrainingError(f"no trial of the sweep completed (see {result.sweep_dir / 'sweep.csv'})",
                             fix="fix the errors above, then run the same command again")
+
+
+@app.command()
+def cv(
+    config: Path = typer.Argument(..., metavar="CONFIG", help="The YAML config file."),
+    folds: int = typer.Option(5, "--folds", "-k", metavar="K",
+                              help="Number of folds, at least 2 (stratified for classification)."),
+    overrides: list[str] = SetOption,
+    runs_dir: Path | None = RunsDirOption,
+    fresh: bool = typer.Option(False, "--fresh", help="Start anew even if this ran before."),
+    device: str = DeviceOption,
+    strict: bool = StrictOption,
+) -> None:
+    """Cross-validate CONFIG: train K runs, each scored on the fold it did not train on."""
+    from dlrecap.cv import run_cv
+    from dlrecap.cv_display import FoldNotes, print_cv
+
+    _check_option(device, ("auto", "cpu", "gpu"), "device", "--device")
+    loaded = _load_and_lint(config, overrides, strict)
+    result = run_cv(loaded, folds, _runs_dir(runs_dir), fresh=fresh, device=device,
+                    progress=FoldNotes(), on_warning=console.warning)
+    print_cv(result)
+    console.result(str(result.cv_dir))
 
 
 @app.command()

@@ -47,7 +47,7 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     t = Table(title=title, title_justify="left", header_style="bold")
     cells = [[_fmt(v) for v in row] for row in rows]
     for i, column in enumerate(columns):
-        left = column in ("run", "name", "split", "key", "metric")
+        left = column in ("run", "name", "split", "key", "metric", "fold")
         # The first column names things people copy (run directories): never cut it short.
         widest = max((len(row[0]) for row in cells), default=0) if i == 0 else None
         t.add_column(column, justify="left" if left else "right", min_width=widest,
