@@ -105,7 +105,7 @@ app = typer.Typer(
     name="dlrecap",
     help="Train dense neural networks from a YAML config.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -138,8 +138,20 @@ RunsDirOption = typer.Option(
     help="Where runs live (default: $DLRECAP_RUNS_DIR, else ./runs).",
 )
 StrictOption = typer.Option(False, "--strict", help="Treat config warnings as errors.")
-DeviceOption = typer.Option("auto", "--device", metavar="auto|cpu|gpu",
-                            help="Where to train (default: auto, a GPU when there is one).")
+
+
+def _choice(default: str | None, flag: str, choices: tuple[str, ...], help: str) -> Any:
+    """An option taking one of `choices`: `--help` lists them and the shell completes them.
+
+    The value is checked by `_check_option`, which suggests the nearest choice.
+    """
+    return typer.Option(default, flag, metavar="|".join(choices), help=help,
+                        autocompletion=lambda: list(choices))
+
+
+DEVICES = ("auto", "cpu", "gpu")
+DeviceOption = _choice("auto", "--device", DEVICES,
+                       "Where to train (default: auto, a GPU when there is one).")
 
 
 def _check_option(value: str, options: tuple[str, ...], what: str, flag: str) -> None:
@@ -188,7 +200,7 @@ def train(
 ) -> None:
     """Validate CONFIG, train its model and write a run directory."""
 
-    _check_option(device, ("auto", "cpu", "gpu"), "device", "--device")
+    _check_option(device, DEVICES, "device", "--device")
     loaded = _load_and_lint(config, overrides, strict)
     resume_dir = None
     if resume is not None:
@@ -236,7 +248,8 @@ def _print_summary(metrics: dict[str, Any]) -> None:
 def eval_(
     run: str | None = typer.Argument(None, metavar="[RUN]",
                                      help="Run directory or config name (default: latest)."),
-    split: str = typer.Option("test", "--split", help="test | validation | train."),
+    split: str = _choice("test", "--split", ("test", "validation", "train"),
+                         "The split to score (default: test)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     runs_dir: Path | None = RunsDirOption,
 ) -> None:
@@ -333,16 +346,18 @@ def sweep(
     grid: list[str] = typer.Option(
         [], "--grid", metavar="KEY=V1,V2",
         help="Values to try (YAML), e.g. model.activation=relu,tanh; several: every combination."),
-    search: str | None = typer.Option(None, "--search", help="grid | random | tpe (default: grid)."),
+    search: str | None = _choice(None, "--search", ("grid", "random", "tpe"),
+                                 "How to pick the trials (default: grid)."),
     trials: int | None = typer.Option(None, "--trials", metavar="N",
                                       help="random/tpe: number of trials (default 20)."),
     ranges: list[str] = typer.Option(
         [], "--range", metavar="KEY=LO:HI[:log]",
         help="random/tpe: a range to search, e.g. training.learning_rate=1e-4:1e-1:log."),
-    seed: int | None = typer.Option(None, "--seed", help="random/tpe: seed of the search."),
+    seed: int | None = typer.Option(None, "--seed", metavar="N",
+                                    help="random/tpe: seed of the search."),
     jobs: int | None = typer.Option(None, "--jobs", "-j", metavar="N",
                                     help="Trials at once, each in its own process (default: cores/2)."),
-    metric: str | None = typer.Option(None, "--metric",
+    metric: str | None = typer.Option(None, "--metric", metavar="NAME",
                                       help="Rank by this, e.g. val_accuracy (default: the monitor)."),
     overrides: list[str] = SetOption,
     runs_dir: Path | None = RunsDirOption,
@@ -357,7 +372,7 @@ def sweep(
     from dlrecap.sweep.plan import plan_sweep
     from dlrecap.sweep.run import plan_from_dir, run_sweep
 
-    _check_option(device, ("auto", "cpu", "gpu"), "device", "--device")
+    _check_option(device, DEVICES, "device", "--device")
     if config is None:
         if resume is None:
             raise typer.BadParameter("give CONFIG, or --resume SWEEP_DIR", param_hint="CONFIG")
@@ -392,7 +407,7 @@ def cv(
     from dlrecap.cv import run_cv
     from dlrecap.cv_display import FoldNotes, print_cv
 
-    _check_option(device, ("auto", "cpu", "gpu"), "device", "--device")
+    _check_option(device, DEVICES, "device", "--device")
     loaded = _load_and_lint(config, overrides, strict)
     result = run_cv(loaded, folds, _runs_dir(runs_dir), fresh=fresh, device=device,
                     progress=FoldNotes(), on_warning=console.warning)
@@ -509,7 +524,8 @@ def compare(
 @app.command("export")
 def export_(
     run: str = typer.Argument(..., metavar="RUN", help="Run directory or config name."),
-    fmt: str = typer.Option("savedmodel", "--format", help="savedmodel | tflite."),
+    fmt: str = _choice("savedmodel", "--format", ("savedmodel", "tflite"),
+                       "What to write (default: savedmodel)."),
     output: Path | None = typer.Option(None, "--output", "-o", metavar="DIR",
                                        help="Where to write (default: RUN/export/FORMAT)."),
     runs_dir: Path | None = RunsDirOption,
@@ -528,4 +544,4 @@ def main() -> None:
     from dlrecap import signals
 
     with signals.command_line():
-        app()
+        app(prog_name="dlrecap")
