@@ -296,10 +296,8 @@ def fit(loaded: LoadedConfig, run: Run, engine: Engine, model: keras.Model, head
     """
     config, progress = loaded.config, run.history.progress
     validation = encoded["validation"] if n_rows(encoded["validation"][0]) else None
-    if progress:
-        progress.start(config.training.epochs, run.history.columns)
-        for row in run.history.rows:
-            progress.epoch(int(row["epoch"]), row)
+    if progress:  # a resumed run's earlier epochs are announced, not shown again
+        progress.start(config.training.epochs, run.history.columns, done=initial_epoch)
     start = time.perf_counter()
     try:
         with hooks.stop.catching_signals():

@@ -97,3 +97,64 @@ def test_completion_offers_commands_and_choices():
     assert done.stdout.split() == ["auto", "cpu", "gpu"]
     done = invoke(env={"_DLRECAP_COMPLETE": "complete_bash", "COMP_WORDS": "dlrecap tr", "COMP_CWORD": "1"})
     assert done.stdout.split() == ["train"]
+
+
+COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+LOGS = {"loss": 0.1234, "accuracy": 0.98, "val_loss": 0.2345, "val_accuracy": 0.9474}
+
+
+def _live_line(width: int, epochs: int = 150, epoch: int = 21, done: int = 0) -> str:
+    """The live progress line as a terminal `width` columns wide shows it."""
+    import io
+
+    from rich.console import Console
+
+    from dlrecap.console import EpochProgress
+
+    terminal = Console(width=width, file=io.StringIO(), force_terminal=True)
+    progress = EpochProgress(console=terminal)
+    progress.start(epochs, COLUMNS, done=done)
+    try:
+        progress.epoch(epoch, LOGS)
+        assert progress.progress is not None
+        [line] = terminal.render_lines(progress.progress.get_renderable(), terminal.options, pad=False)
+    finally:
+        progress.finish()
+    return "".join(segment.text for segment in line)
+
+
+@pytest.mark.parametrize("width", [80, 100, 60])
+def test_the_live_progress_line_fits_the_terminal_uncut(width):
+    line = _live_line(width, epochs=1500, epoch=210)
+    assert len(line) < width, line
+    assert "…" not in line and "..." not in line
+    assert re.match(r"epoch  210/1500 ━", line), line
+    assert re.search(r" \d+s ETA \d+(s|m\d\ds)$", line), line  # the elapsed time, whole
+    assert "val_loss 0.2345" in line  # what early stopping watches stays longest
+
+
+def test_a_wide_terminal_shows_every_statistic():
+    line = _live_line(140)
+    for name, value in LOGS.items():
+        assert f"{name} {value:.4f}" in line
+
+
+def test_a_resumed_run_is_announced_not_replayed():
+    import io
+
+    from rich.console import Console
+
+    from dlrecap.console import EpochProgress
+
+    log = Console(width=120, file=io.StringIO())  # not a terminal: plain lines
+    progress = EpochProgress(console=log)
+    progress.start(60, COLUMNS, done=30)
+    progress.epoch(31, LOGS)
+    progress.finish()
+    assert log.file.getvalue().splitlines()[0] == "resuming after epoch 30 of 60"  # type: ignore[attr-defined]
+
+
+def test_durations_are_short_and_whole():
+    from dlrecap.console import duration
+
+    assert [duration(s) for s in (0.4, 42, 185, 7300)] == ["0s", "42s", "3m05s", "2h01m"]
