@@ -248,28 +248,39 @@ def _print_summary(metrics: dict[str, Any]) -> None:
 def eval_(
     run: str | None = typer.Argument(None, metavar="[RUN]",
                                      help="Run directory or config name (default: latest)."),
-    split: str = _choice("test", "--split", ("test", "validation", "train"),
-                         "The split to score (default: test)."),
+    split: str | None = _choice(None, "--split", ("test", "validation", "train"),
+                                "The split to score (default: test)."),
+    data: Path | None = typer.Option(
+        None, "--data", metavar="FILE",
+        help="Score this labelled file instead: the run's feature columns and its target."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     runs_dir: Path | None = RunsDirOption,
 ) -> None:
-    """Score a run's saved model on one of its splits, beside the trivial baseline's score."""
+    """Score a run's saved model on one of its splits, or a labelled file, beside the trivial baseline."""
     from dlrecap.baseline import no_better
     from dlrecap.evaluate import SPLITS, score_run
     from dlrecap.runs import find_run
 
-    _check_option(split, SPLITS, "split", "--split")
+    if split is not None and data is not None:
+        raise typer.BadParameter("give --split or --data, not both", param_hint="--data")
+    _check_option(split or "test", SPLITS, "split", "--split")
     run_dir = find_run(run, _runs_dir(runs_dir))
-    scores = score_run(run_dir, split)
+    if data is not None:
+        from dlrecap.score_file import score_file
+
+        scores, scored = score_file(run_dir, data, on_warning=console.warning), str(data)
+    else:
+        scores, scored = score_run(run_dir, split or "test"), split or "test"
     metrics, baseline = scores.metrics, scores.baseline
     if verdict := no_better(metrics, baseline):
-        console.warning(f"{split} {verdict}")
+        console.warning(f"{scored} {verdict}")
     if as_json:
-        console.out.print_json(json.dumps({"run": str(run_dir), "split": split,
+        where = {"data": scored} if data is not None else {"split": scored}
+        console.out.print_json(json.dumps({"run": str(run_dir), **where,
                                            "metrics": _finite(metrics),
                                            "baseline": _finite(baseline)}))
         return
-    console.table(f"{run_dir} ({split})", ["metric", "value", "baseline"],
+    console.table(f"{run_dir} ({scored})", ["metric", "value", "baseline"],
                   [[k, v, baseline.get(k)] for k, v in metrics.items()])
 
 
