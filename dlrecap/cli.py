@@ -366,6 +366,10 @@ def sweep(
         help="random/tpe: a range to search, e.g. training.learning_rate=1e-4:1e-1:log."),
     seed: int | None = typer.Option(None, "--seed", metavar="N",
                                     help="random/tpe: seed of the search."),
+    seeds: str | None = typer.Option(
+        None, "--seeds", metavar="S1,S2,...",
+        help="Train every setting with each of these seeds (the grid key `seed`), then judge "
+             "the settings by mean ± std."),
     jobs: int | None = typer.Option(None, "--jobs", "-j", metavar="N",
                                     help="Trials at once, each in its own process (default: cores/2)."),
     metric: str | None = typer.Option(None, "--metric", metavar="NAME",
@@ -387,11 +391,13 @@ def sweep(
     if config is None:
         if resume is None:
             raise typer.BadParameter("give CONFIG, or --resume SWEEP_DIR", param_hint="CONFIG")
-        if grid or ranges or overrides or any(v is not None for v in (search, trials, seed, metric)):
+        if grid or ranges or overrides or any(v is not None for v in (search, trials, seed, seeds,
+                                                                      metric)):
             raise typer.BadParameter("without CONFIG, --resume reuses the sweep's own settings; "
                                      "drop the other options or name CONFIG", param_hint="--resume")
         plan = plan_from_dir(resume, jobs)
     else:
+        grid = [*grid, *_seed_grid(seeds, grid)]
         plan = plan_sweep(config, overrides, grid=grid, ranges=ranges, search=search, trials=trials,
                           seed=seed, jobs=jobs, metric=metric)
     result = run_sweep(plan, _runs_dir(runs_dir), resume=resume, fresh=fresh, device=device,
@@ -401,6 +407,20 @@ def sweep(
     if result.best is None:
         raise TrainingError(f"no trial of the sweep completed (see {result.sweep_dir / 'sweep.csv'})",
                             fix="fix the errors above, then run the same command again")
+
+
+def _seed_grid(seeds: str | None, grid: list[str]) -> list[str]:
+    """`--seeds 0,1,2` as the grid entry `seed=0,1,2`."""
+    if seeds is None:
+        return []
+    if any(g.split("=", 1)[0].strip() == "seed" for g in grid):
+        raise typer.BadParameter("the seeds are given twice: drop --grid seed=... or --seeds",
+                                 param_hint="--seeds")
+    values = [v.strip() for v in seeds.split(",")]
+    if len(values) < 2 or not all(v.isdigit() for v in values):
+        raise typer.BadParameter(f"expected two or more seeds (whole numbers >= 0) like 0,1,2, "
+                                 f"got {seeds!r}", param_hint="--seeds")
+    return [f"seed={','.join(values)}"]
 
 
 @app.command()
@@ -529,6 +549,9 @@ def compare(
         console.note("the configs are identical")
     console.table("metrics", ["metric", *found.labels],
                   [[name, *values] for name, values in found.metrics])
+    from dlrecap.sweep.seeds import print_compare_settings
+
+    print_compare_settings(found)  # runs of one setting with several seeds: mean ± std
     console.result(f"validation curves: {draw_comparison(found, output).resolve()}")
 
 
