@@ -397,7 +397,7 @@ def sweep(
                                      "drop the other options or name CONFIG", param_hint="--resume")
         plan = plan_from_dir(resume, jobs)
     else:
-        grid = [*grid, *_seed_grid(seeds, grid)]
+        grid = [*grid, *_seed_grid(seeds, grid, search)]
         plan = plan_sweep(config, overrides, grid=grid, ranges=ranges, search=search, trials=trials,
                           seed=seed, jobs=jobs, metric=metric)
     result = run_sweep(plan, _runs_dir(runs_dir), resume=resume, fresh=fresh, device=device,
@@ -409,10 +409,13 @@ def sweep(
                             fix="fix the errors above, then run the same command again")
 
 
-def _seed_grid(seeds: str | None, grid: list[str]) -> list[str]:
+def _seed_grid(seeds: str | None, grid: list[str], search: str | None) -> list[str]:
     """`--seeds 0,1,2` as the grid entry `seed=0,1,2`."""
     if seeds is None:
         return []
+    if search not in (None, "grid"):
+        raise typer.BadParameter(f"--seeds repeats each setting of a grid; with --search {search} "
+                                 "each trial would draw one seed instead", param_hint="--seeds")
     if any(g.split("=", 1)[0].strip() == "seed" for g in grid):
         raise typer.BadParameter("the seeds are given twice: drop --grid seed=... or --seeds",
                                  param_hint="--seeds")

@@ -127,6 +127,8 @@ def test_compare_of_runs_with_one_seed_each_shows_no_settings_table(tmp_path):
     (["--seeds", "0"], "expected two or more seeds"),
     (["--seeds", "0,x"], "expected two or more seeds"),
     (["--seeds", "0,1", "--grid", "seed=3,4"], "the seeds are given twice"),
+    (["--seeds", "0,1", "--search", "random", "--range", "training.learning_rate=0.01:0.1"],
+     "--seeds repeats each setting of a grid"),
 ])
 def test_bad_seeds_exit_2(tmp_path, args, message):
     config = tmp_path / "tiny.yaml"
