@@ -111,7 +111,7 @@ app = typer.Typer(
     name="dlrecap",
     help="Train dense neural networks from a YAML config.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -148,6 +148,20 @@ PortOption = typer.Option(
     None, "--port", metavar="N", min=0, max=65535,
     help="Port on 127.0.0.1 (default: 8484, or a free one when that is taken; 0: a free one).",
 )
+
+
+def _choice(default: str | None, flag: str, choices: tuple[str, ...], help: str) -> Any:
+    """An option taking one of `choices`: `--help` lists them and the shell completes them.
+
+    The value is checked by `_check_option`, which suggests the nearest choice.
+    """
+    return typer.Option(default, flag, metavar="|".join(choices), help=help,
+                        autocompletion=lambda: list(choices))
+
+
+DEVICES = ("auto", "cpu", "gpu")
+DeviceOption = _choice("auto", "--device", DEVICES,
+                       "Where to train (default: auto, a GPU when there is one).")
 
 
 def _check_option(value: str, options: tuple[str, ...], what: str, flag: str) -> None:
@@ -189,7 +203,7 @@ def train(
     resume: str | None = typer.Option(None, "--resume", metavar="RUN",
                                       help="Continue an interrupted run."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the run directory."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | gpu."),
+    device: str = DeviceOption,
     deterministic: bool = typer.Option(False, "--deterministic",
                                        help="TensorFlow op determinism (slower on GPUs)."),
     strict: bool = StrictOption,
@@ -203,7 +217,7 @@ def train(
 ) -> None:
     """Validate CONFIG, train its model and write a run directory."""
 
-    _check_option(device, ("auto", "cpu", "gpu"), "device", "--device")
+    _check_option(device, DEVICES, "device", "--device")
     if port is not None and not live:
         raise typer.BadParameter("only with --live (or see dlrecap serve)", param_hint="--port")
     if watch and live:
@@ -339,27 +353,39 @@ def _print_summary(metrics: dict[str, Any]) -> None:
 def eval_(
     run: str | None = typer.Argument(None, metavar="[RUN]",
                                      help="Run directory or config name (default: latest)."),
-    split: str = typer.Option("test", "--split", help="test | validation | train."),
+    split: str | None = _choice(None, "--split", ("test", "validation", "train"),
+                                "The split to score (default: test)."),
+    data: Path | None = typer.Option(
+        None, "--data", metavar="FILE",
+        help="Score this labelled file instead: the run's feature columns and its target."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     runs_dir: Path | None = RunsDirOption,
 ) -> None:
-    """Score a run's saved model on one of its splits, beside the trivial baseline's score."""
+    """Score a run's saved model on one of its splits, or a labelled file, beside the trivial baseline."""
     from dlrecap.baseline import no_better
     from dlrecap.evaluate import SPLITS, score_run
     from dlrecap.runs import find_run
 
-    _check_option(split, SPLITS, "split", "--split")
+    if split is not None and data is not None:
+        raise typer.BadParameter("give --split or --data, not both", param_hint="--data")
+    _check_option(split or "test", SPLITS, "split", "--split")
     run_dir = find_run(run, _runs_dir(runs_dir))
-    scores = score_run(run_dir, split)
+    if data is not None:
+        from dlrecap.score_file import score_file
+
+        scores, scored = score_file(run_dir, data, on_warning=console.warning), str(data)
+    else:
+        scores, scored = score_run(run_dir, split or "test"), split or "test"
     metrics, baseline = scores.metrics, scores.baseline
     if verdict := no_better(metrics, baseline):
-        console.warning(f"{split} {verdict}")
+        console.warning(f"{scored} {verdict}")
     if as_json:
-        console.out.print_json(json.dumps({"run": str(run_dir), "split": split,
+        where = {"data": scored} if data is not None else {"split": scored}
+        console.out.print_json(json.dumps({"run": str(run_dir), **where,
                                            "metrics": _finite(metrics),
                                            "baseline": _finite(baseline)}))
         return
-    console.table(f"{run_dir} ({split})", ["metric", "value", "baseline"],
+    console.table(f"{run_dir} ({scored})", ["metric", "value", "baseline"],
                   [[k, v, baseline.get(k)] for k, v in metrics.items()])
 
 
@@ -436,23 +462,29 @@ def sweep(
     grid: list[str] = typer.Option(
         [], "--grid", metavar="KEY=V1,V2",
         help="Values to try (YAML), e.g. model.activation=relu,tanh; several: every combination."),
-    search: str | None = typer.Option(None, "--search", help="grid | random | tpe (default: grid)."),
+    search: str | None = _choice(None, "--search", ("grid", "random", "tpe"),
+                                 "How to pick the trials (default: grid)."),
     trials: int | None = typer.Option(None, "--trials", metavar="N",
                                       help="random/tpe: number of trials (default 20)."),
     ranges: list[str] = typer.Option(
         [], "--range", metavar="KEY=LO:HI[:log]",
         help="random/tpe: a range to search, e.g. training.learning_rate=1e-4:1e-1:log."),
-    seed: int | None = typer.Option(None, "--seed", help="random/tpe: seed of the search."),
+    seed: int | None = typer.Option(None, "--seed", metavar="N",
+                                    help="random/tpe: seed of the search."),
+    seeds: str | None = typer.Option(
+        None, "--seeds", metavar="S1,S2,...",
+        help="Train every setting with each of these seeds (the grid key `seed`), then judge "
+             "the settings by mean ± std."),
     jobs: int | None = typer.Option(None, "--jobs", "-j", metavar="N",
                                     help="Trials at once, each in its own process (default: cores/2)."),
-    metric: str | None = typer.Option(None, "--metric",
+    metric: str | None = typer.Option(None, "--metric", metavar="NAME",
                                       help="Rank by this, e.g. val_accuracy (default: the monitor)."),
     overrides: list[str] = SetOption,
     runs_dir: Path | None = RunsDirOption,
     resume: Path | None = typer.Option(None, "--resume", metavar="SWEEP_DIR",
                                        help="Continue this sweep: train what has not completed."),
     fresh: bool = typer.Option(False, "--fresh", help="Start anew even if this sweep ran before."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | gpu."),
+    device: str = DeviceOption,
 ) -> None:
     """Train one run per combination of values (or per searched trial) and rank them."""
     from dlrecap.errors import TrainingError
@@ -460,15 +492,17 @@ def sweep(
     from dlrecap.sweep.plan import plan_sweep
     from dlrecap.sweep.run import plan_from_dir, run_sweep
 
-    _check_option(device, ("auto", "cpu", "gpu"), "device", "--device")
+    _check_option(device, DEVICES, "device", "--device")
     if config is None:
         if resume is None:
             raise typer.BadParameter("give CONFIG, or --resume SWEEP_DIR", param_hint="CONFIG")
-        if grid or ranges or overrides or any(v is not None for v in (search, trials, seed, metric)):
+        if grid or ranges or overrides or any(v is not None for v in (search, trials, seed, seeds,
+                                                                      metric)):
             raise typer.BadParameter("without CONFIG, --resume reuses the sweep's own settings; "
                                      "drop the other options or name CONFIG", param_hint="--resume")
         plan = plan_from_dir(resume, jobs)
     else:
+        grid = [*grid, *_seed_grid(seeds, grid, search)]
         plan = plan_sweep(config, overrides, grid=grid, ranges=ranges, search=search, trials=trials,
                           seed=seed, jobs=jobs, metric=metric)
     result = run_sweep(plan, _runs_dir(runs_dir), resume=resume, fresh=fresh, device=device,
@@ -478,6 +512,46 @@ def sweep(
     if result.best is None:
         raise TrainingError(f"no trial of the sweep completed (see {result.sweep_dir / 'sweep.csv'})",
                             fix="fix the errors above, then run the same command again")
+
+
+def _seed_grid(seeds: str | None, grid: list[str], search: str | None) -> list[str]:
+    """`--seeds 0,1,2` as the grid entry `seed=0,1,2`."""
+    if seeds is None:
+        return []
+    if search not in (None, "grid"):
+        raise typer.BadParameter(f"--seeds repeats each setting of a grid; with --search {search} "
+                                 "each trial would draw one seed instead", param_hint="--seeds")
+    if any(g.split("=", 1)[0].strip() == "seed" for g in grid):
+        raise typer.BadParameter("the seeds are given twice: drop --grid seed=... or --seeds",
+                                 param_hint="--seeds")
+    values = [v.strip() for v in seeds.split(",")]
+    if len(values) < 2 or not all(v.isdigit() for v in values):
+        raise typer.BadParameter(f"expected two or more seeds (whole numbers >= 0) like 0,1,2, "
+                                 f"got {seeds!r}", param_hint="--seeds")
+    return [f"seed={','.join(values)}"]
+
+
+@app.command()
+def cv(
+    config: Path = typer.Argument(..., metavar="CONFIG", help="The YAML config file."),
+    folds: int = typer.Option(5, "--folds", "-k", metavar="K",
+                              help="Number of folds, at least 2 (stratified for classification)."),
+    overrides: list[str] = SetOption,
+    runs_dir: Path | None = RunsDirOption,
+    fresh: bool = typer.Option(False, "--fresh", help="Start anew even if this ran before."),
+    device: str = DeviceOption,
+    strict: bool = StrictOption,
+) -> None:
+    """Cross-validate CONFIG: train K runs, each scored on the fold it did not train on."""
+    from dlrecap.cv import run_cv
+    from dlrecap.cv_display import FoldNotes, print_cv
+
+    _check_option(device, DEVICES, "device", "--device")
+    loaded = _load_and_lint(config, overrides, strict)
+    result = run_cv(loaded, folds, _runs_dir(runs_dir), fresh=fresh, device=device,
+                    progress=FoldNotes(), on_warning=console.warning)
+    print_cv(result)
+    console.result(str(result.cv_dir))
 
 
 @app.command()
@@ -616,6 +690,9 @@ def compare(
     directory = _runs_dir(runs_dir)
     found = compare_runs([find_run(ref, directory) for ref in run_refs])
     _show_comparison(found)
+    from dlrecap.sweep.seeds import print_compare_settings
+
+    print_compare_settings(found)  # runs of one setting with several seeds: mean ± std
     console.result(f"validation curves: {draw_comparison(found, output).resolve()}")
 
 
@@ -657,7 +734,8 @@ def serve(
 @app.command("export")
 def export_(
     run: str = typer.Argument(..., metavar="RUN", help="Run directory or config name."),
-    fmt: str = typer.Option("savedmodel", "--format", help="savedmodel | tflite."),
+    fmt: str = _choice("savedmodel", "--format", ("savedmodel", "tflite"),
+                       "What to write (default: savedmodel)."),
     output: Path | None = typer.Option(None, "--output", "-o", metavar="DIR",
                                        help="Where to write (default: RUN/export/FORMAT)."),
     runs_dir: Path | None = RunsDirOption,
@@ -676,4 +754,4 @@ def main() -> None:
     from dlrecap import signals
 
     with signals.command_line():
-        app()
+        app(prog_name="dlrecap")

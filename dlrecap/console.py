@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
+    from rich.progress import BarColumn, Progress, TaskID
 
 
 def _width(stream: TextIO) -> int | None:
@@ -49,7 +49,7 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     t = Table(title=title, title_justify="left", header_style="bold")
     cells = [[_fmt(v) for v in row] for row in rows]
     for i, column in enumerate(columns):
-        left = column in ("run", "name", "split", "key", "metric", "class")
+        left = column in ("run", "name", "split", "key", "metric", "class", "fold")
         # The first column names things people copy (run directories): never cut it short.
         widest = max((len(row[0]) for row in cells), default=0) if i == 0 else None
         t.add_column(column, justify="left" if left else "right", min_width=widest,
@@ -72,56 +72,105 @@ def number(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 1e5 else f"{value:.4g}"
 
 
+def duration(seconds: float) -> str:
+    """A short, whole-second duration: `42s`, `3m05s`, `1h02m`."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 class EpochProgress:
     """Shows training as it happens: a live bar on a terminal, plain lines elsewhere.
 
-    Plain mode prints about twenty lines per run, so logs stay readable at 1000 epochs.
+    The live line fits the terminal's width: the statistics shown shrink before anything
+    is cut. Plain mode prints about twenty lines per run, so logs stay readable at 1000
+    epochs.
+
+    Args:
+        console: where it draws (default: stderr).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or err
         self.main_metric: str | None = None
-        self.live = err.is_terminal
+        self.live = self.console.is_terminal
         self.progress: Progress | None = None
+        self.bar: BarColumn | None = None
         self.task: TaskID | None = None
-        self.epochs = 0
+        self.epochs = self.done = 0
         self.begin = 0.0
 
-    def start(self, epochs: int, columns: list[str]) -> None:
-        self.epochs, self.begin = epochs, time.perf_counter()
+    def start(self, epochs: int, columns: list[str], done: int = 0) -> None:
+        """Begin at epoch `done` (a resumed run's epochs so far), announced instead of replayed."""
+        self.epochs, self.done, self.begin = epochs, done, time.perf_counter()
         # history columns are epoch, loss, then the metrics: the first metric is the headline
         self.main_metric = columns[2] if len(columns) > 2 and columns[2] not in (
             "val_loss", "learning_rate") else None
+        if done:
+            self.console.print(f"resuming after epoch {done} of {epochs}", markup=False)
         if not self.live:
             return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TextColumn
 
+        self.bar = BarColumn(bar_width=MIN_BAR)  # widened to what the text leaves free
         self.progress = Progress(
-            TextColumn("epoch {task.completed:>4.0f}/{task.total:.0f}"),
-            BarColumn(),
+            TextColumn("{task.fields[counter]}"),
+            self.bar,
             TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA {task.fields[eta]}"),
-            console=err,
+            TextColumn("{task.fields[times]}"),
+            console=self.console,
             transient=False,
         )
-        self.task = self.progress.add_task("train", total=epochs, stats="", eta="?")
+        self.task = self.progress.add_task("train", total=epochs, completed=done, stats="",
+                                           counter=self._counter(done), times="")
         self.progress.start()
 
     def epoch(self, epoch: int, logs: dict[str, float]) -> None:
-        stats = self._stats(logs)
         elapsed = time.perf_counter() - self.begin
-        eta = elapsed / epoch * (self.epochs - epoch)
-        if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, completed=epoch, stats=stats, eta=f"{eta:.0f}s")
+        eta = elapsed / max(1, epoch - self.done) * (self.epochs - epoch)
+        if self.progress is not None and self.bar is not None and self.task is not None:
+            times = f"{duration(elapsed)} ETA {duration(eta)}"
+            counter = self._counter(epoch)
+            # Four columns, a space between each, one column spare against wrapping.
+            room = self.console.width - 1 - len(counter) - len(times) - 3
+            stats = fitted(self._stats(logs), room - MIN_BAR)
+            bar = max(MIN_BAR, min(MAX_BAR, room - len(stats)))
+            self.bar.bar_width = bar
+            self.progress.update(self.task, completed=epoch, stats=stats, counter=counter,
+                                 times=times)
         elif epoch == 1 or epoch == self.epochs or epoch % max(1, self.epochs // 20) == 0:
-            note(f"epoch {epoch}/{self.epochs}  {stats}  ({elapsed:.1f}s)")
+            self.console.print(f"epoch {epoch}/{self.epochs}  {self._stats(logs)}  ({elapsed:.1f}s)",
+                               markup=False)
 
     def finish(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+    def _counter(self, epoch: int) -> str:
+        return f"epoch {epoch:>{len(str(self.epochs))}}/{self.epochs}"
 
     def _stats(self, logs: dict[str, float]) -> str:
         keys = ["loss", "val_loss"]
         if self.main_metric:
             keys += [self.main_metric, f"val_{self.main_metric}"]
         return "  ".join(f"{k} {number(logs[k])}" for k in keys if k in logs)
+
+
+# The live bar's width: at least this much bar, and at most this much (the rest is text).
+MIN_BAR, MAX_BAR = 8, 40
+
+
+def fitted(stats: str, room: int) -> str:
+    """`stats` (`name value` pairs two spaces apart), fewer of them until it fits in `room`.
+
+    Validation values go last (they are what early stopping watches, so they stay longest),
+    and the training pairs are dropped first.
+    """
+    pairs = stats.split("  ") if stats else []
+    while pairs and len("  ".join(pairs)) > room:
+        training = [p for p in pairs if not p.startswith("val_")]
+        pairs.remove(training[-1] if training else pairs[-1])
+    return "  ".join(pairs)

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from dlrecap.config.schema import Config
     from dlrecap.data import Splits
+    from dlrecap.data.split import Rows
     from dlrecap.model import Head, TargetScale
     from dlrecap.train.callbacks import Progress
     from dlrecap.train.checkpoint import ResumableEarlyStopping
@@ -78,11 +79,10 @@ class TrainResult:
 def train(
     loaded: LoadedConfig, runs_dir: Path, *,
     resume: Path | None = None,
-    device: str = "auto",
-    deterministic: bool = False,
-    progress: Progress | None = None,
-    on_warning: Warn | None = None,
+    device: str = "auto", deterministic: bool = False,
+    progress: Progress | None = None, on_warning: Warn | None = None,
     on_result: Callable[[TrainResult], None] | None = None,
+    rows: Rows | None = None,
 ) -> TrainResult:
     """Train the config's model and write its run directory, holding its lock (`runs.locked`).
 
@@ -95,6 +95,8 @@ def train(
         progress: a `Progress` that sees each epoch, or None.
         on_warning, on_result: called with each warning line; with the result, before the
             pictures are drawn (`finish`). Or None.
+        rows: row numbers per split instead of the seeded split (`dlrecap cv`'s folds); a
+            resumed run reuses its own.
 
     Raises:
         ConfigError, DataError, RunError: bad input; nothing was written. RunError also
@@ -109,7 +111,7 @@ def train(
             pause_point("startup")
             if resume is not None:
                 held.enter_context(resuming(resume, loaded))  # before anything is read or written
-            splits, head = load_data(loaded)
+            splits, head = load_data(loaded, saved_rows(resume) if resume is not None else rows)
             scale = scale_target(config, splits)
             device_label, cluster = prepare_device(loaded, runs_dir, device, deterministic, warn)
             engine = pick_engine(loaded, head, splits, cluster)
@@ -160,8 +162,15 @@ def _located(loaded: LoadedConfig) -> Iterator[None]:
         raise loaded.locate(exc) from None
 
 
-def load_data(loaded: LoadedConfig) -> tuple[Splits, Head]:
-    """The config's data, split, and the output head its task calls for.
+def saved_rows(run_dir: Path) -> Rows | None:
+    """A run's own row numbers per split (its splits.npz), or None."""
+    from dlrecap.data.split import ROWS_FILE, load_rows
+
+    return load_rows(run_dir / ROWS_FILE)
+
+
+def load_data(loaded: LoadedConfig, rows: Rows | None = None) -> tuple[Splits, Head]:
+    """The config's data, split (or cut into the given `rows`), and the output head its task calls for.
 
     The network's size is checked here too, before TensorFlow loads: one too large for the
     memory there is is refused (a ConfigError at `model.layers`) instead of being built.
@@ -171,7 +180,7 @@ def load_data(loaded: LoadedConfig) -> tuple[Splits, Head]:
 
     config = loaded.config
     with _located(loaded):
-        splits = load_splits(config.data, config.seed)
+        splits = load_splits(config.data, config.seed, rows=rows)
         check_task(config, splits.task, splits.label_names)
         head = weigh_classes(plan_head(config, splits.task, splits.n_classes), config,
                              splits.y_train, splits.label_names)
@@ -289,10 +298,8 @@ def fit(loaded: LoadedConfig, run: Run, engine: Engine, model: keras.Model, head
     """
     config, progress = loaded.config, run.history.progress
     validation = encoded["validation"] if n_rows(encoded["validation"][0]) else None
-    if progress:
-        progress.start(config.training.epochs, run.history.columns)
-        for row in run.history.rows:
-            progress.epoch(int(row["epoch"]), row)
+    if progress:  # a resumed run's earlier epochs are announced, not shown again
+        progress.start(config.training.epochs, run.history.columns, done=initial_epoch)
     start = time.perf_counter()
     try:
         with hooks.stop.catching_signals():

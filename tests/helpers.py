@@ -120,7 +120,7 @@ class CtrlCAfter:
     def __init__(self, n: int):
         self.n = n
 
-    def start(self, epochs: int, columns: list[str]) -> None:
+    def start(self, epochs: int, columns: list[str], done: int = 0) -> None:
         pass
 
     def epoch(self, epoch: int, logs: dict[str, float]) -> None:

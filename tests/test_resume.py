@@ -102,11 +102,14 @@ def test_kill_9_leaves_a_resumable_run(tmp_path):
     saved = json.loads((run_dir / "checkpoint" / "state.json").read_text())["epochs_done"]
     total = saved + 2
     resumed = subprocess.run(
-        [*DLRECAP, "train", str(config), "--resume", str(run_dir), "--quiet",
+        [*DLRECAP, "train", str(config), "--resume", str(run_dir),
          "--set", f"training.epochs={total}"], capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stderr
     final = _metrics(run_dir)
     assert final["status"] == "completed" and final["resumed_from_epoch"] == saved
+    # The epochs before the checkpoint are announced, not printed again.
+    assert f"resuming after epoch {saved} of {total}\n" in resumed.stderr
+    assert f"epoch 1/{total} " not in resumed.stderr and f"epoch {total}/{total} " in resumed.stderr
     assert _history_epochs(run_dir) == list(range(1, final["epochs_run"] + 1))
 
 

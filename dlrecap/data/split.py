@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,8 @@ from dlrecap.vocab import DEFAULT_SAMPLES, SPLITS
 # Feature rows: a float32 matrix, or a dict of `(n, 1)` column arrays when some columns hold
 # text (see `Splits.categorical`).
 Features = np.ndarray | dict[str, np.ndarray]
+# Row numbers of the train, validation and test splits, then optionally of the unused rows.
+Rows = tuple[np.ndarray, ...]
 
 @dataclass(frozen=True, eq=False)
 class Splits:
@@ -32,7 +35,9 @@ class Splits:
             (float32, or `str` objects for these columns) instead of a matrix, and the
             model one-hot encodes them itself. Count rows with `n_rows(x)`.
         rows: the train, validation and test row numbers in the data as loaded, so that
-            a finished run can be scored on the same rows without splitting again.
+            a finished run can be scored on the same rows without splitting again; a fourth
+            array, when there is one, numbers the rows no split holds (`dlrecap cv` keeps
+            the test rows out of its folds).
     """
 
     task: str
@@ -45,7 +50,7 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     categorical: tuple[str, ...] = ()
-    rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    rows: Rows | None = None
 
     @property
     def n_features(self) -> int:
@@ -161,26 +166,28 @@ def _split_indices(y, n_val, n_test, stratify, seed,
 
 # A run's row numbers per split, kept in its run directory (see `save_rows`).
 ROWS_FILE = "splits.npz"
+UNUSED = "unused"  # the rows no split holds, when some are left out
 
 
 def save_rows(splits: Splits, path: Path) -> None:
-    """Write the splits' row numbers (an .npz of train, validation and test)."""
+    """Write the splits' row numbers (an .npz of train, validation, test and maybe unused)."""
     if splits.rows is not None:
         with open(path, "wb") as f:
-            np.savez(f, **dict(zip(SPLITS, splits.rows, strict=True)))
+            arrays: dict[str, Any] = dict(zip((*SPLITS, UNUSED), splits.rows, strict=False))
+            np.savez(f, **arrays)
 
 
-def load_rows(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def load_rows(path: Path) -> Rows | None:
     """Row numbers written by `save_rows`, or None when the file is missing or unreadable."""
     try:
         with np.load(path, allow_pickle=False) as arrays:
-            train, validation, test = (np.asarray(arrays[name], dtype=np.int64) for name in SPLITS)
+            names = [*SPLITS, *([UNUSED] if UNUSED in arrays.files else [])]
+            return tuple(np.asarray(arrays[name], dtype=np.int64) for name in names)
     except (OSError, KeyError, ValueError):
         return None
-    return train, validation, test
 
 
-def load_splits(data, seed: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Splits:
+def load_splits(data, seed: int, rows: Rows | None = None) -> Splits:
     """Loads (or generates) the configured data set and splits it.
 
     Args:
@@ -189,8 +196,9 @@ def load_splits(data, seed: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray]
             `target`, `features` and `missing`.
         seed: seeds both the generator and the splits; the same seed gives the same arrays.
         rows: row numbers from `load_rows` to reuse instead of splitting again (a finished
-            run's own rows; splitting imports scikit-learn, which takes seconds). Ignored
-            unless they fit the data.
+            run's own rows, or a cross-validation fold's; splitting imports scikit-learn,
+            which takes seconds). Ignored unless, unused rows included, they number each
+            row of the data exactly once.
 
     Returns:
         The `Splits`. Classification splits are stratified; validation and test hold
@@ -220,10 +228,11 @@ def load_splits(data, seed: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray]
     stratify = task != "regression"
     _check_sizes(len(y), validation, test, len(labels) if stratify else 1, info.name,
                  info.name in SYNTHETIC)
-    tr, va, te = _reuse(rows, len(y)) or _split_indices(y, *_counts(len(y), validation, test)[1:],
-                                                         stratify, seed)
+    rows = _reuse(rows, len(y)) or _split_indices(y, *_counts(len(y), validation, test)[1:],
+                                                  stratify, seed)
+    tr, va, te = rows[:3]
     return _derived(data, Splits(task, list(features), labels, x[tr], y[tr], x[va], y[va],
-                                 x[te], y[te], rows=(tr, va, te)))
+                                 x[te], y[te], rows=rows))
 
 
 def _derived(data, splits: Splits) -> Splits:
@@ -245,8 +254,7 @@ def _derived(data, splits: Splits) -> Splits:
                    x_train=x_train, x_val=x_val, x_test=x_test)
 
 
-def _reuse(rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-           n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _reuse(rows: Rows | None, n: int) -> Rows | None:
     """`rows` when they number each of `n` rows exactly once, else None (split again)."""
     if rows is None or sum(len(r) for r in rows) != n:
         return None
@@ -254,7 +262,7 @@ def _reuse(rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     return rows if np.array_equal(np.sort(seen), np.arange(n)) else None
 
 
-def _file_splits(data, seed: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Splits:
+def _file_splits(data, seed: int, rows: Rows | None = None) -> Splits:
     """Splits of a data file; missing values under `missing: mean` are filled from train rows."""
     from dlrecap.data.files import impute, load_table
 
@@ -268,13 +276,14 @@ def _file_splits(data, seed: int, rows: tuple[np.ndarray, np.ndarray, np.ndarray
     if stratify:
         _check_class_sizes(y, table, 1 + (validation > 0) + (test > 0))
     _, n_val, n_test = _counts(len(y), validation, test)
-    tr, va, te = _reuse(rows, len(y)) or _split_indices(y, n_val, n_test, stratify, seed,
-                                                         fix="add rows, or use smaller split fractions")
-    parts = [_take(table.x, rows) for rows in (tr, va, te)]
+    rows = _reuse(rows, len(y)) or _split_indices(y, n_val, n_test, stratify, seed,
+                                                  fix="add rows, or use smaller split fractions")
+    tr, va, te = rows[:3]
+    parts = [_take(table.x, part) for part in (tr, va, te)]
     if getattr(data, "missing", "error") == "mean":
         parts = impute(parts, table.features, table.categorical, table.name)
     return Splits(table.task, table.features, table.labels, parts[0], y[tr], parts[1], y[va],
-                  parts[2], y[te], categorical=table.categorical, rows=(tr, va, te))
+                  parts[2], y[te], categorical=table.categorical, rows=rows)
 
 
 def _check_class_sizes(y, table, needed: int) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from dlrecap import console
 from dlrecap.sweep.plan import SweepPlan, Trial
 from dlrecap.sweep.results import Row, format_value
+from dlrecap.sweep.seeds import print_sweep_settings
 
 
 def table_columns(rows: list[Row], plan: SweepPlan) -> list[str]:
@@ -121,6 +122,7 @@ def print_result(result: Any) -> None:
     columns = table_columns(rows, plan)
     title = f"{plan.name} sweep, best {plan.metric} first"
     console.table(title, columns, [table_values(r, columns, plan) for r in rows])
+    print_sweep_settings(result)  # several seeds: mean ± std per setting, seed noise marked
     for row in rows:
         if row.status != "completed":
             console.note(f"#{row.trial.index} {row.status}" + (f": {row.error}" if row.error else ""))

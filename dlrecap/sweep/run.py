@@ -29,6 +29,7 @@ from dlrecap.sweep.plan import SweepPlan, Trial, available_cores, check_trials, 
 from dlrecap.sweep.plot import PLOT_FILE, plot_sweep
 from dlrecap.sweep.results import BEST_FILE, CSV_FILE, Row, best_row, make_row, ranked, write_best, write_csv
 from dlrecap.sweep.search import TpeSearch
+from dlrecap.sweep.seeds import SUMMARY_FILE, write_summary
 from dlrecap.sweep.worker import init_worker, run_trial
 
 SWEEP_FILE = "sweep.json"
@@ -135,6 +136,7 @@ def run_sweep(
             progress.finish()
     rows = ranked([session.row(t) for t in plan.trials], plan.direction)
     write_csv(sweep_dir / CSV_FILE, rows, plan)
+    write_summary(sweep_dir / SUMMARY_FILE, rows, plan)  # several seeds: mean ± std per setting
     best = best_row(rows, plan.direction)
     if best is not None:
         write_best(sweep_dir / BEST_FILE, best, plan)

@@ -64,7 +64,7 @@ def _on_interrupt(_signum: int) -> None:
 class _StopAtEpochEnd:
     """A trainer `progress` that ends the trial at an epoch boundary once a stop was asked."""
 
-    def start(self, epochs: int, columns: list[str]) -> None:
+    def start(self, epochs: int, columns: list[str], done: int = 0) -> None:
         pass
 
     def epoch(self, epoch: int, logs: dict[str, float]) -> None:

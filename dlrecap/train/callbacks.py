@@ -17,7 +17,8 @@ from dlrecap.vocab import LEARNING_RATE, VALIDATION_PREFIX
 class Progress(Protocol):
     """Where per-epoch progress goes (the CLI draws it; tests may collect it)."""
 
-    def start(self, epochs: int, columns: list[str]) -> None: ...
+    def start(self, epochs: int, columns: list[str], done: int = 0) -> None:
+        """Training of `epochs` epochs begins, after `done` of them (a resumed run)."""
 
     def epoch(self, epoch: int, logs: dict[str, float]) -> None: ...
 
