@@ -28,8 +28,11 @@ class SearchSpace(Protocol):
         keys: the swept keys, grid keys first.
     """
 
-    settings: dict[str, Any]
-    direction: str
+    @property
+    def settings(self) -> dict[str, Any]: ...
+
+    @property
+    def direction(self) -> str: ...
 
     @property
     def keys(self) -> list[str]: ...
