@@ -55,7 +55,8 @@ def storage_url(text: str) -> str:
 
 
 def shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL as users write it, without its password, for messages."""
+    url = re.sub(r"^postgresql\+psycopg://", "postgresql://", url)
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
@@ -74,9 +75,19 @@ def reaching(url: str) -> Iterator[None]:
     except Exception as exc:
         if not _is_storage_failure(exc):
             raise
-        reason = first_line(getattr(exc, "orig", None) or exc)
+        reason = first_line(_root_cause(exc))
         raise StorageError(f"storage {shown_url(url)}: {reason}",
                            fix="check that the database is up and the URL is right") from None
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The database driver's own error under SQLAlchemy's and Optuna's wrappers."""
+    seen = exc
+    while True:
+        inner = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+        if inner is None or inner is seen:
+            return seen
+        seen = inner
 
 
 def _is_storage_failure(exc: BaseException) -> bool:
@@ -109,11 +120,24 @@ def open_storage(url: str) -> Any:
         else:
             retry = {"failed_trial_callback": stores.RetryFailedTrialCallback(MAX_RETRIES)}
         try:
-            return stores.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=beat,
-                                     grace_period=4 * beat, **retry)
+            return _first_open(lambda: stores.RDBStorage(
+                url, engine_kwargs=engine, heartbeat_interval=beat, grace_period=4 * beat, **retry))
         except ValueError as exc:  # not a database URL SQLAlchemy knows
             raise StorageError(f"--storage {shown_url(url)}: {first_line(exc)}",
                                fix="use sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB") from None
+
+
+def _first_open(make: Any) -> Any:
+    """`make()`, again when it raced another worker creating the same tables."""
+    for attempt in range(10):
+        try:
+            return make()
+        except Exception as exc:
+            text = f"{type(exc).__name__} {exc}"
+            if attempt == 9 or not any(s in text for s in ("IntegrityError", "already exists",
+                                                           "UniqueViolation")):
+                raise
+            time.sleep(0.2 + 0.1 * attempt)
 
 
 def join_study(storage: Any, name: str, fingerprint: str, slots: list[dict[str, Any]],
