@@ -350,9 +350,10 @@ def sweep(
     device: str = typer.Option("auto", "--device", help="auto | cpu | gpu."),
     storage: str | None = typer.Option(
         None, "--storage", metavar="URL",
-        help="The study's database, shared by every worker that joins the sweep: "
-             "sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB (default: study.db in the sweep directory)."),
-    status: bool = typer.Option(False, "--status", help="Print the study's trials as they are now; train nothing."),
+        help="The study's database, shared by every worker that joins the sweep: sqlite:///PATH "
+             "or postgresql://USER:PASSWORD@HOST/DB (default: study.db in the sweep directory)."),
+    status: bool = typer.Option(False, "--status",
+                                help="Print the study's trials as they are now; train nothing."),
 ) -> None:
     """Train one run per combination of values (or per searched trial) and rank them."""
     from dlrecap.errors import TrainingError
