@@ -117,6 +117,17 @@ def test_a_study_of_the_same_name_with_another_config_is_refused(tmp_path, confi
     assert "0 of 2 trials finished (2 pending)" in status.stderr
 
 
+def test_status_of_a_sweep_never_started_is_exit_2(tmp_path, config):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = invoke("sweep", str(config), *SEARCH, "--storage", url, "--status")
+    assert result.exit_code == 2 and "no study named 'xorsweep'" in result.stderr, result.output
+    local = invoke("sweep", str(config), *SEARCH, "--status", "--runs-dir", str(tmp_path / "r"))
+    assert local.exit_code == 2 and "no sweep of this config" in local.stderr, local.output
+    fresh = invoke("sweep", str(config), *SEARCH, "--storage", url, "--fresh")
+    assert fresh.exit_code == 2 and "--fresh" in fresh.stderr, fresh.output
+    assert not list(tmp_path.glob("r/*"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("storage, workers", [("sqlite", 2), ("postgresql", 3)],
                          indirect=["storage"])

@@ -91,9 +91,10 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 
 def _is_storage_failure(exc: BaseException) -> bool:
+    if isinstance(exc, ModuleNotFoundError):  # the URL names a driver that is not installed
+        return (exc.name or "").split(".")[0] in ("psycopg", "psycopg2", "pymysql", "MySQLdb")
     names = {cls.__module__.split(".")[0] for cls in type(exc).__mro__}
-    return bool(names & {"sqlalchemy", "psycopg", "sqlite3"}) or \
-        type(exc).__name__ in ("StorageInternalError", "ModuleNotFoundError")
+    return bool(names & {"sqlalchemy", "psycopg", "sqlite3"}) or type(exc).__name__ == "StorageInternalError"
 
 
 def open_storage(url: str) -> Any:
