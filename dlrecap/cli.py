@@ -376,7 +376,7 @@ def sweep(
         print_status(sweep_status(plan, _runs_dir(runs_dir), resume=resume, storage=storage))
         return
     if fresh and storage:
-        raise typer.BadParameter("a shared study goes on; for a new one: --set name=NEW", param_hint="--fresh")
+        raise typer.BadParameter("a shared study goes on; for another: --set name=NEW", param_hint="--fresh")
     result = run_sweep(plan, _runs_dir(runs_dir), resume=resume, fresh=fresh, device=device,
                        progress=SweepDisplay(), storage=storage)
     print_result(result)
