@@ -38,11 +38,12 @@ def sweep_wall(workers: int, trials: int, folder: Path) -> float:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     start = time.perf_counter()
     procs = [subprocess.Popen([*cmd, "--runs-dir", str(folder / f"w{workers}-{i}")], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for i in range(workers)]
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        raise SystemExit(f"a worker failed: exit codes {codes}")
+    errors = [p.communicate()[1] for p in procs]
+    if any(p.returncode for p in procs):
+        failed = [e.strip().splitlines()[-1:] for p, e in zip(procs, errors, strict=True) if p.returncode]
+        raise SystemExit(f"a worker failed: exit codes {[p.returncode for p in procs]}: {failed}")
     return time.perf_counter() - start
 
 

@@ -229,11 +229,11 @@ def take_slot(storage: Any, name: str, space: SearchSpace) -> Any:
     import optuna
 
     study = optuna.load_study(study_name=name, storage=storage, sampler=_quiet_sampler())
-    # Optuna's own step of `ask`: WAITING -> RUNNING, which only one caller achieves.
-    # (`ask` itself would make a new trial when none waits, past the sweep's count.)
-    trial_id = study._pop_waiting_trial_id()
+    # Not `ask`: it makes a new trial when none waits, past the sweep's count.
+    trial_id = _pop_waiting(storage, storage.get_study_id_from_name(name))
     if trial_id is None:
         return None
+    study.get_trials(deepcopy=False)  # so the study's cache knows the trial taken
     trial = optuna.Trial(study, trial_id)
     slot = int(trial.user_attrs.get("slot", trial.number))
     study.sampler = _sampler(space, slot)
@@ -241,6 +241,32 @@ def take_slot(storage: Any, name: str, space: SearchSpace) -> Any:
         _suggest(trial, key, dist)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     return study, trial, slot
+
+
+def _pop_waiting(storage: Any, study_id: int) -> int | None:
+    """Move one waiting trial to RUNNING; its id, or None when none waits.
+
+    One conditional UPDATE, so that exactly one worker gets each trial on SQLite as well:
+    Optuna's own pop reads, then writes, and SQLite lets two processes read the same
+    WAITING row before either writes (PostgreSQL locks the row; SQLite has no row locks).
+    """
+    import datetime
+
+    import optuna
+    from optuna.storages._rdb import models
+
+    state = optuna.trial.TrialState
+    table = models.TrialModel.__table__
+    for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(state.WAITING,)):
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)  # Optuna: naive UTC
+        with storage.engine.begin() as conn:
+            taken = conn.execute(
+                table.update()
+                .where(table.c.trial_id == waiting._trial_id, table.c.state == state.WAITING)
+                .values(state=state.RUNNING, datetime_start=now))
+        if taken.rowcount == 1:
+            return waiting._trial_id
+    return None
 
 
 def _sampler(space: SearchSpace, slot: int) -> Any:
@@ -288,12 +314,17 @@ def finish(study: Any, trial: Any, attrs: dict[str, Any], score: float | None) -
     """Store the trial's result (`attrs`: status, metrics, run...) and end it."""
     import optuna
 
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
-    if score is None:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    else:
-        study.tell(trial, score)
+    try:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        if score is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, score)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # Failed for want of heartbeats while it trained (a stalled worker): its slot was
+        # queued again, and the retry's result is the one the study keeps.
+        pass
 
 
 def requeue(study: Any, trial: Any, slot: int) -> None:
@@ -337,7 +368,7 @@ class Heartbeat:
         while True:
             try:
                 self.storage.record_heartbeat(self.trial_id)
-            except Exception:  # the database went away: the worker finds out when it reports
-                return
+            except Exception:  # busy or gone: beat again; the worker finds out when it reports
+                pass
             if self.stop.wait(interval):
                 return
