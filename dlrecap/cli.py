@@ -485,12 +485,18 @@ def sweep(
                                        help="Continue this sweep: train what has not completed."),
     fresh: bool = typer.Option(False, "--fresh", help="Start anew even if this sweep ran before."),
     device: str = DeviceOption,
+    storage: str | None = typer.Option(
+        None, "--storage", metavar="URL",
+        help="The study's database, shared by every worker that joins the sweep: sqlite:///PATH "
+             "or postgresql://USER:PASSWORD@HOST/DB (default: study.db in the sweep directory)."),
+    status: bool = typer.Option(False, "--status",
+                                help="Print the study's trials as they are now; train nothing."),
 ) -> None:
     """Train one run per combination of values (or per searched trial) and rank them."""
     from dlrecap.errors import TrainingError
-    from dlrecap.sweep.display import SweepDisplay, print_result
+    from dlrecap.sweep.display import SweepDisplay, print_result, print_status
     from dlrecap.sweep.plan import plan_sweep
-    from dlrecap.sweep.run import plan_from_dir, run_sweep
+    from dlrecap.sweep.run import plan_from_dir, run_sweep, sweep_status
 
     _check_option(device, DEVICES, "device", "--device")
     if config is None:
@@ -505,8 +511,13 @@ def sweep(
         grid = [*grid, *_seed_grid(seeds, grid, search)]
         plan = plan_sweep(config, overrides, grid=grid, ranges=ranges, search=search, trials=trials,
                           seed=seed, jobs=jobs, metric=metric)
+    if status:
+        print_status(sweep_status(plan, _runs_dir(runs_dir), resume=resume, storage=storage))
+        return
+    if fresh and storage:
+        raise typer.BadParameter("a shared study goes on; for another: --set name=NEW", param_hint="--fresh")
     result = run_sweep(plan, _runs_dir(runs_dir), resume=resume, fresh=fresh, device=device,
-                       progress=SweepDisplay())
+                       progress=SweepDisplay(), storage=storage)
     print_result(result)
     console.result(str(result.sweep_dir))
     if result.best is None:

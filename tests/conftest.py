@@ -44,3 +44,13 @@ def _plain_terminal(monkeypatch, tmp_path):
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.setenv("DLRECAP_RUNS_DIR", str(tmp_path / "runs"))
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for the whole session (see postgres.py); stopped and removed at the end."""
+    from postgres import PostgresServer
+
+    server = PostgresServer()
+    yield server
+    server.remove()

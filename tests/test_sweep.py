@@ -115,21 +115,28 @@ def test_random_search_is_repeatable_and_stays_in_range(tmp_path):
     assert [t.params for t in plan_sweep(config, seed=4, **options).trials] != params
 
 
-def test_tpe_search_asks_within_the_ranges_and_replays_finished_trials(tmp_path):
-    from dlrecap.sweep.search import TpeSearch
+def test_tpe_slots_are_drawn_when_taken_within_the_ranges_and_never_past_the_count(tmp_path):
+    from dlrecap.sweep import study as st
 
     # One hidden layer, so that its activation is something to search over.
-    plan = plan_sweep(write(tmp_path, TINY), ["model.layers=[4]"], search="tpe", trials=6,
+    plan = plan_sweep(write(tmp_path, TINY), ["model.layers=[4]"], search="tpe", trials=4,
                       grid=["model.activation=relu,tanh"],
                       ranges=["training.learning_rate=1e-3:1:log"])
-    assert plan.trials == []  # tpe asks as it goes
-    search = TpeSearch(plan, [({"model.activation": "relu", "training.learning_rate": 0.01}, 0.5)])
-    for _ in range(4):
-        params = search.ask()
+    assert plan.trials == []  # tpe draws each trial's values when a worker takes it
+    storage = st.open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = st.join_study(storage, plan.name, plan.fingerprint(), st.encode_slots(plan, []),
+                          plan.direction)
+    assert st.unfinished(study) == (4, 0)
+    taken = []
+    while (slot := st.take_slot(storage, plan.name, plan)) is not None:
+        trial_study, trial, index = slot
+        params = st.decode(plan, trial.params)
         assert params["model.activation"] in ("relu", "tanh")
         assert 1e-3 <= params["training.learning_rate"] <= 1
-        search.tell(params, params["training.learning_rate"])
-    assert len(search.study.trials) == 5 and not search.asked
+        st.finish(trial_study, trial, {"status": "completed"}, params["training.learning_rate"])
+        taken.append(index)
+    assert sorted(taken) == [0, 1, 2, 3] and st.unfinished(study) == (0, 0)
+    assert len(study.get_trials()) == 4
 
 
 def test_shipped_sweeps_plan_and_validate():
@@ -265,32 +272,43 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, count_train
 
 
 @pytest.mark.slow
-def test_running_the_same_sweep_again_trains_only_what_did_not_complete(tmp_path, count_trainings):
+def test_running_the_same_sweep_again_trains_only_what_did_not_complete(tmp_path, monkeypatch):
+    from dlrecap import pipeline
+
+    calls: list[str] = []
+    real = pipeline.train
+
+    def interrupting(loaded, *args, **kwargs):  # Ctrl-C during the second trial, once
+        calls.append(loaded.config.name)
+        if "-02-" in loaded.config.name and calls.count(loaded.config.name) == 1:
+            raise KeyboardInterrupt
+        return real(loaded, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train", interrupting)
     config = write(tmp_path, TINY)
     args = ["sweep", str(config), "--grid", "training.learning_rate=0.01,0.001", "-j", "1",
             "--runs-dir", str(tmp_path / "runs")]
     first = invoke(*args)
-    assert first.exit_code == 0, first.output
-    sweep_dir = Path(first.stdout.strip().splitlines()[-1])
+    assert first.exit_code == 130, first.output
+    assert "sweep interrupted with 1 of 2 trials completed" in first.stderr
+    sweep_dir = next((tmp_path / "runs").glob("tiny-sweep-*"))
+    assert (sweep_dir / "study.db").is_file() and len(calls) == 2
+
+    # the interrupted trial waits in the study again, and only it is trained
+    resumed = invoke("sweep", "--resume", str(sweep_dir))
+    assert resumed.exit_code == 0, resumed.output
+    assert Path(resumed.stdout.strip().splitlines()[-1]) == sweep_dir
+    assert calls[2:] == [calls[1]] and "1 trial(s) were already done" in resumed.stderr
+    assert [r["status"] for r in read_csv(sweep_dir)] == ["completed", "completed"]
     runs_before = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
-    assert len(count_trainings) == 2 and len(runs_before) == 2
+    assert len(runs_before) == 2
 
     again = invoke(*args)
     assert again.exit_code == 0, again.output
-    assert len(count_trainings) == 2  # nothing new trained
+    assert len(calls) == 3  # nothing new trained
     assert Path(again.stdout.strip().splitlines()[-1]) == sweep_dir
     assert "2 trial(s) were already done" in again.stderr
-
-    # a trial interrupted mid-run (status left "running") is trained again, and only it
-    metrics_path = sweep_dir / runs_before[1] / "metrics.json"
-    metrics = json.loads(metrics_path.read_text())
-    metrics_path.write_text(json.dumps({**metrics, "status": "running"}))
-    resumed = invoke("sweep", "--resume", str(sweep_dir))
-    assert resumed.exit_code == 0, resumed.output
-    assert count_trainings[2:] == [metrics["name"]]
-    runs_after = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
-    assert runs_after[0] == runs_before[0] and len(runs_after) == 2
-    assert [r["status"] for r in read_csv(sweep_dir)] == ["completed", "completed"]
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == runs_before
 
 
 @pytest.mark.slow

@@ -135,3 +135,21 @@ def print_result(result: Any) -> None:
         values = " ".join(f"{k}={format_value(v)}" for k, v in best.trial.params.items())
         console.note(f"best: #{best.trial.index} {values} ({plan.metric} {best.score:.4f}); "
                      f"wrote sweep.csv, best.yaml, sweep.png")
+
+
+def print_status(result: Any) -> None:
+    """`sweep --status`: the study's trials now, best first, and how many are in each state."""
+    plan, rows = result.plan, result.rows
+    columns = table_columns(rows, plan)
+    console.table(f"{plan.name} sweep, best {plan.metric} first", columns,
+                  [table_values(r, columns, plan) for r in rows])
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    total = plan.settings["trials"] if plan.settings["search"] == "tpe" else len(plan.trials)
+    done = counts.get("completed", 0) + counts.get("failed", 0)
+    parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    console.note(f"{done} of {total} trials finished ({parts or 'none started'})")
+    for row in rows:
+        if row.status == "failed" and row.error:
+            console.note(f"#{row.trial.index} failed: {row.error}")

@@ -56,7 +56,7 @@ def plot_sweep(path: Path, rows: list[Row], plan: SweepPlan) -> None:
             left.annotate(f"{failed} failed", (x, 0.02), xycoords=("data", "axes fraction"),
                           ha="center", color="crimson")
         for i, row in enumerate(members):
-            epochs, values = _curve(row, plan.metric)
+            epochs, values = curve_of(row, plan.metric)
             done = row.status == "completed"
             (kept if done else failed_values).extend(values)
             if values:  # a failed trial's curve is dashed and may leave the plot upwards
@@ -99,9 +99,11 @@ def _scale(axes: Any, values: list[float], diverged: Sequence[float] = ()) -> No
         axes.set_ylim(low - pad, high + pad)
 
 
-def _curve(row: Row, metric: str) -> tuple[list[int], list[float]]:
-    """The metric's per-epoch values from the trial's history.csv (none if it is damaged)."""
-    if row.run is None:
+def curve_of(row: Row, metric: str) -> tuple[list[int], list[float]]:
+    """The metric's per-epoch values: kept in the study, else from the trial's history.csv."""
+    if row.curve is not None:
+        return list(row.curve[0]), list(row.curve[1])
+    if row.run is None or not row.run.is_dir():  # a run another machine made
         return [], []
     try:
         history = runs.read_history(row.run)

@@ -1,7 +1,8 @@
 """A sweep's results: one row per trial, ranked, written as sweep.csv and best.yaml.
 
-Rows are read back from the trials' run directories (metrics.json, config.yaml), so the
-files describe what is on disk, including trials finished in an earlier session.
+The worker that trains a trial reads its row from the run directory (metrics.json,
+config.yaml, history.csv) and stores it in the study, so that the rows can be gathered
+from the database on any machine, whichever machine made the run directories.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from dlrecap import runs
+from dlrecap.errors import RunError
 from dlrecap.sweep.plan import SweepPlan, Trial
 from dlrecap.vocab import SPLITS
 
@@ -45,6 +47,9 @@ class Row:
     score: float | None = None
     duration_s: float | None = None
     error: str | None = None
+    config_text: str | None = None
+    curve: tuple[list[int], list[float]] | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def score_of(metrics: dict[str, Any], metric: str) -> float | None:
@@ -75,6 +80,52 @@ def make_row(sweep_dir: Path, trial: Trial, record: dict[str, Any], metric: str)
     if row.status == "completed":
         row.score = score_of(info, metric)
     return row
+
+
+def run_dir_of(sweep_dir: Path, name: str) -> Path | None:
+    """The trial's run directory (names are unique within a sweep), newest first."""
+    found = []
+    for path in sweep_dir.glob(f"{name}-*"):
+        try:
+            if runs.read_metrics(path).get("name") == name:
+                found.append(path)
+        except RunError:
+            continue
+    return max(found, key=lambda p: p.name) if found else None
+
+
+def result_attrs(row: Row, outcome: dict[str, Any], metric: str) -> dict[str, Any]:
+    """What the study keeps of a finished trial: enough to rebuild its row anywhere."""
+    from dlrecap.sweep.plot import curve_of
+
+    config = None
+    if row.run is not None and (row.run / runs.CONFIG_FILE).is_file():
+        config = (row.run / runs.CONFIG_FILE).read_text(encoding="utf-8")
+    return {"status": row.status, "error": row.error, "duration_s": row.duration_s,
+            "run": str(row.run.resolve()) if row.run else None, "epochs": row.epochs,
+            "best_epoch": row.best_epoch, "metrics": row.metrics, "score": row.score,
+            "config": config, "curve": list(curve_of(row, metric)),
+            "warnings": outcome.get("warnings") or [], "unmet": outcome.get("unmet") or []}
+
+
+def study_row(trial: Trial, frozen: Any) -> Row:
+    """A row from the study's trial: its stored result, or pending/running."""
+    attrs = frozen.user_attrs
+    state = frozen.state.name
+    if state in ("WAITING", "RUNNING"):
+        start = frozen.datetime_start.timestamp() if frozen.datetime_start else None
+        return Row(trial, "pending" if state == "WAITING" else "running", duration_s=start)
+    status = attrs.get("status") or "failed"
+    error = attrs.get("error")
+    if "status" not in attrs:
+        error = "its worker stopped (no heartbeat); retried too often, or not yet"
+    curve = attrs.get("curve")
+    return Row(trial, status, run=Path(attrs["run"]) if attrs.get("run") else None,
+               epochs=attrs.get("epochs"), best_epoch=attrs.get("best_epoch"),
+               metrics=attrs.get("metrics") or {}, score=attrs.get("score"),
+               duration_s=attrs.get("duration_s"), error=error, config_text=attrs.get("config"),
+               curve=(curve[0], curve[1]) if curve else None,
+               warnings=attrs.get("warnings") or [])
 
 
 def ranked(rows: list[Row], direction: str) -> list[Row]:
@@ -113,7 +164,8 @@ def _cell(value: Any) -> Any:
 def write_best(path: Path, row: Row, plan: SweepPlan) -> None:
     """best.yaml: the winning trial's resolved config, named after the base config."""
     assert row.run is not None
-    config = yaml.safe_load((row.run / runs.CONFIG_FILE).read_text(encoding="utf-8"))
+    text = row.config_text or (row.run / runs.CONFIG_FILE).read_text(encoding="utf-8")
+    config = yaml.safe_load(text)
     config["name"] = plan.name
     swept = ", ".join(f"{k}={format_value(v)}" for k, v in row.trial.params.items())
     header = (f"# Best trial of the sweep in {path.parent.name}: #{row.trial.index} ({swept})\n"

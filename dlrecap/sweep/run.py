@@ -1,12 +1,14 @@
 """Run a sweep: many ordinary training runs that differ in a few keys, then rank them.
 
-The layout is `<runs-dir>/<name>-sweep-<stamp>/`, holding `sweep.json` (the settings and
-every trial's status), one normal run directory per trial (`<name>-<NN>-<values>-<stamp>/`,
-so `dlrecap runs --runs-dir SWEEP_DIR` and `dlrecap eval` work on them), and at the end
-`sweep.csv`, `best.yaml` and `sweep.png`.
+The layout is `<runs-dir>/<name>-sweep-<stamp>/`, holding `sweep.json` (the settings, and at
+the end every trial's status), `study.db` (the Optuna study, unless `--storage` names a
+shared database), one normal run directory per trial this machine trained
+(`<name>-<NN>-<values>-<stamp>/`, so `dlrecap runs --runs-dir SWEEP_DIR` and `dlrecap eval`
+work on them), and at the end `sweep.csv`, `best.yaml` and `sweep.png`.
 
-Running the same sweep again finds its directory (same base config, same settings) and
-trains only the trials that have not completed; `--resume SWEEP_DIR` names it directly.
+The study is the record of the sweep: running the same sweep again (here, or on another
+machine with the same `--storage`) joins it and trains only the trials still waiting;
+`--resume SWEEP_DIR` names the directory directly.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
 import signal
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,13 +25,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dlrecap import runs, signals
-from dlrecap.errors import ConfigError, Interrupted, RunError
-from dlrecap.sweep.plan import SweepPlan, Trial, available_cores, check_trials, plan_sweep
+from dlrecap.errors import Interrupted, RunError
+from dlrecap.sweep import study as st
+from dlrecap.sweep.plan import SweepPlan, Trial, available_cores, plan_sweep, trial_name
 from dlrecap.sweep.plot import PLOT_FILE, plot_sweep
-from dlrecap.sweep.results import BEST_FILE, CSV_FILE, Row, best_row, make_row, ranked, write_best, write_csv
-from dlrecap.sweep.search import TpeSearch
+from dlrecap.sweep.results import (
+    BEST_FILE,
+    CSV_FILE,
+    Row,
+    best_row,
+    ranked,
+    study_row,
+    write_best,
+    write_csv,
+)
 from dlrecap.sweep.seeds import SUMMARY_FILE, write_summary
-from dlrecap.sweep.worker import init_worker, run_trial
+from dlrecap.sweep.worker import SweepJob, init_worker, work
 
 SWEEP_FILE = "sweep.json"
 
@@ -95,53 +105,118 @@ def run_sweep(
     fresh: bool = False,
     device: str = "auto",
     progress: SweepProgress | None = None,
+    storage: str | None = None,
 ) -> SweepResult:
-    """Train every trial not yet completed, then write sweep.csv, best.yaml and sweep.png.
+    """Train the study's waiting trials, then write sweep.csv, best.yaml and sweep.png.
 
     Args:
         plan: from `plan_sweep` (every trial already validated).
-        runs_dir: where the sweep directory is created or found.
+        runs_dir: where this machine's sweep directory is created or found.
         resume: a sweep directory to continue; it must hold this same sweep.
-        fresh: start a new sweep directory even if this sweep ran before.
+        fresh: start a new sweep directory (and study.db) even if this sweep ran before.
         device: `auto`, `cpu` or `gpu`, for every trial.
         progress: sees each trial start and finish.
+        storage: a database URL shared by several workers; default: study.db in the sweep directory.
 
     Raises:
         RunError: `resume` is not a sweep directory, or holds a different sweep.
-        KeyboardInterrupt: after recording the interrupted trials (rerun to go on).
+        StorageError: the database cannot be reached, or its study holds another sweep.
+        Interrupted: after queuing the interrupted trials again (rerun to go on).
     """
     sweep_dir, state = _open(plan, runs_dir, resume, fresh)
-    records = _reconcile(sweep_dir, plan, state)
-    reused = sum(r["status"] == "completed" for r in records.values())
-    session = _Session(plan, sweep_dir, records, device, progress, state)
-    session.save()
+    job = _job(plan, sweep_dir, storage, device)
+    _save(sweep_dir, plan, state)
+    with st.reaching(job.url):
+        study = st.join_study(st.open_storage(job.url), plan.name, plan.fingerprint(),
+                              st.encode_slots(plan, [t.params for t in plan.trials]), plan.direction)
+        before = study_rows(plan, study)
+    reused = sum(r.status == "completed" for r in before)
     if progress:
-        progress.start(plan, [session.row(t) for t in plan.trials], sweep_dir)
+        progress.start(plan, before, sweep_dir)
     try:
-        session.run()
-    except BaseException as exc:
-        for record in records.values():
-            if record["status"] == "running":
-                record["status"] = "interrupted"
-        session.save()
-        if isinstance(exc, (KeyboardInterrupt, Interrupted)):
-            done = sum(r["status"] == "completed" for r in records.values())
-            raise Interrupted(
-                f"sweep interrupted with {done} of {len(plan.trials)} trials completed",
-                fix=f"run the same command again, or dlrecap sweep --resume {sweep_dir}",
-            ) from None
-        raise
+        with signals.handled_by(_interrupt, (signal.SIGTERM,)):
+            _work(job, plan, study, progress)
+    except (KeyboardInterrupt, Interrupted):
+        with st.reaching(job.url):
+            done = sum(r.status == "completed" for r in study_rows(plan, study))
+        raise Interrupted(
+            f"sweep interrupted with {done} of {_total(plan)} trials completed",
+            fix=f"run the same command again, or dlrecap sweep --resume {sweep_dir}",
+        ) from None
     finally:
         if progress:
             progress.finish()
-    rows = ranked([session.row(t) for t in plan.trials], plan.direction)
+    with st.reaching(job.url):
+        rows = ranked(study_rows(plan, study), plan.direction)
+    return write_results(plan, sweep_dir, state, rows, reused)
+
+
+def sweep_status(plan: SweepPlan, runs_dir: Path, *, resume: Path | None = None,
+                 storage: str | None = None) -> SweepResult:
+    """The study's rows as they are now, best first, without training anything.
+
+    Raises:
+        RunError: no sweep directory (default storage) or no study of this sweep.
+    """
+    sweep_dir = resume
+    if storage is None and sweep_dir is None:
+        sweep_dir = find_sweep(plan, runs_dir)
+        if sweep_dir is None:
+            raise RunError(f"no sweep of this config and settings in {runs_dir}",
+                           fix="start it: the same command without --status")
+    url = st.storage_url(storage) if storage else _default_url(Path(sweep_dir or "."))
+    with st.reaching(url):
+        study = None
+        if storage is not None or (Path(sweep_dir or ".") / st.STUDY_FILE).is_file():
+            study = st.load_study(st.open_storage(url), plan.name, plan.fingerprint())
+        if study is None:
+            raise RunError(f"no study named {plan.name!r} in {st.shown_url(url)}",
+                           fix="start the sweep first: the same command without --status")
+        rows = ranked(study_rows(plan, study), plan.direction)
+    return SweepResult(Path(sweep_dir or "."), plan, rows, best_row(rows, plan.direction))
+
+
+def study_rows(plan: SweepPlan, study: Any) -> list[Row]:
+    """Every trial of the study that has values, in trial order (its latest attempt)."""
+    rows = []
+    for slot, frozen in sorted(st.latest_per_slot(study).items()):
+        params = st.decode(plan, frozen.params or frozen.system_attrs.get("fixed_params") or {})
+        if len(params) < len(plan.keys):  # a tpe trial not yet taken: no values yet
+            continue
+        name = frozen.user_attrs.get("name") or trial_name(plan.name, slot + 1, params)
+        rows.append(study_row(Trial(slot + 1, name, params), frozen))
+    return rows
+
+
+def write_results(plan: SweepPlan, sweep_dir: Path, state: dict[str, Any], rows: list[Row],
+                  reused: int = 0) -> SweepResult:
+    """sweep.json's trial list, sweep.csv, best.yaml and sweep.png, from the study's rows."""
+    _save(sweep_dir, plan, state, sorted(rows, key=lambda r: r.trial.index))
     write_csv(sweep_dir / CSV_FILE, rows, plan)
     write_summary(sweep_dir / SUMMARY_FILE, rows, plan)  # several seeds: mean ± std per setting
     best = best_row(rows, plan.direction)
     if best is not None:
         write_best(sweep_dir / BEST_FILE, best, plan)
         plot_sweep(sweep_dir / PLOT_FILE, rows, plan)
-    return SweepResult(sweep_dir, plan, rows, best, reused, session.warnings)
+    warnings = [f"#{r.trial.index}: {line}" for r in sorted(rows, key=lambda r: r.trial.index)
+                for line in r.warnings]
+    return SweepResult(sweep_dir, plan, rows, best, reused, list(dict.fromkeys(warnings)))
+
+
+def _total(plan: SweepPlan) -> int:
+    return plan.settings["trials"] if plan.settings["search"] == "tpe" else len(plan.trials)
+
+
+def _default_url(sweep_dir: Path) -> str:
+    return f"sqlite:///{(sweep_dir / st.STUDY_FILE).resolve()}"
+
+
+def _job(plan: SweepPlan, sweep_dir: Path, storage: str | None, device: str) -> SweepJob:
+    return SweepJob(
+        url=st.storage_url(storage) if storage else _default_url(sweep_dir),
+        study=plan.name, sweep_dir=str(sweep_dir.resolve()), config_path=str(plan.config_path),
+        overrides=list(plan.base_overrides), name=plan.name, settings=plan.settings,
+        direction=plan.direction, device=device)
 
 
 def _open(plan: SweepPlan, runs_dir: Path, resume: Path | None, fresh: bool):
@@ -158,46 +233,21 @@ def _open(plan: SweepPlan, runs_dir: Path, resume: Path | None, fresh: bool):
     return sweep_dir, {"created_at": datetime.now().isoformat(timespec="seconds")}
 
 
-def _reconcile(sweep_dir: Path, plan: SweepPlan, state: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """Each trial's record, with `completed` taken from the run directories on disk."""
-    previous = {r["index"]: r for r in state.get("trials", [])}
-    if plan.settings["search"] == "tpe":  # asked trials are not derivable: replay them
-        for index in sorted(previous):
-            plan.new_trial(previous[index]["params"])
-    records = {}
-    for trial in plan.trials:
-        old = previous.get(trial.index, {})
-        record = {"index": trial.index, "name": trial.name, "params": trial.params,
-                  "status": "pending", "run": None, "error": None, "duration_s": None}
-        if old.get("name") == trial.name:
-            record.update({k: old.get(k) for k in ("status", "error", "duration_s")})
-        run = _run_dir_of(sweep_dir, trial.name)
-        done = run is not None and _status(run) == "completed"
-        record["run"] = run.name if run else None  # a failed one's too, until it is rerun
-        if done:
-            record["status"] = "completed"
-        elif record["status"] in ("completed", "running", None):
-            record["status"] = "interrupted" if run is not None else "pending"
-        records[trial.index] = record
-    return records
-
-
-def _run_dir_of(sweep_dir: Path, name: str) -> Path | None:
-    """The trial's run directory (names are unique within a sweep), newest first."""
-    found = [p for p in sweep_dir.glob(f"{name}-*") if (p / runs.METRICS_FILE).is_file()
-             and _metrics(p).get("name") == name]
-    return max(found, key=lambda p: p.name) if found else None
-
-
-def _metrics(run: Path) -> dict[str, Any]:
-    try:
-        return runs.read_metrics(run)
-    except RunError:
-        return {}
-
-
-def _status(run: Path) -> str | None:
-    return _metrics(run).get("status")
+def _save(sweep_dir: Path, plan: SweepPlan, state: dict[str, Any], rows: list[Row] | None = None) -> None:
+    """Write sweep.json (atomically): settings, fingerprint and, at the end, every trial's status."""
+    data = {
+        "name": plan.name,
+        "config": str(plan.config_path.resolve()),
+        "set": plan.base_overrides,
+        "settings": plan.settings,
+        "fingerprint": plan.fingerprint(),
+        "created_at": state.get("created_at"),
+        "updated_at": datetime.now().isoformat(timespec="seconds"),
+        "trials": [{"index": r.trial.index, "name": r.trial.name, "params": r.trial.params,
+                    "status": r.status, "run": r.run.name if r.run else None, "error": r.error,
+                    "duration_s": r.duration_s} for r in rows or []],
+    }
+    runs.write_json(sweep_dir / SWEEP_FILE, data)
 
 
 def _interrupt(_signum: int) -> None:
@@ -214,135 +264,59 @@ def _stop_workers(executor: Any) -> None:
             pass
 
 
-class _InProcess:
-    """`--jobs 1`: trials run here, one after the other, sharing one TensorFlow import."""
-
-    def submit(self, fn: Any, *args: Any) -> Future:
-        future: Future = Future()
-        future.set_result(fn(*args))
-        return future
-
-    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
-        pass
+def _work(job: SweepJob, plan: SweepPlan, study: Any, progress: SweepProgress | None) -> None:
+    """Run the worker loop here (`--jobs 1`) or in `--jobs` processes, until the study is done."""
+    with st.reaching(job.url):
+        waiting = st.unfinished(study)[0]
+    jobs = min(plan.jobs, max(1, waiting))
+    if jobs > 1:
+        _work_in_processes(job, plan, study, jobs, progress)
+    work(job, progress)  # here: `--jobs 1`, or what dead worker processes left
 
 
-class _Session:
-    """One pass over the trials still to run: submit, collect, record, repeat."""
-
-    def __init__(self, plan: SweepPlan, sweep_dir: Path, records: dict[int, dict[str, Any]],
-                 device: str, progress: SweepProgress | None, state: dict[str, Any]):
-        self.plan, self.sweep_dir, self.records = plan, sweep_dir, records
-        self.device, self.progress, self.state = device, progress, state
-        self.warnings: list[str] = []
-        self.queue = [t for t in plan.trials if records[t.index]["status"] != "completed"]
-        self.search = self._tpe() if plan.settings["search"] == "tpe" else None
-
-    def _tpe(self) -> Any:
-        done = [(t.params, self.row(t).score) for t in self.plan.trials
-                if self.records[t.index]["status"] in ("completed", "failed")
-                and t not in self.queue]
-        return TpeSearch(self.plan, done)
-
-    def row(self, trial: Trial) -> Row:
-        return make_row(self.sweep_dir, trial, self.records[trial.index], self.plan.metric)
-
-    def run(self) -> None:
-        jobs = self.plan.jobs if self.search else min(self.plan.jobs, len(self.queue))
-        if jobs < 1:
-            return
-        executor = self._executor(jobs)
-        in_flight: dict[Future, Trial] = {}
-        try:
-            # SIGTERM stops the sweep like Ctrl-C does, so that its state is saved.
-            with signals.handled_by(_interrupt, (signal.SIGTERM,)):
-                while True:
-                    while len(in_flight) < jobs and (trial := self._next()) is not None:
-                        in_flight[self._submit(executor, trial)] = trial
-                    if not in_flight:
-                        return
-                    finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        trial = in_flight.pop(future)
-                        try:
-                            outcome = future.result()
-                        except (KeyboardInterrupt, Interrupted):
-                            raise
-                        except BrokenProcessPool as exc:
-                            outcome = {"status": "failed", "error": f"worker process died ({exc})"}
-                            executor.shutdown(wait=False)
-                            executor = self._executor(jobs)
-                        except Exception as exc:  # e.g. a result that could not be sent back
-                            outcome = {"status": "failed", "error": f"internal error: {exc!r}"}
-                        self._finished(trial, outcome)
-        except BaseException:
-            _stop_workers(executor)
-            raise
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
-
-    def _executor(self, jobs: int) -> Any:
-        if jobs == 1:
-            return _InProcess()
-        threads = max(1, available_cores() // jobs)
-        return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+def _work_in_processes(job: SweepJob, plan: SweepPlan, study: Any, jobs: int,
+                       progress: SweepProgress | None) -> None:
+    threads = max(1, available_cores() // jobs)
+    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=init_worker, initargs=(threads,))
+    watch = _Watch(plan, study, progress)
+    try:
+        futures = [executor.submit(work, job) for _ in range(jobs)]
+        while futures:
+            done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+            with st.reaching(job.url):
+                watch.poll()
+            for future in done:
+                futures.remove(future)
+                try:
+                    future.result()
+                except BrokenProcessPool:  # a worker died: its trial goes stale and is retried
+                    pass
+    except BaseException:
+        _stop_workers(executor)
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+    with st.reaching(job.url):
+        watch.poll()
 
-    def _next(self) -> Trial | None:
-        if self.queue:
-            return self.queue.pop(0)
-        if self.search is None or len(self.plan.trials) >= self.plan.settings["trials"]:
-            return None
-        trial = self.plan.new_trial(self.search.ask())
-        self.records[trial.index] = {"index": trial.index, "name": trial.name, "params": trial.params,
-                                     "status": "pending", "run": None, "error": None,
-                                     "duration_s": None}
-        try:
-            check_trials(self.plan, [trial])
-        except ConfigError as exc:  # a sampled value the schema rejects: a failed trial
-            self._finished(trial, {"status": "failed", "error": exc.render()})
-            return self._next()
-        return trial
 
-    def _submit(self, executor: Any, trial: Trial) -> Future:
-        stale = _run_dir_of(self.sweep_dir, trial.name)
-        while stale is not None:  # an interrupted or failed attempt: its rerun replaces it
-            shutil.rmtree(stale)
-            stale = _run_dir_of(self.sweep_dir, trial.name)
-        self.records[trial.index].update(status="running", run=None, error=None)
-        self.save()
-        if self.progress:
-            self.progress.trial_started(trial)
-        return executor.submit(run_trial, str(self.plan.config_path),
-                               [*self.plan.base_overrides, *trial.overrides()],
-                               str(self.sweep_dir), self.device)
+class _Watch:
+    """Tells the display what the worker processes did, from the study's rows."""
 
-    def _finished(self, trial: Trial, outcome: dict[str, Any]) -> None:
-        record = self.records[trial.index]
-        run = _run_dir_of(self.sweep_dir, trial.name)
-        record.update(status=outcome["status"], error=outcome.get("error"),
-                      duration_s=outcome.get("duration_s"), run=run.name if run else None,
-                      unmet=outcome.get("unmet") or [])
-        for line in outcome.get("warnings") or []:
-            if f"#{trial.index}: {line}" not in self.warnings:
-                self.warnings.append(f"#{trial.index}: {line}")
-        self.save()
-        row = self.row(trial)
-        if self.search is not None:
-            self.search.tell(trial.params, row.score)
-        if self.progress:
-            self.progress.trial_finished(row)
+    def __init__(self, plan: SweepPlan, study: Any, progress: SweepProgress | None):
+        self.plan, self.study, self.progress = plan, study, progress
+        self.seen = {r.trial.index: r.status for r in study_rows(plan, study)}
 
-    def save(self) -> None:
-        """Rewrite sweep.json (atomically): settings, fingerprint, every trial's record."""
-        plan = self.plan
-        state = {
-            "name": plan.name,
-            "config": str(plan.config_path.resolve()),
-            "set": plan.base_overrides,
-            "settings": plan.settings,
-            "fingerprint": plan.fingerprint(),
-            "created_at": self.state.get("created_at"),
-            "updated_at": datetime.now().isoformat(timespec="seconds"),
-            "trials": [self.records[t.index] for t in plan.trials],
-        }
-        runs.write_json(self.sweep_dir / SWEEP_FILE, state)
+    def poll(self) -> None:
+        if self.progress is None:
+            return
+        for row in study_rows(self.plan, self.study):
+            before = self.seen.get(row.trial.index)
+            if row.status == before:
+                continue
+            self.seen[row.trial.index] = row.status
+            if row.status == "running":
+                self.progress.trial_started(row.trial)
+            elif row.status != "pending":
+                self.progress.trial_finished(row)

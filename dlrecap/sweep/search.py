@@ -1,9 +1,8 @@
 """Which values a sweep's trials try: every grid combination, or Optuna's random and TPE samplers.
 
 For the samplers, grid values become categorical choices and ranges float or int
-distributions. TPE is driven trial by trial (ask and tell). Its study lives in memory:
-the sweep directory's records are the truth, and a resumed search replays them into a
-fresh study, so nothing Optuna-specific is kept on disk.
+distributions. Grid and random values are known before anything trains; TPE draws each
+trial's values when a worker takes it, from the sweep's study (see `study.py`).
 
 This module reads a plan through `SearchSpace` and imports no other sweep module, so the
 planner can draw its trials here without an import cycle.
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import warnings
 from typing import Any, Protocol
 
 from dlrecap.config.schema import parse_range
@@ -28,8 +26,11 @@ class SearchSpace(Protocol):
         keys: the swept keys, grid keys first.
     """
 
-    settings: dict[str, Any]
-    direction: str
+    @property
+    def settings(self) -> dict[str, Any]: ...
+
+    @property
+    def direction(self) -> str: ...
 
     @property
     def keys(self) -> list[str]: ...
@@ -86,56 +87,3 @@ def random_params(plan: SearchSpace) -> list[dict[str, Any]]:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=plan.settings["seed"]))
     dists = distributions(plan)
     return [_decode(plan, study.ask(dists).params) for _ in range(plan.settings["trials"])]
-
-
-class TpeSearch:
-    """Asks Optuna's TPE sampler for each next trial and tells it each result.
-
-    Args:
-        plan: the sweep (its settings give the distributions, seed and direction).
-        finished: `(params, score)` of trials already run; score None for a failed one.
-    """
-
-    def __init__(self, plan: SearchSpace, finished: list[tuple[dict[str, Any], float | None]]):
-        optuna = _optuna()
-        self.plan, self.optuna = plan, optuna
-        self.dists = distributions(plan)
-        trials = plan.settings["trials"]
-        with warnings.catch_warnings():
-            # constant_liar is marked experimental; it keeps parallel asks from colliding.
-            warnings.simplefilter("ignore")
-            sampler = optuna.samplers.TPESampler(
-                seed=plan.settings["seed"], constant_liar=True,
-                n_startup_trials=max(2, min(10, trials // 3)),
-            )
-        self.study = optuna.create_study(direction=plan.direction, sampler=sampler)
-        self.asked: dict[int, Any] = {}
-        for params, score in finished:
-            self._add(params, score)
-
-    def ask(self) -> dict[str, Any]:
-        """The next trial's parameters; pass the plan's trial index to `tell` later."""
-        trial = self.study.ask(self.dists)
-        self.asked[trial.number] = trial
-        return _decode(self.plan, trial.params)
-
-    def tell(self, params: dict[str, Any], score: float | None) -> None:
-        """Record a finished trial (asked here, or replayed from an earlier session)."""
-        encoded = _encode(self.plan, params)
-        for number, trial in list(self.asked.items()):
-            if trial.params == encoded:
-                del self.asked[number]
-                state = self.optuna.trial.TrialState
-                if score is None:
-                    self.study.tell(trial, state=state.FAIL)
-                else:
-                    self.study.tell(trial, score)
-                return
-        self._add(params, score)
-
-    def _add(self, params: dict[str, Any], score: float | None) -> None:
-        state = self.optuna.trial.TrialState
-        self.study.add_trial(self.optuna.trial.create_trial(
-            params=_encode(self.plan, params), distributions=self.dists,
-            value=score, state=state.FAIL if score is None else state.COMPLETE,
-        ))

@@ -1,4 +1,8 @@
-"""Run one sweep trial as an ordinary training run, in this process or a worker process.
+"""Sweep workers: take the study's waiting trials one at a time and train each as a plain run.
+
+`work` is the loop every worker runs, whether it is the sweep command itself (`--jobs 1`),
+one of its `--jobs N` processes, or the same command started on another machine: all of
+them meet in the study's database (`study.py`).
 
 This module imports nothing heavy at the top: worker processes are spawned fresh and must
 size TensorFlow's thread pools (through the environment) before TensorFlow loads.
@@ -9,16 +13,122 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from dlrecap import signals
 
 _stop_requested = False
+# How often a worker with nothing to take looks again while other workers' trials run.
+POLL_S = 1.0
+
+
+class TrialProgress(Protocol):
+    """Sees each trial this worker starts and finishes (the sweep's display)."""
+
+    def trial_started(self, trial: Any) -> None: ...
+
+    def trial_finished(self, row: Any) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepJob:
+    """What a worker needs to join a sweep (plain values, so it pickles to worker processes).
+
+    Args:
+        url: the study's database (SQLAlchemy URL).
+        study: the study's name (the sweep's).
+        sweep_dir: where this worker makes its trials' run directories.
+        config_path, overrides: the base config and its `--set` overrides.
+        name: the base run name.
+        settings: the sweep's merged settings (grid, ranges, search, trials, seed, metric).
+        direction: `minimize` or `maximize`.
+        device: `auto`, `cpu` or `gpu`.
+    """
+
+    url: str
+    study: str
+    sweep_dir: str
+    config_path: str
+    overrides: list[str]
+    name: str
+    settings: dict[str, Any]
+    direction: str
+    device: str = "auto"
+
+    @property
+    def keys(self) -> list[str]:
+        return [*self.settings["grid"], *self.settings["ranges"]]
+
+    @property
+    def metric(self) -> str:
+        return self.settings["metric"]
+
+
+def work(job: SweepJob, progress: TrialProgress | None = None) -> None:
+    """Train waiting trials until the study has none left waiting or running.
+
+    While other workers' trials run, this one waits: one of them may die, and its trial,
+    failed for want of heartbeats, is queued again for whoever looks next.
+
+    Raises:
+        StorageError: the database cannot be reached (exit 2).
+        Interrupted, KeyboardInterrupt: stopped by a signal; the running trial is queued again.
+    """
+    import optuna
+
+    from dlrecap.sweep import study as st
+
+    storage = st.open_storage(job.url)
+    with st.reaching(job.url):
+        study = optuna.load_study(study_name=job.study, storage=storage)
+        while not _stop_requested:
+            st.fail_stale(study)
+            taken = st.take_slot(storage, job.study, job)
+            if taken is not None:
+                trial_study, trial, slot = taken
+                _train_slot(job, storage, trial_study, trial, slot, progress)
+            elif sum(st.unfinished(study)) == 0:
+                return
+            else:
+                time.sleep(POLL_S)
+
+
+def _train_slot(job: SweepJob, storage: Any, study: Any, trial: Any, slot: int,
+                progress: TrialProgress | None) -> None:
+    from dlrecap.errors import Interrupted
+    from dlrecap.sweep import study as st
+    from dlrecap.sweep.plan import Trial, trial_name
+    from dlrecap.sweep.results import make_row, result_attrs, run_dir_of
+
+    params = st.decode(job, trial.params)
+    item = Trial(slot + 1, trial_name(job.name, slot + 1, params), params)
+    trial.set_user_attr("name", item.name)
+    sweep_dir = Path(job.sweep_dir)
+    while (stale := run_dir_of(sweep_dir, item.name)) is not None:  # an earlier attempt here
+        shutil.rmtree(stale)
+    if progress:
+        progress.trial_started(item)
+    try:
+        with st.Heartbeat(storage, trial._trial_id):
+            outcome = run_trial(job.config_path, [*job.overrides, *item.overrides()],
+                                job.sweep_dir, job.device)
+    except (KeyboardInterrupt, Interrupted):
+        st.requeue(study, trial, slot)
+        raise
+    run = run_dir_of(sweep_dir, item.name)
+    record = {"status": outcome["status"], "error": outcome.get("error"),
+              "duration_s": outcome.get("duration_s"), "run": run.name if run else None}
+    row = make_row(sweep_dir, item, record, job.metric)
+    attrs = result_attrs(row, outcome, job.metric)
+    st.finish(study, trial, attrs, row.score if row.status == "completed" else None)
+    if progress:
+        progress.trial_finished(row)
 
 
 def init_worker(threads: int) -> None:
