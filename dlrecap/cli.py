@@ -487,7 +487,7 @@ def sweep(
     device: str = DeviceOption,
     storage: str | None = typer.Option(
         None, "--storage", metavar="URL",
-        help="The study's database, shared by every worker that joins the sweep: sqlite:///PATH "
+        help="The study's database, shared by every worker that joins the sweep: sqlite:///FILE "
              "or postgresql://USER:PASSWORD@HOST/DB (default: study.db in the sweep directory)."),
     status: bool = typer.Option(False, "--status",
                                 help="Print the study's trials as they are now; train nothing."),
