@@ -206,6 +206,9 @@ def train(
     if verdict := run_verdict(result.metrics):
         console.warning(verdict)
     console.result(str(result.run_dir))
+    from dlrecap.pipeline import draw_inside
+
+    draw_inside(result, console.warning)  # boundary.gif, neurons.png: after the result line
     if result.unmet:
         raise ExpectationError(result.unmet, str(result.run_dir))
 

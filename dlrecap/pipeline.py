@@ -68,11 +68,13 @@ class TrainResult:
         run_dir: the run directory.
         metrics: its metrics.json contents.
         unmet: each `expect:` line the run did not meet, as a sentence.
+        splits: the run's data, for the pictures `draw_inside` draws after the result.
     """
 
     run_dir: Path
     metrics: dict[str, Any]
     unmet: list[str] = field(default_factory=list)
+    splits: Splits | None = field(default=None, repr=False)
 
 
 def train(
@@ -125,7 +127,7 @@ def train(
             run = open_run(path, resume, info, head, splits, state["epochs_done"], progress)
             encoded = encode(splits, head, scale)
             hooks = make_callbacks(config, run, head, encoded, monitor, state, best_weights,
-                                   cluster, warn, scale)
+                                   cluster, warn, scale, splits)
         with recording_failures(loaded, run, kept, hooks.checkpointer):
             run.begin(config, splits)
             fit_s = fit(loaded, run, engine, model, head, encoded, hooks, state["epochs_done"])
@@ -134,7 +136,8 @@ def train(
             outcome = conclude(run, config, engine, kept, splits, head, scored, hooks, monitor,
                                fit_s, warn)
         cluster.finish()
-        return TrainResult(run.path, run.info, unmet_lines(config.expect, outcome) if outcome else [])
+        return TrainResult(run.path, run.info, unmet_lines(config.expect, outcome) if outcome else [],
+                           splits)
 
 
 # --- before the run directory exists: bad input leaves nothing behind -------------------
@@ -380,7 +383,8 @@ def draw(run: Run, model: keras.Model, splits: Splits, head: Head, warn: Warn) -
     redraw = f"dlrecap plot {run.path}"
     try:
         pause_point("pictures")
-        draw_run(run.path, model=model, splits=splits, head=head)
+        # The pictures of the network's inside take seconds: `draw_inside`, after the result.
+        draw_run(run.path, model=model, splits=splits, head=head, inside=False)
     except KeyboardInterrupt:
         complete(run)
         raise Interrupted(f"interrupted while drawing the pictures; the run completed "
@@ -390,6 +394,34 @@ def draw(run: Run, model: keras.Model, splits: Splits, head: Head, warn: Warn) -
     except Exception as exc:  # noqa: BLE001 - pictures are a convenience; say why and go on
         warn(f"could not draw the run's pictures ({type(exc).__name__}: {exc}); "
              f"try again with: {redraw}")
+
+
+def draw_inside(result: TrainResult, warn: Warn) -> list[Path]:
+    """boundary.gif and neurons.png (or activations.png) of a completed run, once its result
+    is out; like the other pictures, only a full disk fails here.
+
+    Raises:
+        Interrupted: SIGINT/SIGTERM while drawing; the run stays completed.
+        OSError: a picture cannot be written (disk full, permissions).
+    """
+    from dlrecap.plots import draw_inside as draw
+
+    splits = result.splits
+    if splits is None:
+        return []
+    redraw = f"dlrecap plot {result.run_dir}"
+    try:
+        return draw(result.run_dir, splits, result.metrics.get("labels") or splits.label_names or [],
+                    result.metrics.get("name") or result.run_dir.name)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted while drawing the pictures; the run completed: "
+                          f"draw them with: {redraw}") from None
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pictures are a convenience; say why and go on
+        warn(f"could not draw the run's pictures ({type(exc).__name__}: {exc}); "
+             f"try again with: {redraw}")
+        return []
 
 
 def complete(run: Run) -> None:
