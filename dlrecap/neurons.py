@@ -37,6 +37,7 @@ ACTIVATIONS = "activations.png"
 MAX_UNITS = 16  # units drawn per layer; wider layers show their first ones and say so
 NEURON_GRID = 48
 PANEL, GAP, ROW_GAP = 0.85, 0.95, 0.12  # inches: a heatmap, the space for the weight lines
+TOP = 1.2  # inches above the tallest column: the title, then the column headers
 HISTOGRAM_ROWS = 4000
 # As train/health.py judges them: dead ReLU outputs never leave 0; a saturated sigmoid or
 # tanh output stays within 2% of its bounds on 95% of the rows.
@@ -83,7 +84,7 @@ def neuron_grid(light: LightModel, splits: Splits, path: Path, title: str) -> Pa
     panels = neuron_panels(widths)
     tallest = max(p.row for p in panels) + 1
     width = 0.6 + len(widths) * PANEL + (len(widths) - 1) * GAP + 0.4
-    height = 0.9 + tallest * (PANEL + ROW_GAP) + 0.3
+    height = TOP + tallest * (PANEL + ROW_GAP) + 0.3
     fig = _figure(width, height)
     boxes: dict[tuple[int, int], tuple[float, float, float, float]] = {}
     for panel in panels:
@@ -114,7 +115,7 @@ def _box(panel: Panel, tallest: int, width: float, height: float) -> tuple[float
     shown = min(panel.total, MAX_UNITS)
     offset = (tallest - shown) * (PANEL + ROW_GAP) / 2
     left = 0.6 + panel.column * (PANEL + GAP)
-    top = 0.9 + offset + panel.row * (PANEL + ROW_GAP)
+    top = TOP + offset + panel.row * (PANEL + ROW_GAP)
     return left / width, 1 - (top + PANEL) / height, PANEL / width, PANEL / height
 
 

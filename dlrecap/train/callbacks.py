@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -115,8 +116,9 @@ class FiniteLossGuard(keras.callbacks.Callback):
 class BoundaryFrames(keras.callbacks.Callback):
     """The model's surface over the input plane every `every` epochs, kept in an .npz file.
 
-    One small compiled call evaluates the grid; the file is rewritten atomically after each
-    snapshot, so a live viewer always reads whole frames. Frame 0 is the untrained network
+    One small compiled call evaluates the grid; the file is rewritten atomically, at most
+    every `WRITE_EVERY_S` seconds and when training ends, so a live viewer always reads
+    whole frames and a fast run does not spend its epochs rewriting the file. Frame 0 is the untrained network
     (epoch 0); the last frame always holds the final weights: after early stopping restored
     the best ones, the last frame shows them and `kept_epoch` says whose they are.
 
@@ -131,6 +133,8 @@ class BoundaryFrames(keras.callbacks.Callback):
         keep_until: a resumed run's checkpoint epoch: earlier frames are kept, later dropped.
     """
 
+    WRITE_EVERY_S = 0.5
+
     def __init__(self, path: Path, grid: Any, xs: np.ndarray, ys: np.ndarray, every: int,
                  surface: Any, *, scale: tuple[float, float] | None = None,
                  kept_epoch: Any = None, keep_until: int = 0):
@@ -144,12 +148,13 @@ class BoundaryFrames(keras.callbacks.Callback):
         self.last_epoch = keep_until
         self.seconds = 0.0  # time spent on snapshots, for the record
         self._predict: Any = None
+        self._written = -math.inf  # when the file was last written (time.monotonic)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         import tensorflow as tf
 
         model = self.model
-        self._predict = tf.function(lambda rows: model(rows, training=False), reduce_retracing=True)
+        self._predict = tf.function(lambda rows: model(rows, training=False), autograph=False)
         self.grid = tf.nest.map_structure(_as_tensor, self.grid)
         self._resume()
         if not self.epochs or self.epochs[-1] < self.keep_until:
@@ -168,20 +173,28 @@ class BoundaryFrames(keras.callbacks.Callback):
         self.snapshot(self.last_epoch, kept=self.kept_epoch(self.last_epoch))
 
     def snapshot(self, epoch: int, kept: int | None = None) -> None:
-        """Evaluate the grid with the current weights and rewrite the file with the new frame."""
-        import time
+        """Evaluate the grid with the current weights as the frame of `epoch`.
 
+        Args:
+            epoch: the frame's epoch.
+            kept: for the last frame, the epoch whose weights the model ends with; the file
+                is written now.
+        """
         start = time.perf_counter()
         values = self.surface(np.asarray(self._predict(self.grid), dtype=np.float32))
         if self.scale is not None:
             values = values * np.float32(self.scale[1]) + np.float32(self.scale[0])
         self.epochs.append(epoch)
         self.frames.append(values.reshape(len(self.ys), len(self.xs)).astype(np.float32))
-        arrays = {"epochs": np.asarray(self.epochs, dtype=np.int64), "xs": self.xs,
-                  "ys": self.ys, "frames": np.stack(self.frames),
-                  "kept_epoch": np.int64(epoch if kept is None else kept)}
-        runs.write_arrays(self.path, arrays)
+        if kept is not None or time.monotonic() - self._written >= self.WRITE_EVERY_S:
+            self._write(epoch if kept is None else kept)
         self.seconds += time.perf_counter() - start
+
+    def _write(self, kept: int) -> None:
+        arrays = {"epochs": np.asarray(self.epochs, dtype=np.int64), "xs": self.xs,
+                  "ys": self.ys, "frames": np.stack(self.frames), "kept_epoch": np.int64(kept)}
+        runs.write_arrays(self.path, arrays)
+        self._written = time.monotonic()
 
     def _resume(self) -> None:
         """Keep the frames a resumed run recorded up to its checkpoint (none if they do not fit)."""
