@@ -39,6 +39,7 @@ NEURON_GRID = 48
 PANEL, GAP, ROW_GAP = 0.85, 0.95, 0.12  # inches: a heatmap, the space for the weight lines
 TOP = 1.2  # inches above the tallest column: the title, then the column headers
 HISTOGRAM_ROWS = 4000
+HISTOGRAM_COLUMNS = 8
 # As train/health.py judges them: dead ReLU outputs never leave 0; a saturated sigmoid or
 # tanh output stays within 2% of its bounds on 95% of the rows.
 SATURATED_ROWS = 0.95
@@ -206,31 +207,35 @@ def _near_bounds(unit: np.ndarray, activation: str) -> float:
 
 def activation_histograms(light: LightModel, x_train: Any, run_dir: Path, path: Path,
                           title: str) -> Path:
-    """Draw activations.png: a histogram per hidden unit over (up to 4,000) training rows."""
+    """Draw activations.png: a histogram per hidden unit over (up to 4,000) training rows.
+
+    Each layer takes `HISTOGRAM_COLUMNS` units a row, its first `MAX_UNITS` units in all;
+    the label beside it counts the dead and saturated units among all of them.
+    """
     from dlrecap.data.split import n_rows
     from dlrecap.evaluate import _rows
     from dlrecap.plots import new_figure
 
     values = light.trace(_rows(x_train, 0, min(n_rows(x_train), HISTOGRAM_ROWS)))
-    hidden = list(zip(light.dense[:-1], light.activations[:-1], strict=True))
-    cols = max((min(int(values[name].shape[1]), MAX_UNITS) for name, _ in hidden), default=1)
-    rows = max(len(hidden), 1)
-    fig, axes = new_figure(rows, cols, width=1.6 * cols + 1.4, height=1.5 * rows + 1.2,
-                           left=1.4, bottom=0.35, top=0.95)
+    hidden = [(name, act, np.asarray(values[name], dtype=np.float32))
+              for name, act in zip(light.dense[:-1], light.activations[:-1], strict=True)]
+    rows = [-(-min(units.shape[1], MAX_UNITS) // HISTOGRAM_COLUMNS) for _, _, units in hidden]
+    fig, axes = new_figure(sum(rows), HISTOGRAM_COLUMNS, width=1.5 * HISTOGRAM_COLUMNS + 1.6,
+                           height=1.6 * sum(rows) + 1.3, left=1.6, bottom=0.35, top=0.95)
+    fig.subplots_adjust(hspace=0.5)  # room for each unit's name above its histogram
     recorded = _diagnostics(run_dir)
-    for layer, (name, activation) in enumerate(hidden, start=1):
-        units = np.asarray(values[name], dtype=np.float32)
+    first = 0  # the layer's first axes
+    for layer, ((_name, activation, units), height) in enumerate(zip(hidden, rows, strict=True), 1):
         states = unit_states(units, activation)
-        for unit in range(cols):
-            ax = axes[(layer - 1) * cols + unit]
-            if unit >= units.shape[1] or unit >= MAX_UNITS:
+        block = axes[first:first + height * HISTOGRAM_COLUMNS]
+        for unit, ax in enumerate(block):
+            if unit < min(units.shape[1], MAX_UNITS):
+                _histogram(ax, units[:, unit], states[unit], f"{layer}.{unit + 1}")
+            else:
                 ax.set_axis_off()
-                continue
-            _histogram(ax, units[:, unit], states[unit], f"{layer}.{unit + 1}")
-        axes[(layer - 1) * cols].set_ylabel(_layer_note(layer, activation, states,
-                                                        recorded.get(str(layer))), fontsize=7)
-    for ax in axes[len(hidden) * cols:]:
-        ax.set_axis_off()
+        block[0].set_ylabel(_layer_note(layer, activation, states, recorded.get(str(layer))),
+                            fontsize=7)
+        first += height * HISTOGRAM_COLUMNS
     fig.suptitle(f"{title}: each hidden unit's activations over the training rows\n"
                  "red: dead (never above 0), purple: saturated (at its bounds on 95% of rows)",
                  fontsize=10)
@@ -250,6 +255,8 @@ def _layer_note(layer: int, activation: str, states: list[str], row: dict[str, s
     """The row label: the layer, what its units here are, and diagnostics.csv's last count."""
     dead, saturated = states.count("dead"), states.count("saturated")
     note = f"layer {layer}, {activation}, {len(states)} units"
+    if len(states) > MAX_UNITS:
+        note += f" (first {MAX_UNITS} shown)"
     if dead or saturated:
         note += f"\n{dead} dead, {saturated} saturated here"
     if row:

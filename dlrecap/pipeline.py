@@ -117,9 +117,8 @@ def train(
             scale = scale_target(config, splits)
             device_label, cluster = prepare_device(loaded, runs_dir, device, deterministic, warn)
             engine = pick_engine(loaded, head, splits, cluster)
-            # `model` trains (on standardized targets, if any); `kept` is what model.keras holds.
-            model = build_model(config, splits, head, engine, cluster)
-            kept = output_model(model, scale, cluster)
+            model = build_model(config, splits, head, engine, cluster)  # on standardized targets
+            kept = output_model(model, scale, cluster)  # what model.keras holds: target units
             state, best_weights = restore_checkpoint(model, resume)
             monitor = choose_monitor(config, splits, warn)
             info = describe_run(config, splits, model, monitor, engine, device_label, cluster, scale)
@@ -136,8 +135,8 @@ def train(
             outcome = conclude(run, config, engine, kept, splits, head, scored, hooks, monitor,
                                fit_s, warn)
         cluster.finish()
-        return TrainResult(run.path, run.info, unmet_lines(config.expect, outcome) if outcome else [],
-                           splits)
+        unmet = unmet_lines(config.expect, outcome) if outcome else []
+        return TrainResult(run.path, run.info, unmet, splits)
 
 
 # --- before the run directory exists: bad input leaves nothing behind -------------------
