@@ -221,7 +221,7 @@ def activation_histograms(light: LightModel, x_train: Any, run_dir: Path, path: 
               for name, act in zip(light.dense[:-1], light.activations[:-1], strict=True)]
     rows = [-(-min(units.shape[1], MAX_UNITS) // HISTOGRAM_COLUMNS) for _, _, units in hidden]
     fig, axes = new_figure(sum(rows), HISTOGRAM_COLUMNS, width=1.5 * HISTOGRAM_COLUMNS + 1.6,
-                           height=1.6 * sum(rows) + 1.3, left=1.6, bottom=0.35, top=0.95)
+                           height=1.6 * sum(rows) + 1.5, left=1.6, bottom=0.35, top=0.95)
     fig.subplots_adjust(hspace=0.5)  # room for each unit's name above its histogram
     recorded = _diagnostics(run_dir)
     first = 0  # the layer's first axes
