@@ -25,7 +25,7 @@ BOUNDARY_GIF = "boundary.gif"
 FRAME_MS = 120
 LAST_FRAME_MS = 2000  # the result: long enough to look at before the loop starts again
 GIF_DPI = 72
-GIF_COLORS = 96
+GIF_COLORS = 128
 
 
 def read_frames(run_dir: Path) -> dict[str, Any] | None:
@@ -84,8 +84,9 @@ def boundary_animation(frames: dict[str, Any], splits: Splits, labels: list[str]
         for artist in (*scene.paint(field), caption):
             fig.draw_artist(artist)
         shots.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())  # type: ignore[attr-defined]
-    # One palette for all frames, from the first and the last: colours do not flicker.
-    palette = Image.fromarray(np.concatenate([shots[0], shots[-1]])).quantize(colors=GIF_COLORS)
+    # One palette for all frames, from four across the run: colours do not flicker.
+    sample = [shots[i * (len(shots) - 1) // 3] for i in range(4)]
+    palette = Image.fromarray(np.concatenate(sample)).quantize(colors=GIF_COLORS)
     images = [Image.fromarray(shot).quantize(palette=palette, dither=Image.Dither.NONE)
               for shot in shots]
     durations = [FRAME_MS] * (len(images) - 1) + [LAST_FRAME_MS]

@@ -429,7 +429,8 @@ RunArgument = typer.Argument(None, metavar="[RUN]",
 
 @app.command()
 def plot(run: str | None = RunArgument, runs_dir: Path | None = RunsDirOption) -> None:
-    """(Re)draw the run's pictures: learning curves, decision boundary, confusion matrix."""
+    """(Re)draw the run's pictures: learning curves, decision boundary, confusion matrix,
+    the boundary over time and every neuron."""
     from dlrecap.plots import draw_run
     from dlrecap.runs import find_run, read_metrics, shown_status
 
