@@ -401,8 +401,11 @@ def draw_inside(result: TrainResult, warn: Warn) -> list[Path]:
 
     Raises:
         Interrupted: SIGINT/SIGTERM while drawing; the run stays completed.
-        OSError: a picture cannot be written (disk full, permissions).
+        RunError: a picture cannot be written (disk full, permissions); the run stays completed.
     """
+    import os
+
+    from dlrecap.errors import RunError
     from dlrecap.plots import draw_inside as draw
 
     splits = result.splits
@@ -415,8 +418,11 @@ def draw_inside(result: TrainResult, warn: Warn) -> list[Path]:
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted while drawing the pictures; the run completed: "
                           f"draw them with: {redraw}") from None
-    except OSError:
-        raise
+    except OSError as exc:
+        where = os.fsdecode(exc.filename) if exc.filename is not None else result.run_dir
+        raise RunError(f"cannot write {where}: {exc.strerror or exc}; the run completed",
+                       fix=f"free disk space or check permissions, then draw them with: "
+                           f"{redraw}") from None
     except Exception as exc:  # noqa: BLE001 - pictures are a convenience; say why and go on
         warn(f"could not draw the run's pictures ({type(exc).__name__}: {exc}); "
              f"try again with: {redraw}")
