@@ -210,3 +210,19 @@ def test_restored_best_weights_are_the_last_frame(tmp_path):
     titles = frame_titles({"epochs": epochs, "kept_epoch": kept}, "t")
     assert titles[0] == "t: epoch 0 (untrained)"
     assert titles[-1] == "t: epoch 4, the kept weights of epoch 2"
+
+
+def test_early_stopping_ends_on_the_kept_weights(tmp_path):
+    """configs/early_stopping.yaml stops 10 epochs after its best and puts the best back."""
+    result = invoke("train", str(ROOT / "configs/early_stopping.yaml"), "--runs-dir",
+                    str(tmp_path / "runs"), "-q")
+    assert result.exit_code == 0, result.output
+    run = next((tmp_path / "runs").iterdir())
+    info = json.loads((run / "metrics.json").read_text())
+    assert info["stopped_early"] and info["weights_epoch"] < info["epochs_run"]
+    frames = _frames(run)
+    assert frames["epochs"][-1] == info["epochs_run"]
+    assert int(frames["kept_epoch"]) == info["weights_epoch"] == info["best_epoch"]
+    np.testing.assert_allclose(frames["frames"][-1], _surface(run, len(frames["xs"]))[2],
+                               atol=2e-5)
+    assert not np.allclose(frames["frames"][-1], frames["frames"][-2], atol=1e-3)
