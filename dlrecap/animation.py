@@ -64,7 +64,9 @@ def boundary_animation(frames: dict[str, Any], splits: Splits, labels: list[str]
     from dlrecap.plots import new_figure
 
     xs, ys, fields = frames["xs"], frames["ys"], np.asarray(frames["frames"], dtype=np.float32)
-    fig, (ax,) = new_figure(1, 1, width=5.6, height=4.8, top=0.45, right=0.15)
+    legend = splits.task != "regression" and len(labels) > 2  # beside the plot: room for it
+    fig, (ax,) = new_figure(1, 1, width=6.2 if legend else 5.6, height=4.8, top=0.45,
+                            right=1.2 if legend else 0.15)
     fig.set_dpi(GIF_DPI)
     names = numeric_features(splits)
     ax.set_xlabel(names[0])
@@ -113,16 +115,14 @@ class _Scene:
         self.contour: Any = None
         if splits.task == "regression":
             self.image, self.points = self._regression(ax, points, np.asarray(y, float), first, extent)
-            self.legend = None
         else:
             self.image, self.points = self._classes(ax, points, np.asarray(y), labels, first, extent)
-            self.legend = ax.legend(fontsize=7, loc="upper right", framealpha=0.8)
         ax.set_xlim(extent[0], extent[1])
         ax.set_ylim(extent[2], extent[3])
 
     @property
     def moving(self) -> list[Any]:
-        return [self.image, *self.points, *([self.legend] if self.legend else [])]
+        return [self.image, *self.points]
 
     def _regression(self, ax: Axes, points: np.ndarray, target: np.ndarray, first: np.ndarray,
                     extent: tuple[float, float, float, float]) -> tuple[Any, list[Any]]:
@@ -146,7 +146,9 @@ class _Scene:
             cmap = LinearSegmentedColormap.from_list("playground", [ORANGE, "#f7f7f7", BLUE])
             image = ax.imshow(first, origin="lower", extent=extent, aspect="auto", cmap=cmap,
                               vmin=0, vmax=1, alpha=0.85)
-            ax.figure.colorbar(image, ax=ax, label=f"P({labels[-1] if labels else 1})")
+            ax.figure.colorbar(image, ax=ax, label=f"P({labels[-1] if labels else 1}); "
+                                                  f"points: {labels[0] if labels else 0} orange, "
+                                                  f"{labels[-1] if labels else 1} blue")
             self.levels = [0.5]
         else:
             image = ax.imshow(first, origin="lower", extent=extent, aspect="auto",
@@ -160,6 +162,9 @@ class _Scene:
                 dots.append(ax.scatter(points[rows, 0], points[rows, 1], s=14, c=colors[k],
                                        edgecolors="white", linewidths=0.5,
                                        label=str(labels[k]) if k < len(labels) else str(k)))
+        if n > 2:  # two classes: the colour bar says which is which
+            # Beside the plot, where no frame covers it: drawn once.
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), framealpha=0.8)
         return image, dots
 
     def paint(self, field: np.ndarray) -> list[Any]:
@@ -173,8 +178,7 @@ class _Scene:
             self.contour = self.ax.contour(self.xs, self.ys, field, levels=levels,
                                            colors="#333333", linewidths=1)
             self.contour.set_animated(True)
-        return [self.image, *([self.contour] if self.contour else []), *self.points,
-                *([self.legend] if self.legend else [])]
+        return [self.image, *([self.contour] if self.contour else []), *self.points]
 
 
 def _pale(color: str) -> tuple[float, float, float]:
