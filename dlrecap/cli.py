@@ -291,8 +291,12 @@ def _train_and_show(loaded: LoadedConfig, runs_dir: Path, resume_dir: Path | Non
         console.result(str(result.run_dir))
 
     progress = None if quiet else console.EpochProgress()
-    return run_training(loaded, runs_dir, resume=resume_dir, progress=progress,
-                        on_warning=console.warning, on_result=show, **options)
+    result = run_training(loaded, runs_dir, resume=resume_dir, progress=progress,
+                          on_warning=console.warning, on_result=show, **options)
+    from dlrecap.pipeline import draw_inside
+
+    draw_inside(result, console.warning)  # boundary.gif, neurons.png: after the result line
+    return result
 
 
 def _watch(config: Path, load: Callable[[], LoadedConfig],
@@ -655,7 +659,8 @@ RunArgument = typer.Argument(None, metavar="[RUN]",
 
 @app.command()
 def plot(run: str | None = RunArgument, runs_dir: Path | None = RunsDirOption) -> None:
-    """(Re)draw the run's pictures: learning curves, decision boundary, confusion matrix."""
+    """(Re)draw the run's pictures: learning curves, decision boundary, confusion matrix,
+    the boundary over time and every neuron."""
     from dlrecap.plots import draw_run
     from dlrecap.runs import find_run, read_metrics, shown_status
 

@@ -18,9 +18,10 @@ from dlrecap.vocab import direction, effective_monitor
 
 if TYPE_CHECKING:
     from dlrecap.config.schema import Config
+    from dlrecap.data import Splits
     from dlrecap.model import Head, TargetScale
     from dlrecap.record import Run
-    from dlrecap.train.callbacks import ResumableReduceLROnPlateau
+    from dlrecap.train.callbacks import BoundaryFrames, ResumableReduceLROnPlateau
     from dlrecap.train.checkpoint import Checkpointer, ResumableEarlyStopping, StopRequest
     from dlrecap.train.distributed import Cluster
     from dlrecap.train.health import HealthMonitor
@@ -39,15 +40,19 @@ class Callbacks:
     checkpointer: Checkpointer
     stopper: ResumableEarlyStopping | None = None
     health: HealthMonitor | None = None
+    frames: BoundaryFrames | None = None
 
 
 def make_callbacks(config: Config, run: Run, head: Head, encoded: Encoded, monitor: str,
                    state: dict[str, Any], best_weights: Any, cluster: Cluster,
-                   warn: Warn, scale: TargetScale | None = None) -> Callbacks:
+                   warn: Warn, scale: TargetScale | None = None,
+                   splits: Splits | None = None) -> Callbacks:
     """The callbacks of one `fit`.
 
     In order: target units (with a `scale`), NaN guard, learning rate, history, early
-    stopping or the best-weights keeper, reduce_on_plateau, checkpoints, health and TensorBoard.
+    stopping or the best-weights keeper, reduce_on_plateau, checkpoints, health, TensorBoard
+    and, for data with two numeric features (`splits`), the boundary frames, last so that
+    they see the weights kept.
     """
     from dlrecap.train import callbacks as cb
     from dlrecap.train import checkpoint as ckpt
@@ -68,7 +73,11 @@ def make_callbacks(config: Config, run: Run, head: Head, encoded: Encoded, monit
         import keras
 
         hooks.append(keras.callbacks.TensorBoard(log_dir=str(run.path / "tensorboard")))
-    return Callbacks(hooks, stop, checkpointer, stopper, health)
+    frames = None
+    if splits is not None and cluster.mode != "multi_worker":
+        frames = boundary_frames(config, run.path, splits, stopper, scale, state["epochs_done"])
+    hooks += [frames] if frames else []
+    return Callbacks(hooks, stop, checkpointer, stopper, health, frames)
 
 
 def best_keeper(config: Config, monitor: str, state: dict[str, Any],
@@ -122,3 +131,32 @@ def health_monitor(config: Config, run_dir: Path, encoded: Encoded, head: Head, 
     every = max(1, config.training.epochs // 20)
     return HealthMonitor(x, run_dir / runs.DIAGNOSTICS_FILE, y_sample=y, loss_fn=head.loss,
                          every=every, on_warning=warn, seed=config.seed, keep_until=initial_epoch)
+
+
+# Frames over a run: about 30 to 60, whatever its length; the grid is coarser than the
+# decision boundary's picture (25 KB a frame), the same plane.
+FRAMES_PER_RUN = 60
+FRAME_GRID = 80
+
+
+def boundary_frames(config: Config, run_dir: Path, splits: Splits,
+                    stopper: ResumableEarlyStopping | None, scale: TargetScale | None,
+                    initial_epoch: int) -> BoundaryFrames | None:
+    """The model's surface over the plane of the two numeric features every few epochs,
+    or None when the data has not exactly two."""
+    from dlrecap.picture_rows import numeric_features, plane_axes, plane_rows, surface
+    from dlrecap.train.callbacks import BoundaryFrames
+
+    if len(numeric_features(splits)) != 2:
+        return None
+    xs, ys = plane_axes(splits, FRAME_GRID)
+
+    def kept_epoch(last: int) -> int:
+        if stopper is not None and stopper.restore_best_weights and stopper.best_weights is not None:
+            return int(stopper.best_epoch) + 1
+        return last
+
+    every = -(-config.training.epochs // FRAMES_PER_RUN)
+    return BoundaryFrames(run_dir / runs.FRAMES_FILE, plane_rows(splits, xs, ys), xs, ys, every,
+                          surface, scale=(scale.mean, scale.std) if scale else None,
+                          kept_epoch=kept_epoch, keep_until=initial_epoch)

@@ -91,6 +91,9 @@ class LightModel:
         kernels: each Dense layer's kernel, for the weight penalty in the loss.
         penalty: the config's `(l1, l2)`.
         vocabularies: per text column, the categories of its one-hot layer.
+        dense: the Dense layers' names in graph order (the output layer last); their
+            kernels are `kernels`, in the same order.
+        activations: each Dense layer's activation name, as `dense`.
     """
 
     order: list[tuple[str, Layer | None, list[str]]]
@@ -99,9 +102,15 @@ class LightModel:
     kernels: list[Array]
     penalty: tuple[float, float]
     vocabularies: dict[str, list[str]]
+    dense: tuple[str, ...] = ()
+    activations: tuple[str, ...] = ()
 
     def __call__(self, x: Array | dict[str, Array]) -> Array:
         """The outputs for rows `x`: a matrix, or a dict of `(rows, 1)` columns."""
+        return np.asarray(self.trace(x)[self.output], dtype=np.float32)
+
+    def trace(self, x: Array | dict[str, Array]) -> dict[str, Any]:
+        """Every layer's output for rows `x`, by layer name (the neuron pictures read them)."""
         values: dict[str, Any] = {}
         if isinstance(self.inputs, str):
             values[self.inputs] = np.asarray(x, dtype=np.float32)
@@ -115,7 +124,7 @@ class LightModel:
             for name, function, sources in self.order:
                 if function is not None:
                     values[name] = function([values[s] for s in sources])
-        return np.asarray(values[self.output], dtype=np.float32)
+        return values
 
     def weight_penalty(self) -> float:
         """The L1/L2 penalty Keras adds to the loss (hidden and output kernels)."""
@@ -147,6 +156,7 @@ def _build(spec: dict[str, Any], weights: Any) -> LightModel:
     kernels: list[Array] = []
     vocabularies: dict[str, list[str]] = {}
     penalty = (0.0, 0.0)
+    dense: list[tuple[str, str]] = []
     used: dict[str, int] = {}
     for layer in graph["layers"]:
         kind, config = layer["class_name"], layer["config"]
@@ -161,13 +171,15 @@ def _build(spec: dict[str, Any], weights: Any) -> LightModel:
         function = BUILDERS[kind](config, variables)
         if kind == "Dense":
             kernels.append(variables[0])
+            dense.append((layer["name"], str(config.get("activation", "linear"))))
             penalty = _penalty(config) or penalty
         if kind == "StringLookup":
             vocabularies[layer["name"]] = list(config["vocabulary"])
         order.append((layer["name"], function, _sources(layer)))
     inputs = _inputs(graph["input_layers"])
     output = _single(graph["output_layers"])[0]
-    return LightModel(order, inputs, output, kernels, penalty, vocabularies)
+    return LightModel(order, inputs, output, kernels, penalty, vocabularies,
+                      tuple(name for name, _ in dense), tuple(act for _, act in dense))
 
 
 def _stored_name(kind: str, used: dict[str, int]) -> str:

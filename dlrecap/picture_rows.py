@@ -57,3 +57,32 @@ def held_note(held: dict[str, Any]) -> str:
     """`colour = red` for each held column, as a picture's title says it."""
     values = ", ".join(f"{name} = {value}" for name, value in held.items())
     return f"{values} (the most frequent value{'s' if len(held) > 1 else ''})"
+
+
+def plane_axes(splits: Splits, points: int) -> tuple[np.ndarray, np.ndarray]:
+    """`points` coordinates along each of the two numeric features, the data's range padded 8%.
+
+    The decision boundary, its frames over training and the neuron grid share this plane,
+    so that the last frame and the picture show the same surface.
+    """
+    x_all = np.concatenate([numeric_matrix(splits, x) for x in (splits.x_train, splits.x_val,
+                                                                  splits.x_test)])
+    lo, hi = x_all.min(axis=0), x_all.max(axis=0)
+    pad = (hi - lo) * 0.08 + 1e-6
+    return (np.linspace(lo[0] - pad[0], hi[0] + pad[0], points),
+            np.linspace(lo[1] - pad[1], hi[1] + pad[1], points))
+
+
+def plane_rows(splits: Splits, xs: np.ndarray, ys: np.ndarray) -> Features:
+    """The rows of the grid `xs` x `ys` (x varying fastest), text columns held at their mode."""
+    mesh = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2).astype("float32")
+    return model_rows(splits, mesh, most_frequent(splits))
+
+
+def surface(outputs: np.ndarray) -> np.ndarray:
+    """What a frame holds per point: P(positive class) or the prediction for one output,
+    the predicted class index (as float) for several."""
+    outputs = np.asarray(outputs, dtype=np.float32)
+    if outputs.shape[-1] == 1:
+        return outputs[:, 0]
+    return outputs.argmax(axis=-1).astype(np.float32)

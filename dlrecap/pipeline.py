@@ -69,11 +69,13 @@ class TrainResult:
         run_dir: the run directory.
         metrics: its metrics.json contents.
         unmet: each `expect:` line the run did not meet, as a sentence.
+        splits: the run's data, for the pictures `draw_inside` draws after the result.
     """
 
     run_dir: Path
     metrics: dict[str, Any]
     unmet: list[str] = field(default_factory=list)
+    splits: Splits | None = field(default=None, repr=False)
 
 
 def train(
@@ -115,9 +117,8 @@ def train(
             scale = scale_target(config, splits)
             device_label, cluster = prepare_device(loaded, runs_dir, device, deterministic, warn)
             engine = pick_engine(loaded, head, splits, cluster)
-            # `model` trains (on standardized targets, if any); `kept` is what model.keras holds.
-            model = build_model(config, splits, head, engine, cluster)
-            kept = output_model(model, scale, cluster)
+            model = build_model(config, splits, head, engine, cluster)  # on standardized targets
+            kept = output_model(model, scale, cluster)  # what model.keras holds: target units
             state, best_weights = restore_checkpoint(model, resume)
             monitor = choose_monitor(config, splits, warn)
             info = describe_run(config, splits, model, monitor, engine, device_label, cluster, scale)
@@ -125,7 +126,7 @@ def train(
             run = open_run(path, resume, info, head, splits, state["epochs_done"], progress)
             encoded = encode(splits, head, scale)
             hooks = make_callbacks(config, run, head, encoded, monitor, state, best_weights,
-                                   cluster, warn, scale)
+                                   cluster, warn, scale, splits)
         with recording_failures(loaded, run, kept, hooks.checkpointer):
             run.begin(config, splits)
             fit_s = fit(loaded, run, engine, model, head, encoded, hooks, state["epochs_done"])
@@ -335,7 +336,8 @@ def conclude(run: Run, config: Config, engine: Engine, model: keras.Model, split
                weights_epoch=weights_epoch(rows, hooks.stopper), fit_s=round(fit_s, 3),
                warnings=hooks.health.warnings if hooks.health else [], **results,
                baseline=baselines(splits, head), **({"expect": outcome} if outcome else {}))
-    return TrainResult(run.path, run.info, unmet_lines(config.expect, outcome) if outcome else [])
+    return TrainResult(run.path, run.info, unmet_lines(config.expect, outcome) if outcome else [],
+                       splits)
 
 
 def finish(run: Run, model: keras.Model, splits: Splits, head: Head, warn: Warn,
@@ -402,7 +404,8 @@ def draw(run: Run, model: keras.Model, splits: Splits, head: Head, warn: Warn) -
     redraw = f"dlrecap plot {run.path}"
     try:
         pause_point("pictures")
-        draw_run(run.path, model=model, splits=splits, head=head)
+        # The pictures of the network's inside take seconds: `draw_inside`, after the result.
+        draw_run(run.path, model=model, splits=splits, head=head, inside=False)
     except KeyboardInterrupt:
         complete(run)
         raise Interrupted(f"interrupted while drawing the pictures; the run completed "
@@ -412,6 +415,40 @@ def draw(run: Run, model: keras.Model, splits: Splits, head: Head, warn: Warn) -
     except Exception as exc:  # noqa: BLE001 - pictures are a convenience; say why and go on
         warn(f"could not draw the run's pictures ({type(exc).__name__}: {exc}); "
              f"try again with: {redraw}")
+
+
+def draw_inside(result: TrainResult, warn: Warn) -> list[Path]:
+    """boundary.gif and neurons.png (or activations.png) of a completed run, once its result
+    is out; like the other pictures, only a full disk fails here.
+
+    Raises:
+        Interrupted: SIGINT/SIGTERM while drawing; the run stays completed.
+        RunError: a picture cannot be written (disk full, permissions); the run stays completed.
+    """
+    import os
+
+    from dlrecap.errors import RunError
+    from dlrecap.plots import draw_inside as draw
+
+    splits = result.splits
+    if splits is None:
+        return []
+    redraw = f"dlrecap plot {result.run_dir}"
+    try:
+        return draw(result.run_dir, splits, result.metrics.get("labels") or splits.label_names or [],
+                    result.metrics.get("name") or result.run_dir.name)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted while drawing the pictures; the run completed: "
+                          f"draw them with: {redraw}") from None
+    except OSError as exc:
+        where = os.fsdecode(exc.filename) if exc.filename is not None else result.run_dir
+        raise RunError(f"cannot write {where}: {exc.strerror or exc}; the run completed",
+                       fix=f"free disk space or check permissions, then draw them with: "
+                           f"{redraw}") from None
+    except Exception as exc:  # noqa: BLE001 - pictures are a convenience; say why and go on
+        warn(f"could not draw the run's pictures ({type(exc).__name__}: {exc}); "
+             f"try again with: {redraw}")
+        return []
 
 
 def complete(run: Run) -> None:

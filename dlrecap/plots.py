@@ -15,7 +15,15 @@ import numpy as np
 from dlrecap import runs
 from dlrecap.data.split import n_rows
 from dlrecap.evaluate import model_outputs
-from dlrecap.picture_rows import held_note, model_rows, most_frequent, numeric_features, numeric_matrix
+from dlrecap.picture_rows import (
+    held_note,
+    model_rows,
+    most_frequent,
+    numeric_features,
+    numeric_matrix,
+    plane_axes,
+    plane_rows,
+)
 from dlrecap.vocab import LEARNING_RATE, SPLITS, VALIDATION_PREFIX, split_of
 
 if TYPE_CHECKING:
@@ -56,7 +64,7 @@ def main_metric(history: dict[str, Any]) -> str | None:
 
 
 def draw_run(run_dir: Path, model: keras.Model | None = None, splits: Splits | None = None,
-             head: Head | None = None) -> list[Path]:
+             head: Head | None = None, *, inside: bool = True) -> list[Path]:
     """Draw every picture that fits the run and return the files written.
 
     Learning curves need only history.csv; the other pictures need the model and the data,
@@ -67,6 +75,8 @@ def draw_run(run_dir: Path, model: keras.Model | None = None, splits: Splits | N
         model: the trained Keras model, or None to load model.keras.
         splits: the run's `dlrecap.data.Splits`, or None to rebuild them from config.yaml.
         head: the run's `dlrecap.model.Head`, or None to work it out again.
+        inside: also draw the pictures of the network's inside (`draw_inside`), which
+            training draws after its result line.
     """
     run_dir = Path(run_dir)
     info = runs.read_metrics(run_dir)
@@ -85,14 +95,45 @@ def draw_run(run_dir: Path, model: keras.Model | None = None, splits: Splits | N
         splits = loaded_splits if splits is None else splits
         head = loaded_head if head is None else head
     title = info.get("name") or run_dir.name
+    labels = info.get("labels") or splits.label_names or []
     if splits.task == "regression":
         written.append(predictions(model, splits, run_dir / PREDICTIONS, title))
-        return written
-    labels = info.get("labels") or splits.label_names or []
-    # Text columns are held at one value over the plane, so two numeric ones make the plane.
-    if len(numeric_features(splits)) == 2:
-        written.append(decision_boundary(model, splits, labels, run_dir / DECISION_BOUNDARY, title))
-    written.append(confusion_matrix(model, splits, labels, run_dir / CONFUSION_MATRIX, title))
+    else:
+        # Text columns are held at one value over the plane, so two numeric ones make the plane.
+        if len(numeric_features(splits)) == 2:
+            written.append(decision_boundary(model, splits, labels, run_dir / DECISION_BOUNDARY,
+                                             title))
+        written.append(confusion_matrix(model, splits, labels, run_dir / CONFUSION_MATRIX, title))
+    return written + (draw_inside(run_dir, splits, labels, title) if inside else [])
+
+
+def draw_inside(run_dir: Path, splits: Splits, labels: list[str], title: str) -> list[Path]:
+    """The pictures of the network's inside, from the run's files with NumPy alone.
+
+    boundary.gif from boundary_frames.npz; neurons.png (two numeric features) or
+    activations.png (more) from model.keras, when the NumPy path reads it.
+    """
+    from dlrecap import animation, neurons
+    from dlrecap.inference import Unsupported, load_light
+
+    run_dir = Path(run_dir)
+    written = []
+    frames = animation.read_frames(run_dir)
+    plane = len(numeric_features(splits)) == 2
+    if frames is not None and plane:
+        written.append(animation.boundary_animation(frames, splits, labels,
+                                                    run_dir / animation.BOUNDARY_GIF, title))
+    try:
+        light = load_light(run_dir / runs.MODEL_FILE)
+    except Unsupported:
+        return written  # a layer NumPy does not evaluate: these pictures are left out
+    if len(light.kernels) < 2:
+        return written  # no hidden layer: nothing inside to show
+    if plane:
+        written.append(neurons.neuron_grid(light, splits, run_dir / neurons.NEURONS, title))
+    else:
+        written.append(neurons.activation_histograms(light, splits.x_train, run_dir,
+                                                     run_dir / neurons.ACTIVATIONS, title))
     return written
 
 
@@ -247,15 +288,8 @@ def decision_boundary(model: keras.Model, splits: Splits, labels: list[str], pat
     from matplotlib.colors import LinearSegmentedColormap
 
     names = numeric_features(splits)
-    x_all = np.concatenate([numeric_matrix(splits, x) for x in (splits.x_train, splits.x_val,
-                                                                  splits.x_test)])
-    lo, hi = x_all.min(axis=0), x_all.max(axis=0)
-    pad = (hi - lo) * 0.08 + 1e-6
-    g0 = np.linspace(lo[0] - pad[0], hi[0] + pad[0], GRID)
-    g1 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], GRID)
-    mesh = np.stack(np.meshgrid(g0, g1), axis=-1).reshape(-1, 2).astype("float32")
+    g0, g1, out = plane_outputs(model, splits, GRID)
     held = most_frequent(splits)
-    out = model_outputs(model, model_rows(splits, mesh, held))
     fig, (ax,) = new_figure(1, 1, width=6.4, height=5.4, top=0.55 if held else 0.4, right=0.1)
     extent = (g0[0], g0[-1], g1[0], g1[-1])
     n = len(labels)
@@ -291,6 +325,18 @@ def decision_boundary(model: keras.Model, splits: Splits, labels: list[str], pat
         caption += f"\nwith {held_note(held)}"
     ax.set_title(caption, fontsize=10)
     return save_figure(fig, path)
+
+
+def plane_outputs(model: Any, splits: Splits, points: int) -> tuple[np.ndarray, np.ndarray,
+                                                                       np.ndarray]:
+    """The model's outputs over the plane of the two numeric features, `points` a side.
+
+    Returns:
+        `(xs, ys, outputs)`: the coordinates, and one row of outputs per grid point, x fastest.
+        `picture_rows.surface(outputs)` is what boundary_frames.npz holds per point.
+    """
+    xs, ys = plane_axes(splits, points)
+    return xs, ys, model_outputs(model, plane_rows(splits, xs, ys))
 
 
 def _class_field(ax: Axes, out: np.ndarray, colors: list[str], g0: np.ndarray, g1: np.ndarray,

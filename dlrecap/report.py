@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dlrecap import __version__, plots, runs
+from dlrecap import __version__, animation, neurons, plots, runs
 from dlrecap.baseline import baseline_row, run_verdict
 from dlrecap.errors import RunError
 from dlrecap.vocab import SPLITS, is_per_class, per_class_rows
@@ -26,6 +26,12 @@ REPORT_FILE = "report.html"
 PICTURES = [
     (plots.LEARNING_CURVES, "Learning curves: training vs validation, best epoch and early stop"),
     (plots.DECISION_BOUNDARY, "Decision boundary: predicted probability over the input plane"),
+    (animation.BOUNDARY_GIF, "The boundary as the network trained, every few epochs "
+                             "(the surface over the input plane; the last frame is the kept model)"),
+    (neurons.NEURONS, "Every hidden unit's activation over the input plane, layer by layer; "
+                      "lines are the weights (blue positive, orange negative, thicker when larger)"),
+    (neurons.ACTIVATIONS, "Each hidden unit's activations over the training rows "
+                          "(red: dead, purple: saturated)"),
     (plots.CONFUSION_MATRIX, "Confusion matrix"),
     (plots.PREDICTIONS, "Predicted vs true"),
 ]
@@ -179,7 +185,8 @@ def _pictures(run_dir: Path) -> str:
         path = run_dir / name
         if path.is_file():
             data = base64.b64encode(path.read_bytes()).decode("ascii")
-            figures.append(f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
+            kind = "gif" if path.suffix == ".gif" else "png"
+            figures.append(f"<figure><img alt='{_e(caption)}' src='data:image/{kind};base64,{data}'>"
                            f"<figcaption>{_e(caption)}</figcaption></figure>")
     if not figures:
         return "<h2>Pictures</h2><p class='muted'>no pictures (run `dlrecap plot`)</p>"

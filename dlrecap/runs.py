@@ -30,6 +30,8 @@ MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 DIAGNOSTICS_FILE = "diagnostics.csv"
+# The model's surface over the input plane every few epochs (2-feature data); see docs/files.md.
+FRAMES_FILE = "boundary_frames.npz"
 LOCK_FILE = ".lock"
 _RUN_NAME = re.compile(r"^(?P<name>.+)-(?P<stamp>\d{8}-\d{6})(?:-(?P<n>\d+))?$")
 
@@ -123,6 +125,32 @@ def write_text(path: Path, text: str, *, durable: bool = False) -> None:
 
 def write_json(path: Path, data: Any, *, durable: bool = False) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n", durable=durable)
+
+
+def write_arrays(path: Path, arrays: Mapping[str, Any]) -> None:
+    """Write NumPy arrays to the .npz file `path` atomically (uncompressed: fast to rewrite)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def read_arrays(path: Path) -> dict[str, Any]:
+    """The arrays of the .npz file `path`, loaded into memory (no pickled objects).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not a whole .npz file.
+    """
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
 
 
 def replace_folder(new: Path, target: Path, *, old: Path | None = None) -> None:

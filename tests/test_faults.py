@@ -175,6 +175,7 @@ def test_a_write_past_the_file_size_limit_exits_2_and_the_run_resumes(tmp_path, 
     ("diagnostics.csv", errno.ENOSPC, 1),
     ("model.keras", errno.EROFS, 1),
     ("learning_curves.png", errno.ENOSPC, 1),
+    ("boundary_frames.npz", errno.ENOSPC, 1),  # while training
 ])
 def test_a_full_disk_or_a_denied_write_exits_2_and_the_run_resumes(tmp_path, monkeypatch,
                                                                    file, error, nth):
@@ -202,6 +203,29 @@ def test_a_full_disk_or_a_denied_write_exits_2_and_the_run_resumes(tmp_path, mon
     result = invoke("train", str(config), "--resume", str(run_dir), "--quiet")
     assert result.exit_code == 0, result.output
     assert metrics(run_dir)["status"] == "completed"
+
+
+def test_a_full_disk_after_the_result_line_exits_2_with_the_run_completed(tmp_path, monkeypatch):
+    config = write_config(tmp_path)
+    real_mkstemp = tempfile.mkstemp
+
+    def failing_mkstemp(*args, prefix="", suffix="", dir=None, **kwargs):
+        if prefix == ".boundary." and suffix == ".gif":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(dir) / f"{prefix}tmp{suffix}"))
+        return real_mkstemp(*args, prefix=prefix, suffix=suffix, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", failing_mkstemp)
+    result = invoke("train", str(config), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    monkeypatch.undo()
+    run_dir = the_run(config)
+    assert result.exit_code == 2, result.output
+    assert result.stdout.strip() == str(run_dir)  # the result line came first
+    assert one_error_line(result.stderr) == (
+        f"error: cannot write {run_dir / 'boundary.gif'}: {os.strerror(errno.ENOSPC)}; the run "
+        f"completed (free disk space or check permissions, then draw them with: "
+        f"dlrecap plot {run_dir})")
+    assert metrics(run_dir)["status"] == "completed"
+    assert not list(run_dir.glob(".boundary*"))
 
 
 # --- signals in every phase ---------------------------------------------------------------

@@ -226,6 +226,16 @@ def deep(run: Lesson, partner: Callable[[str], Lesson]) -> list[Check]:
             ("epochs run (early stopping)", stop, run.metrics["stopped_early"] and stop <= 100)]
 
 
+def spiral(run: Lesson, partner: Callable[[str], Lesson]) -> list[Check]:
+    # Depth takes its time: the straight boundary of the first epochs cannot follow the arms.
+    first = run.first_epoch("val_accuracy", lambda v: v >= 0.9)
+    accuracy, majority = run.test["accuracy"], run.baseline["accuracy"]
+    return [("test accuracy", accuracy, accuracy >= 0.95),
+            ("test accuracy minus the majority class's", accuracy - majority,
+             accuracy - majority >= 0.4),
+            ("first epoch with validation accuracy >= 0.9", first, 10 <= first <= 80)]
+
+
 def sine_mse(run: Lesson, partner: Callable[[str], Lesson]) -> list[Check]:
     share = run.test["loss"] / run.baseline["loss"]
     return [("test MSE", run.test["loss"], run.test["loss"] <= 0.05),
@@ -263,7 +273,8 @@ CLAIMS: dict[str, Callable[[Lesson, Callable[[str], Lesson]], list[Check]]] = {
     "activation_sigmoid.yaml": activation_sigmoid, "activation_tanh.yaml": activation_tanh,
     "activation_relu.yaml": activation_relu, "sgd.yaml": sgd, "sgd_momentum.yaml": sgd_momentum,
     "init_small_stddev.yaml": init_small_stddev, "init_random_normal.yaml": init_random_normal,
-    "deep.yaml": deep, "sine_mse.yaml": sine_mse, "linear_regression.yaml": linear_regression,
+    "deep.yaml": deep, "spiral.yaml": spiral, "sine_mse.yaml": sine_mse,
+    "linear_regression.yaml": linear_regression,
     "iris.yaml": _accuracy_over_baseline(0.9), "breast_cancer.yaml": _accuracy_over_baseline(0.93),
     "digits.yaml": _accuracy_over_baseline(0.94), "diabetes.yaml": _mae_over_baseline(55),
     "apartments.yaml": _mae_over_baseline(100), "features.yaml": _accuracy_over_baseline(0.95),

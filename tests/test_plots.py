@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 
 from dlrecap import plots
+from dlrecap.animation import BOUNDARY_GIF
+from dlrecap.neurons import ACTIVATIONS, NEURONS
 
 from helpers import invoke, make_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 PICTURES = {plots.LEARNING_CURVES, plots.DECISION_BOUNDARY, plots.CONFUSION_MATRIX,
+            BOUNDARY_GIF, NEURONS, ACTIVATIONS,
             plots.PREDICTIONS}
 
 
@@ -65,10 +68,11 @@ def test_binary_run_with_two_features_gets_boundary_and_confusion(xor_run):
     clear_pictures(xor_run)
     written = plots.draw_run(xor_run)
     assert {p.name for p in written} == {plots.LEARNING_CURVES, plots.DECISION_BOUNDARY,
-                                         plots.CONFUSION_MATRIX}
+                                         plots.CONFUSION_MATRIX, BOUNDARY_GIF, NEURONS}
     for path in written:
         assert path.parent == xor_run
-        assert_real_picture(path)
+        if path.suffix == ".png":
+            assert_real_picture(path)
     assert not (xor_run / plots.PREDICTIONS).exists()
     assert not list(xor_run.glob(".*.png")), "temporary files left behind"
 
@@ -79,7 +83,7 @@ def test_draw_run_uses_a_model_and_splits_passed_in(xor_run):
     _config, splits, head, model = load_run(xor_run)
     clear_pictures(xor_run)
     written = plots.draw_run(xor_run, model=model, splits=splits, head=head)
-    assert len(written) == 3 and all(p.is_file() for p in written)
+    assert len(written) == 5 and all(p.is_file() for p in written)
 
 
 @pytest.mark.slow
@@ -87,7 +91,8 @@ def test_regression_run_gets_predicted_vs_true(tmp_path):
     run_dir = train_tiny(tmp_path / "runs", "data.dataset=sine", "model.layers=[8]")
     clear_pictures(run_dir)
     written = plots.draw_run(run_dir)
-    assert {p.name for p in written} == {plots.LEARNING_CURVES, plots.PREDICTIONS}
+    # One feature, no plane: the hidden units are shown as histograms.
+    assert {p.name for p in written} == {plots.LEARNING_CURVES, plots.PREDICTIONS, ACTIVATIONS}
     for path in written:
         assert_real_picture(path)
     width, _ = png_size(run_dir / plots.PREDICTIONS)
@@ -100,7 +105,7 @@ def test_multiclass_run_with_many_features_gets_no_boundary(tmp_path):
                          "data.samples=null", "data.noise=null")
     clear_pictures(run_dir)
     names = {p.name for p in plots.draw_run(run_dir)}
-    assert names == {plots.LEARNING_CURVES, plots.CONFUSION_MATRIX}
+    assert names == {plots.LEARNING_CURVES, plots.CONFUSION_MATRIX, ACTIVATIONS}
     assert_real_picture(run_dir / plots.CONFUSION_MATRIX)
 
 
@@ -175,7 +180,8 @@ def test_plot_command_prints_each_file(xor_run):
     assert result.exit_code == 0, result.output
     lines = result.stdout.split()
     assert sorted(Path(p).name for p in lines) == sorted(
-        [plots.LEARNING_CURVES, plots.DECISION_BOUNDARY, plots.CONFUSION_MATRIX])
+        [plots.LEARNING_CURVES, plots.DECISION_BOUNDARY, plots.CONFUSION_MATRIX, BOUNDARY_GIF,
+         NEURONS])
     assert all(Path(p).is_file() for p in lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -162,3 +163,112 @@ class FiniteLossGuard(keras.callbacks.Callback):
                 f"the loss became {float(loss)} in epoch {self.epoch}; training diverged",
                 fix="lower training.learning_rate (e.g. by 10x) or standardize the data",
             )
+
+
+class BoundaryFrames(keras.callbacks.Callback):
+    """The model's surface over the input plane every `every` epochs, kept in an .npz file.
+
+    One small compiled call evaluates the grid; the file is rewritten atomically, at most
+    every `WRITE_EVERY_S` seconds and when training ends, so a live viewer always reads
+    whole frames and a fast run does not spend its epochs rewriting the file. Frame 0 is the untrained network
+    (epoch 0); the last frame always holds the final weights: after early stopping restored
+    the best ones, the last frame shows them and `kept_epoch` says whose they are.
+
+    Args:
+        path: the .npz file (`runs.FRAMES_FILE` in the run directory).
+        grid: the grid's rows in the model's input form (matrix or dict of columns), x fastest.
+        xs, ys: the grid's coordinates in the input's own units.
+        every: epochs between snapshots.
+        surface: model outputs (rows, units) -> one value per row (`picture_rows.surface`).
+        scale: `(mean, std)` turning standardized regression outputs into the target's units.
+        kept_epoch: the last epoch trained -> the epoch whose weights the model ends with.
+        keep_until: a resumed run's checkpoint epoch: earlier frames are kept, later dropped.
+    """
+
+    WRITE_EVERY_S = 0.5
+
+    def __init__(self, path: Path, grid: Any, xs: np.ndarray, ys: np.ndarray, every: int,
+                 surface: Any, *, scale: tuple[float, float] | None = None,
+                 kept_epoch: Any = None, keep_until: int = 0):
+        super().__init__()
+        self.path, self.xs, self.ys, self.every = Path(path), xs, ys, max(1, every)
+        self.surface, self.scale, self.keep_until = surface, scale, keep_until
+        self.kept_epoch = kept_epoch or (lambda last: last)
+        self.grid = grid
+        self.epochs: list[int] = []
+        self.frames: list[np.ndarray] = []
+        self.last_epoch = keep_until
+        self.seconds = 0.0  # time spent on snapshots, for the record
+        self._predict: Any = None
+        self._written = -math.inf  # when the file was last written (time.monotonic)
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        import tensorflow as tf
+
+        model = self.model
+        self._predict = tf.function(lambda rows: model(rows, training=False), autograph=False)
+        self.grid = tf.nest.map_structure(_as_tensor, self.grid)
+        self._resume()
+        if not self.epochs or self.epochs[-1] < self.keep_until:
+            self.snapshot(self.keep_until)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.last_epoch = epoch + 1
+        if self.last_epoch % self.every == 0:
+            self.snapshot(self.last_epoch)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        # Early stopping may have put back earlier weights: the last frame is what is kept.
+        if self.epochs and self.epochs[-1] == self.last_epoch:
+            self.epochs.pop()
+            self.frames.pop()
+        self.snapshot(self.last_epoch, kept=self.kept_epoch(self.last_epoch))
+
+    def snapshot(self, epoch: int, kept: int | None = None) -> None:
+        """Evaluate the grid with the current weights as the frame of `epoch`.
+
+        Args:
+            epoch: the frame's epoch.
+            kept: for the last frame, the epoch whose weights the model ends with; the file
+                is written now.
+        """
+        start = time.perf_counter()
+        values = self.surface(np.asarray(self._predict(self.grid), dtype=np.float32))
+        if self.scale is not None:
+            values = values * np.float32(self.scale[1]) + np.float32(self.scale[0])
+        self.epochs.append(epoch)
+        self.frames.append(values.reshape(len(self.ys), len(self.xs)).astype(np.float32))
+        if kept is not None or time.monotonic() - self._written >= self.WRITE_EVERY_S:
+            self._write(epoch if kept is None else kept)
+        self.seconds += time.perf_counter() - start
+
+    def _write(self, kept: int) -> None:
+        arrays = {"epochs": np.asarray(self.epochs, dtype=np.int64), "xs": self.xs,
+                  "ys": self.ys, "frames": np.stack(self.frames), "kept_epoch": np.int64(kept)}
+        runs.write_arrays(self.path, arrays)
+        self._written = time.monotonic()
+
+    def _resume(self) -> None:
+        """Keep the frames a resumed run recorded up to its checkpoint (none if they do not fit)."""
+        self.epochs, self.frames = [], []
+        if self.keep_until <= 0 or not self.path.is_file():
+            return
+        try:
+            old = runs.read_arrays(self.path)
+            same_plane = np.array_equal(old["xs"], self.xs) and np.array_equal(old["ys"], self.ys)
+        except (OSError, ValueError, KeyError):
+            return
+        if same_plane and len(old["epochs"]):
+            # A last frame of restored best weights is not its epoch's: it is drawn again.
+            restored = int(old["kept_epoch"]) != int(old["epochs"][-1])
+            last = self.keep_until - 1 if restored else self.keep_until
+            keep = [i for i, e in enumerate(old["epochs"]) if e <= last]
+            self.epochs = [int(old["epochs"][i]) for i in keep]
+            self.frames = [old["frames"][i] for i in keep]
+
+
+def _as_tensor(column: Any) -> Any:
+    import tensorflow as tf
+
+    array = np.asarray(column)
+    return tf.constant(array.astype(str) if array.dtype == object else array)
