@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from dlrecap.compare import Comparison
     from dlrecap.config.load import LoadedConfig
     from dlrecap.pipeline import TrainResult
+    from dlrecap.sweep.plan import SweepPlan
 
 
 class _Group(TyperGroup):
@@ -499,22 +500,11 @@ def sweep(
     """Train one run per combination of values (or per searched trial) and rank them."""
     from dlrecap.errors import TrainingError
     from dlrecap.sweep.display import SweepDisplay, print_result, print_status
-    from dlrecap.sweep.plan import plan_sweep
-    from dlrecap.sweep.run import plan_from_dir, run_sweep, sweep_status
+    from dlrecap.sweep.run import run_sweep, sweep_status
 
     _check_option(device, DEVICES, "device", "--device")
-    if config is None:
-        if resume is None:
-            raise typer.BadParameter("give CONFIG, or --resume SWEEP_DIR", param_hint="CONFIG")
-        if grid or ranges or overrides or any(v is not None for v in (search, trials, seed, seeds,
-                                                                      metric)):
-            raise typer.BadParameter("without CONFIG, --resume reuses the sweep's own settings; "
-                                     "drop the other options or name CONFIG", param_hint="--resume")
-        plan = plan_from_dir(resume, jobs)
-    else:
-        grid = [*grid, *_seed_grid(seeds, grid, search)]
-        plan = plan_sweep(config, overrides, grid=grid, ranges=ranges, search=search, trials=trials,
-                          seed=seed, jobs=jobs, metric=metric)
+    plan = _sweep_plan(config, resume, jobs, overrides, grid=grid, ranges=ranges, search=search,
+                       trials=trials, seed=seed, seeds=seeds, metric=metric)
     if status:
         print_status(sweep_status(plan, _runs_dir(runs_dir), resume=resume, storage=storage))
         return
@@ -527,6 +517,24 @@ def sweep(
     if result.best is None:
         raise TrainingError(f"no trial of the sweep completed (see {result.sweep_dir / 'sweep.csv'})",
                             fix="fix the errors above, then run the same command again")
+
+
+def _sweep_plan(config: Path | None, resume: Path | None, jobs: int | None, overrides: list[str],
+                *, grid: list[str], seeds: str | None, **settings: Any) -> SweepPlan:
+    """The sweep's plan: from CONFIG and the options, or from the sweep directory resumed."""
+    from dlrecap.sweep.plan import plan_sweep
+    from dlrecap.sweep.run import plan_from_dir
+
+    if config is None:
+        if resume is None:
+            raise typer.BadParameter("give CONFIG, or --resume SWEEP_DIR", param_hint="CONFIG")
+        if grid or settings["ranges"] or overrides or seeds is not None or any(
+                settings[k] is not None for k in ("search", "trials", "seed", "metric")):
+            raise typer.BadParameter("without CONFIG, --resume reuses the sweep's own settings; "
+                                     "drop the other options or name CONFIG", param_hint="--resume")
+        return plan_from_dir(resume, jobs)
+    grid = [*grid, *_seed_grid(seeds, grid, settings["search"])]
+    return plan_sweep(config, overrides, grid=grid, jobs=jobs, **settings)
 
 
 def _seed_grid(seeds: str | None, grid: list[str], search: str | None) -> list[str]:
