@@ -64,6 +64,8 @@ def cv(tmp_path_factory):
         run_cv(loaded, FOLDS, runs_dir, progress=_StopInFold(2))
     [cv_dir] = runs_dir.glob("tiny_iris-cv-*")
     before = {p.name: read_metrics(p)["status"] for p in cv_dir.glob("tiny_iris-fold*")}
+    for p in cv_dir.glob("tiny_iris-fold*"):  # a redone fold is a new folder: the marks go
+        (p / "mark").write_text("")
     again = invoke("cv", str(config), "--folds", str(FOLDS), "--runs-dir", str(runs_dir))
     assert again.exit_code == 0, again.output
     runs = sorted((p for p in cv_dir.glob("tiny_iris-fold*")), key=lambda p: p.name)
@@ -81,7 +83,10 @@ def test_an_interrupted_cv_keeps_its_completed_folds_and_redoes_the_unfinished_o
     interrupted = next(name for name, status in cv["before"].items() if status == "interrupted")
     names = [p.name for p in cv["runs"]]
     assert kept in names and kept.startswith("tiny_iris-fold1-")  # the same directory, kept
-    assert interrupted not in names  # replaced by a new attempt
+    # replaced by a new attempt (named alike when it starts within the same second)
+    assert not [p for p in cv["runs"] if p.name.startswith(interrupted[:len("tiny_iris-foldN")])
+                and (p / "mark").exists()]
+    assert (cv["dir"] / kept / "mark").exists()
     assert len(names) == FOLDS
     assert all(read_metrics(p)["status"] == "completed" for p in cv["runs"])
     assert "1 fold(s) were completed before and kept" in cv["again"].stderr
