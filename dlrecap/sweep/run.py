@@ -127,7 +127,8 @@ def run_sweep(
     job = _job(plan, sweep_dir, storage, device)
     _save(sweep_dir, plan, state)
     with st.reaching(job.url):
-        study = st.join_study(st.open_storage(job.url), plan.name, plan.fingerprint(),
+        storage = st.open_storage(job.url)
+        study = st.join_study(storage, plan.name, plan.fingerprint(),
                               st.encode_slots(plan, [t.params for t in plan.trials]), plan.direction)
         before = study_rows(plan, study)
     reused = sum(r.status == "completed" for r in before)
@@ -135,7 +136,7 @@ def run_sweep(
         progress.start(plan, before, sweep_dir)
     try:
         with signals.handled_by(_interrupt, (signal.SIGTERM,)):
-            _work(job, plan, study, progress)
+            _work(job, plan, storage, study, progress)
     except (KeyboardInterrupt, Interrupted):
         with st.reaching(job.url):
             done = sum(r.status == "completed" for r in study_rows(plan, study))
@@ -264,14 +265,15 @@ def _stop_workers(executor: Any) -> None:
             pass
 
 
-def _work(job: SweepJob, plan: SweepPlan, study: Any, progress: SweepProgress | None) -> None:
+def _work(job: SweepJob, plan: SweepPlan, storage: Any, study: Any,
+          progress: SweepProgress | None) -> None:
     """Run the worker loop here (`--jobs 1`) or in `--jobs` processes, until the study is done."""
     with st.reaching(job.url):
         waiting = st.unfinished(study)[0]
     jobs = min(plan.jobs, max(1, waiting))
     if jobs > 1:
         _work_in_processes(job, plan, study, jobs, progress)
-    work(job, progress)  # here: `--jobs 1`, or what dead worker processes left
+    work(job, progress, storage)  # here: `--jobs 1`, or what dead worker processes left
 
 
 def _work_in_processes(job: SweepJob, plan: SweepPlan, study: Any, jobs: int,
