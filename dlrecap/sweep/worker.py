@@ -148,23 +148,31 @@ def init_worker(threads: int) -> None:
     os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     signals.handle_for_good(_on_interrupt, (signal.SIGINT,))
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
 
 
 # How long a worker whose parent died lets its trial reach an epoch end before it exits.
 ORPHAN_GRACE_S = 10.0
 
 
-def _exit_with_parent(parent: int) -> None:
-    """End this worker soon after its parent is gone (killed with -9, say).
+def _exit_with_parent() -> None:
+    """End this worker soon after the sweep that started it is gone (killed with -9, say).
 
     A dead parent never sends more trials, nor reads results: the running trial stops at
     its next epoch end (recorded as interrupted, so it can be resumed) and the process exits
-    instead of idling with TensorFlow's memory.
+    instead of idling with TensorFlow's memory. The parent is the sweep process itself, also
+    when a fork server forked this worker (the fork server's own pid is this one's ppid).
     """
     global _stop_requested
-    while os.getppid() == parent:
-        time.sleep(0.5)
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()  # returns once the sweep process has ended
+    else:  # not started by multiprocessing: watch the pid that started it
+        ppid = os.getppid()
+        while os.getppid() == ppid:
+            time.sleep(0.5)
     _stop_requested = True
     time.sleep(ORPHAN_GRACE_S)
     os._exit(130)
