@@ -36,6 +36,7 @@ class Context:
     seconds: float
     command: str
     edit_loop: list[str] | None = None  # W5's lines (bench/edit_loop.py), when it ran
+    sweeps: list[str] | None = None  # the SWEEP section's lines (bench/sweep_speed.py)
 
     def median(self, key: str, contender: str, field: str) -> float:
         runs = self.samples.get((key, contender), [])
@@ -198,6 +199,8 @@ def render(ctx: Context) -> str:
         f"- Peak RSS floor (a child of this process that does nothing): {ctx.floor_mb:,.0f} MB",
         *(["", "### W5: the edit loop (five edits of configs/xor.yaml, each followed by a run)", "",
            *ctx.edit_loop] if ctx.edit_loop else []),
+        *(["", "### Sweeps: a 6-trial grid sweep of configs/xor.yaml against one train", "",
+           *ctx.sweeps] if ctx.sweeps else []),
     ]
     return "\n".join(sections) + "\n"
 

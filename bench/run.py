@@ -5,7 +5,8 @@ generated, split exactly as dlrecap splits it), then each contender trains it in
 process of its own, several times; this process measures each child with `os.wait4`: wall
 time from start to exit and the child's peak RSS. Each child reports its own training-phase
 time and test metric. The medians go to stdout and to bench/RESULTS.md, with W5 (the edit
-loop: separate `dlrecap train` commands against `--watch`, bench/edit_loop.py).
+loop: separate `dlrecap train` commands against `--watch`, bench/edit_loop.py) and the SWEEP
+section (a 6-trial sweep against one train, `--jobs 2` against `--jobs 1`, bench/sweep_speed.py).
 
 Usage: `python bench/run.py [--reps N] [--only W1,W2] [--quick] [--output FILE]`
 
@@ -44,6 +45,8 @@ def _load(name: str):
 report = _load("report")
 edit_loop = _load("edit_loop")  # W5, which has no baselines to train: bench/edit_loop.py
 EDIT_LOOP = "W5"
+sweep_speed = _load("sweep_speed")  # sweeps against one train, and --jobs 2 against --jobs 1
+SWEEPS = "SWEEP"
 
 CONTENDERS = ("dlrecap", "keras", "sklearn")
 
@@ -208,7 +211,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated subset of " + ", ".join(CONTENDERS))
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, runs)")
     args = parser.parse_args(argv)
-    keys = [w.key for w in WORKLOADS] + [EDIT_LOOP]
+    keys = [w.key for w in WORKLOADS] + [EDIT_LOOP, SWEEPS]
     args.only = keys if args.only is None else [k.strip().upper() for k in args.only.split(",")]
     unknown = [k for k in args.only if k not in keys]
     args.contenders = [c.strip() for c in args.contenders.split(",")]
@@ -247,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         if EDIT_LOOP in args.only:
             print(f"{EDIT_LOOP}: the edit loop ({edit_loop.__doc__.splitlines()[0]})", file=sys.stderr)
             edits = edit_loop.measure(2 if args.quick else 5)
+        sweeps = None
+        if SWEEPS in args.only:
+            print(f"{SWEEPS}: {sweep_speed.__doc__.splitlines()[0]}", file=sys.stderr)
+            sweeps = sweep_speed.measure(1 if args.quick else args.reps)
         loads.append(report.load_average())
     except (ChildFailed, RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}\n(logs kept in {work})", file=sys.stderr)
@@ -257,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         reps=args.reps, quick=args.quick, tf_baseline_mb=tf_mb,
         floor_mb=measure(["/bin/true"], work / "floor.log").rss_mb,
         loads=loads, seconds=time.time() - started, command=command,
-        edit_loop=edit_loop.lines(edits) if edits else None)
+        edit_loop=edit_loop.lines(edits) if edits else None,
+        sweeps=sweep_speed.lines(sweeps) if sweeps else None)
     text = report.render(context)
     print(text)
     if args.output is not None:

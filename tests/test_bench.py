@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import subprocess
 import sys
@@ -125,6 +126,20 @@ def test_bad_options_are_refused():
         run.parse_args(["--contenders", "pytorch"])
     args = run.parse_args(["--quick", "--only", "w2"])
     assert args.only == ["W2"] and args.output is None
+
+
+def test_sweep_section_gives_medians_ratios_and_targets():
+    sweep_speed = run.sweep_speed
+    text = "\n".join(sweep_speed.lines({"train": [10.0, 8.0, 9.0], "sweep_jobs1": [13.0, 14.0, 20.0],
+                                        "sweep_jobs2": [16.0, 12.0, 15.0]}))
+    # Medians: train 9, --jobs 1 14, --jobs 2 15: 14 / 9 = 1.56x one train, 14 / 15 = 0.93x.
+    assert "| 6-trial grid sweep, `--jobs 1` | 14.00 |" in text
+    assert "the sweep takes 1.56x one train (target at most 1.5x: **missed** by 0.06)" in text
+    assert "`--jobs 2` is 0.93x as fast as `--jobs 1` (target at least 1x: **missed** by 0.07)" in text
+    text = "\n".join(sweep_speed.lines({"train": [10.0], "sweep_jobs1": [12.0], "sweep_jobs2": [6.0]}))
+    assert "1.20x one train (target at most 1.5x: met)" in text and "2.00x as fast" in text
+    assert run.parse_args(["--only", "sweep"]).only == ["SWEEP"]
+    assert "### Sweeps" in report.render(dataclasses.replace(_context(("W1",)), sweeps=["| x |"]))
 
 
 def _quick(tmp_path, *extra):

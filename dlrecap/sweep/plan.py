@@ -279,8 +279,8 @@ def default_jobs(n_trials: int) -> int:
     """Trials at once: half the cores, at most MAX_DEFAULT_JOBS, never more than the trials.
 
     Half, because a small network's trial is mostly single-threaded Python (tracing, files,
-    plots) plus TensorFlow threads, and each extra process pays its own TensorFlow import:
-    on a 2-core machine `--jobs 2` measured slower than `--jobs 1` (docs/sweeps.md).
+    plots) plus TensorFlow threads: on a 2-core machine busy with other work, `--jobs 2`
+    measured 0.9-1.2x as fast as `--jobs 1` (docs/sweeps.md), no reliable gain.
     """
     return max(1, min(available_cores() // 2, MAX_DEFAULT_JOBS, n_trials))
 

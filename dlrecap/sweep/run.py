@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -123,11 +124,14 @@ def run_sweep(
         StorageError: the database cannot be reached, or its study holds another sweep.
         Interrupted: after queuing the interrupted trials again (rerun to go on).
     """
+    if plan.jobs > 1:
+        _worker_context()  # start importing TensorFlow for the workers now
     sweep_dir, state = _open(plan, runs_dir, resume, fresh)
     job = _job(plan, sweep_dir, storage, device)
     _save(sweep_dir, plan, state)
     with st.reaching(job.url):
-        study = st.join_study(st.open_storage(job.url), plan.name, plan.fingerprint(),
+        storage = st.open_storage(job.url)
+        study = st.join_study(storage, plan.name, plan.fingerprint(),
                               st.encode_slots(plan, [t.params for t in plan.trials]), plan.direction)
         before = study_rows(plan, study)
     reused = sum(r.status == "completed" for r in before)
@@ -135,7 +139,7 @@ def run_sweep(
         progress.start(plan, before, sweep_dir)
     try:
         with signals.handled_by(_interrupt, (signal.SIGTERM,)):
-            _work(job, plan, study, progress)
+            _work(job, plan, storage, study, progress)
     except (KeyboardInterrupt, Interrupted):
         with st.reaching(job.url):
             done = sum(r.status == "completed" for r in study_rows(plan, study))
@@ -264,20 +268,21 @@ def _stop_workers(executor: Any) -> None:
             pass
 
 
-def _work(job: SweepJob, plan: SweepPlan, study: Any, progress: SweepProgress | None) -> None:
+def _work(job: SweepJob, plan: SweepPlan, storage: Any, study: Any,
+          progress: SweepProgress | None) -> None:
     """Run the worker loop here (`--jobs 1`) or in `--jobs` processes, until the study is done."""
     with st.reaching(job.url):
         waiting = st.unfinished(study)[0]
     jobs = min(plan.jobs, max(1, waiting))
     if jobs > 1:
         _work_in_processes(job, plan, study, jobs, progress)
-    work(job, progress)  # here: `--jobs 1`, or what dead worker processes left
+    work(job, progress, storage)  # here: `--jobs 1`, or what dead worker processes left
 
 
 def _work_in_processes(job: SweepJob, plan: SweepPlan, study: Any, jobs: int,
                        progress: SweepProgress | None) -> None:
     threads = max(1, available_cores() // jobs)
-    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=_worker_context(),
                                    initializer=init_worker, initargs=(threads,))
     watch = _Watch(plan, study, progress)
     try:
@@ -299,6 +304,24 @@ def _work_in_processes(job: SweepJob, plan: SweepPlan, study: Any, jobs: int,
         executor.shutdown(wait=True, cancel_futures=True)
     with st.reaching(job.url):
         watch.poll()
+
+
+def _worker_context() -> Any:
+    """How worker processes start: forked from one process that imported TensorFlow once.
+
+    Spawned fresh, each worker would import TensorFlow itself (seconds of CPU each, which
+    on a machine with few cores costs more than a second job gains). The fork server
+    imports it before any thread pool or device exists (`preload`), so forking it is safe.
+    Where there is no fork server (Windows, macOS' default), workers are spawned.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods() or sys.platform == "darwin":
+        return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["dlrecap.sweep.preload"])
+    forkserver.ensure_running()  # it imports in the background while this process goes on
+    return context
 
 
 class _Watch:
