@@ -38,7 +38,18 @@ def read_frames(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     needed = ("epochs", "xs", "ys", "frames")
-    return frames if all(k in frames for k in needed) and len(frames["epochs"]) else None
+    if not all(k in frames for k in needed):
+        return None
+    return None if frames_problem(*(np.asarray(frames[k]) for k in needed)) else frames
+
+
+def frames_problem(epochs: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+                   frames: np.ndarray) -> str | None:
+    """What is wrong with frames not shaped as training writes them, or None."""
+    if frames.ndim != 3 or frames.shape != (len(epochs), len(ys), len(xs)) or not len(epochs):
+        return (f"{runs.FRAMES_FILE} holds frames of shape {frames.shape} for {len(epochs)} "
+                f"epochs on a {len(xs)} x {len(ys)} grid")
+    return None
 
 
 def frame_titles(frames: dict[str, Any], title: str) -> list[str]:

@@ -99,7 +99,9 @@ def neuron_grid(light: LightModel, splits: Splits, path: Path, title: str) -> Pa
     fig.suptitle(f"{title}: what each unit computes over the input plane\n"
                  "lines: weights, blue positive, orange negative, thicker when larger",
                  fontsize=10)
-    return _save(fig, path)
+    from dlrecap.plots import save_figure
+
+    return save_figure(fig, path)
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -176,12 +178,6 @@ def _column_headers(fig: Figure, light: LightModel, widths: list[int],
         fig.text(x + w / 2, y + h + 0.01, text, ha="center", va="bottom", fontsize=7)
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    with runs.atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return Path(path)
-
-
 # --- activations.png ---------------------------------------------------------------------
 
 
@@ -201,7 +197,7 @@ def unit_states(values: np.ndarray, activation: str) -> list[str]:
 
 def _near_bounds(unit: np.ndarray, activation: str) -> float:
     low, high = BOUNDS[activation]
-    margin = 0.02 * (high - low) / (2 if activation == "tanh" else 1)
+    margin = 0.02  # as the health monitor judges saturation (train/health.py)
     return float(np.mean((unit <= low + margin) | (unit >= high - margin)))
 
 
@@ -239,7 +235,9 @@ def activation_histograms(light: LightModel, x_train: Any, run_dir: Path, path: 
     fig.suptitle(f"{title}: each hidden unit's activations over the training rows\n"
                  "red: dead (never above 0), purple: saturated (at its bounds on 95% of rows)",
                  fontsize=10)
-    return _save(fig, path)
+    from dlrecap.plots import save_figure
+
+    return save_figure(fig, path)
 
 
 def _histogram(ax: Axes, unit: np.ndarray, state: str, label: str) -> None:

@@ -226,3 +226,14 @@ def test_early_stopping_ends_on_the_kept_weights(tmp_path):
     np.testing.assert_allclose(frames["frames"][-1], _surface(run, len(frames["xs"]))[2],
                                atol=2e-5)
     assert not np.allclose(frames["frames"][-1], frames["frames"][-2], atol=1e-3)
+
+
+def test_frames_not_shaped_as_training_writes_them_are_not_drawn(tmp_path):
+    from dlrecap.animation import read_frames
+    from dlrecap.runs import FRAMES_FILE
+
+    xs, ys = np.linspace(-1, 1, 5), np.linspace(-1, 1, 4)
+    for count, expected in ((3, True), (2, False), (0, False)):
+        np.savez(tmp_path / FRAMES_FILE, epochs=np.arange(3), xs=xs, ys=ys,
+                 frames=np.zeros((count, 4, 5), dtype=np.float32))
+        assert (read_frames(tmp_path) is not None) is expected, count

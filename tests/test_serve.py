@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dlrecap import runs
 from dlrecap.serve import views
 from dlrecap.serve.server import DEFAULT_PORT, STATIC, open_server
 
@@ -203,12 +204,12 @@ def test_damaged_files_are_shown_as_such_not_as_errors(served):
 
 def test_frames_go_as_one_byte_per_value(served):
     server, _runs_dir, run = served
-    write_frames(run / views.FRAMES_FILE, 3)
+    write_frames(run / runs.FRAMES_FILE, 3)
     state = get_json(server, f"/api/runs/{run.name}")[1]
-    assert state["frames"]["size"] == (run / views.FRAMES_FILE).stat().st_size
+    assert state["frames"]["size"] == (run / runs.FRAMES_FILE).stat().st_size
     status, frames = get_json(server, f"/api/runs/{run.name}/frames")
     assert status == 200
-    with np.load(run / views.FRAMES_FILE) as saved:
+    with np.load(run / runs.FRAMES_FILE) as saved:
         assert frames["epochs"] == [5, 10, 15] and frames["shape"] == [3, 12, 24]
         assert frames["xs"] == saved["xs"].tolist() and frames["ys"] == saved["ys"].tolist()
         assert (frames["lo"], frames["hi"]) == (0.0, 1.0)  # probabilities: 0.5 stays the middle
@@ -221,7 +222,7 @@ def test_frames_go_as_one_byte_per_value(served):
 def test_frames_of_a_regression_span_their_own_range(served):
     server, _runs_dir, run = served
     surface = np.array([[[-3.0, 0.0], [np.nan, 5.0]]])
-    write_frames(run / views.FRAMES_FILE, 1, frames=surface)
+    write_frames(run / runs.FRAMES_FILE, 1, frames=surface)
     frames = get_json(server, f"/api/runs/{run.name}/frames")[1]
     assert (frames["lo"], frames["hi"]) == (-3.0, 5.0)
     assert list(base64.b64decode(frames["data"])) == [0, 96, 0, 255]  # NaN as the lowest value
@@ -231,14 +232,14 @@ def test_frames_of_a_regression_span_their_own_range(served):
 def test_damaged_frames_are_422_and_missing_frames_404(served, content):
     server, _runs_dir, run = served
     assert get_json(server, f"/api/runs/{run.name}/frames") == (404, {"error": "gone"})
-    (run / views.FRAMES_FILE).write_bytes(content)
+    (run / runs.FRAMES_FILE).write_bytes(content)
     status, body = get_json(server, f"/api/runs/{run.name}/frames")
     assert status == 422 and body["error"].startswith("boundary_frames.npz is unreadable")
 
 
 def test_frames_say_whose_weights_the_last_frame_shows(served):
     server, _runs_dir, run = served
-    np.savez(run / views.FRAMES_FILE, epochs=[0, 5, 9], xs=[0.0, 1.0], ys=[0.0], kept_epoch=4,
+    np.savez(run / runs.FRAMES_FILE, epochs=[0, 5, 9], xs=[0.0, 1.0], ys=[0.0], kept_epoch=4,
              frames=np.zeros((3, 1, 2)))
     frames = get_json(server, f"/api/runs/{run.name}/frames")[1]
     assert (frames["epochs"], frames["kept_epoch"], frames["shape"]) == ([0, 5, 9], 4, [3, 1, 2])
@@ -246,7 +247,7 @@ def test_frames_say_whose_weights_the_last_frame_shows(served):
 
 def test_frames_of_the_wrong_shape_are_422(served):
     server, _runs_dir, run = served
-    np.savez(run / views.FRAMES_FILE, epochs=[1, 2], xs=[0.0, 1.0], ys=[0.0, 1.0],
+    np.savez(run / runs.FRAMES_FILE, epochs=[1, 2], xs=[0.0, 1.0], ys=[0.0, 1.0],
              frames=np.zeros((3, 2, 2)))
     status, body = get_json(server, f"/api/runs/{run.name}/frames")
     assert status == 422 and "shape (3, 2, 2) for 2 epochs" in body["error"]
@@ -261,7 +262,7 @@ def test_runs_changing_under_the_server_never_make_it_fail(served):
         while not stop.is_set():
             run = completed(runs_dir / "churn-20260103-000000", name="churn")
             (run / "learning_curves.png").write_bytes(PNG)
-            write_frames(run / views.FRAMES_FILE, 2, grid=4)
+            write_frames(run / runs.FRAMES_FILE, 2, grid=4)
             (run / "history.csv").write_text(HISTORY[: len(HISTORY) // 2])
             shutil.rmtree(run, ignore_errors=True)
 
@@ -394,3 +395,15 @@ def test_serving_loads_neither_tensorflow_nor_matplotlib():
             "print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
+
+
+def test_the_page_follows_the_newest_run_of_the_live_process(tmp_path):
+    for stamp, pid in (("20261130-100000", 4242), ("20261130-110000", 4242),
+                       ("20261130-120000", 5151)):
+        folder = completed(tmp_path / f"xor-{stamp}")
+        metrics = json.loads((folder / "metrics.json").read_text())
+        (folder / "metrics.json").write_text(json.dumps({**metrics, "pid": pid}))
+    assert views.run_list(tmp_path, live_pid=4242)["live"] == "xor-20261130-110000"
+    assert views.run_list(tmp_path, live_pid=5151)["live"] == "xor-20261130-120000"
+    assert views.run_list(tmp_path, live_pid=1)["live"] is None
+    assert views.run_list(tmp_path)["live"] is None

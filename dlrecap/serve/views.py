@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from dlrecap import runs
+from dlrecap.animation import frames_problem
 from dlrecap.errors import DlrecapError
 from dlrecap.vocab import SPLITS
 
@@ -31,7 +32,6 @@ PICTURES = {
     "predictions.png": "Predicted vs true",
 }
 MEDIA_TYPES = {".png": "image/png", ".gif": "image/gif"}
-FRAMES_FILE = "boundary_frames.npz"
 # Boundary frames beyond this size are not sent to the page (a run's are well under 10 MiB).
 FRAMES_LIMIT_BYTES = 256 * 2**20
 # What the page lists about a run, from its metrics.json.
@@ -120,7 +120,7 @@ def run_state(runs_dir: Path, run: str) -> dict[str, Any]:
         "features": metrics.get("features"),
         "error": metrics.get("error"), "warnings": metrics.get("warnings") or [],
         "history": history, "config": config,
-        "pictures": _pictures(path), "frames": _stat(path / FRAMES_FILE),
+        "pictures": _pictures(path), "frames": _stat(path / runs.FRAMES_FILE),
     })
 
 
@@ -216,20 +216,19 @@ def boundary_frames(runs_dir: Path, run: str) -> dict[str, Any]:
         Gone: the run or its frames are not there.
         Unreadable: the file is damaged or not shaped as training writes it.
     """
-    path = run_path(runs_dir, run) / FRAMES_FILE
+    path = run_path(runs_dir, run) / runs.FRAMES_FILE
     try:
         if path.stat().st_size > FRAMES_LIMIT_BYTES:
-            raise Unreadable(f"{FRAMES_FILE} is too large to show")
+            raise Unreadable(f"{runs.FRAMES_FILE} is too large to show")
         with np.load(path, allow_pickle=False) as npz:
             epochs, xs, ys, frames = (np.asarray(npz[k]) for k in ("epochs", "xs", "ys", "frames"))
             kept = int(npz["kept_epoch"]) if "kept_epoch" in npz.files else None
     except FileNotFoundError:
-        raise Gone(FRAMES_FILE) from None
+        raise Gone(runs.FRAMES_FILE) from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise Unreadable(f"{FRAMES_FILE} is unreadable ({type(exc).__name__})") from None
-    if frames.ndim != 3 or frames.shape != (len(epochs), len(ys), len(xs)) or not len(epochs):
-        raise Unreadable(f"{FRAMES_FILE} holds frames of shape {frames.shape} for "
-                         f"{len(epochs)} epochs on a {len(xs)} x {len(ys)} grid")
+        raise Unreadable(f"{runs.FRAMES_FILE} is unreadable ({type(exc).__name__})") from None
+    if problem := frames_problem(epochs, xs, ys, frames):
+        raise Unreadable(problem)
     lo, hi = _value_range(frames)
     values = np.where(np.isfinite(frames), frames, lo).astype(np.float64)
     data = np.clip(np.rint((values - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
