@@ -3,7 +3,7 @@ processes joined on one study (`dlrecap sweep ... --storage sqlite:///...`), sid
 
 Each worker is a separate `dlrecap sweep` process, as on separate machines; on one machine
 they share its cores, so the best ratio to expect is about cores / 1 (2 workers on 2 cores:
-about 0.5 of the one-worker time, less the extra TensorFlow import each worker pays).
+about 0.5 of the one-worker time, plus the extra TensorFlow import each worker pays).
 
 Usage: `python bench/sweep_workers.py [--workers 1,2,3] [--trials 12]`; prints a table and
 the ratios to one worker.

@@ -106,6 +106,8 @@ def plan_folds(loaded: LoadedConfig, folds: int) -> tuple[list[Rows], int]:
         DlrecapError: `folds` below 2, or above the rows (of the rarest class) to cut.
         DataError, ConfigError: the config's data cannot be loaded or split.
     """
+    if folds < 2:  # before any data is read
+        raise DlrecapError(f"--folds must be at least 2, got {folds}")
     import numpy as np
 
     from dlrecap.data import load_splits
@@ -128,11 +130,9 @@ def plan_folds(loaded: LoadedConfig, folds: int) -> tuple[list[Rows], int]:
 
 
 def check_folds(folds: int, y: np.ndarray, labels: list[str] | None) -> None:
-    """A one-line error when `folds` cannot cut these rows: below 2, or over the rows per class."""
+    """A one-line error when `folds` (at least 2) is over the rows (per class) to cut."""
     import numpy as np
 
-    if folds < 2:
-        raise DlrecapError(f"--folds must be at least 2, got {folds}")
     if labels is None:
         if folds > len(y):
             raise DlrecapError(f"--folds {folds} is more than the {len(y)} rows outside the test "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from dlrecap import console
@@ -35,7 +36,7 @@ def print_cv(result: CvResult) -> None:
     rows.append(["mean ± std", "", *[f"{console.number(m)} ± {console.number(s)}"
                                      for m, s in (summary[n] for n in names)]])
     baseline = {n: m for n, (m, _) in result.summary(result.baselines).items()}
-    if all(baseline.get(n) is not None for n in names):
+    if all(math.isfinite(baseline.get(n, math.nan)) for n in names):
         rows.append(["baseline (mean)", "", *[baseline[n] for n in names]])
     console.table(f"{len(result.runs)}-fold cross-validation, scored on each held-out fold",
                   ["fold", "run", *names], rows)

@@ -91,6 +91,7 @@ def test_storage_urls_pick_psycopg_and_hide_passwords():
 @pytest.mark.parametrize("url, reason", [
     ("postgresql://me:secret@127.0.0.1:{port}/nothing", "Connection refused"),
     ("nosuchdb://x/y", "Can't load plugin"),
+    ("mysql://me:secret@127.0.0.1/db", "No module named 'MySQLdb'"),  # a driver not installed
 ])
 def test_a_storage_that_cannot_be_reached_is_exit_2_with_the_reason(tmp_path, config, url, reason):
     url = url.format(port=free_port())

@@ -91,6 +91,8 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 
 def _is_storage_failure(exc: BaseException) -> bool:
+    if isinstance(exc, ImportError) and isinstance(exc.__cause__, ModuleNotFoundError):
+        exc = exc.__cause__  # Optuna re-raises the missing driver's error as a plain ImportError
     if isinstance(exc, ModuleNotFoundError):  # the URL names a driver that is not installed
         return (exc.name or "").split(".")[0] in ("psycopg", "psycopg2", "pymysql", "MySQLdb")
     names = {cls.__module__.split(".")[0] for cls in type(exc).__mro__}
