@@ -11,8 +11,9 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -71,29 +72,57 @@ def predict_file(run_dir: Path, input_path: Path, on_warning: Callable[[str], No
     if not features:
         raise RunError(f"{run_dir}: metrics.json names no features", fix="train the run again")
     frame = read_table(input_path)
-    expressions = _derive(run_dir)
-    selected = features
-    if expressions:  # the model's last inputs are derived: read the raw columns instead
-        selected = features[:len(features) - len(expressions)]
-        features = list(dict.fromkeys([*selected, *columns_used(expressions)]))
-    absent = [f for f in features if f not in frame.columns]
+    wanted = run_inputs(run_dir, features)
+    absent = [f for f in wanted.columns if f not in frame.columns]
     if absent:
         raise DataError(
             f"{input_path}: no column{'s' if len(absent) > 1 else ''} "
             f"{', '.join(repr(a) for a in absent)}, which run {run_dir.name} takes as input "
             f"(columns: {', '.join(frame.columns)})",
-            fix=f"the run's feature columns are: {', '.join(features)}")
+            fix=f"the run's feature columns are: {', '.join(wanted.columns)}")
     from dlrecap.evaluate import load_inference_model
 
     model = load_inference_model(run_dir, seed=int(info.get("seed") or 0))
-    inputs = model_inputs(frame, features, vocabularies(model, features), input_path,
-                          on_warning or (lambda _line: None))
-    if expressions:
-        inputs = with_derived(np.asarray(inputs), features, selected, expressions)
+    inputs = wanted.matrix(frame, model, input_path, on_warning or (lambda _line: None))
     outputs = _predict(model, inputs)
     result = read_table(input_path, raw=True) if input_path.suffix.lower() in (".csv", ".tsv") \
         else frame
     return _with_predictions(result, outputs, labels, threshold)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """How a run's inputs are made from a file's columns.
+
+    Args:
+        columns: the columns a file must hold: the raw features the model takes, and those
+            its `data.derive` expressions read.
+        selected: the raw features the model takes, in its order.
+        expressions: the run's `data.derive`, computed after them; None when it has none.
+    """
+
+    columns: list[str]
+    selected: list[str]
+    expressions: list[str] | None
+
+    def matrix(self, frame: pd.DataFrame, model: keras.Model | LightModel, path: Path,
+               on_warning: Callable[[str], None]) -> Any:
+        """The model's input rows from `frame`'s columns (raw, then derived)."""
+        inputs = model_inputs(frame, self.columns, vocabularies(model, self.columns), path,
+                              on_warning)
+        if not self.expressions:
+            return inputs
+        return with_derived(np.asarray(inputs), self.columns, self.selected, self.expressions)
+
+
+def run_inputs(run_dir: Path, features: list[str]) -> RunInputs:
+    """What a file must hold to give the run of `features` (metrics.json's) its inputs."""
+    expressions = _derive(run_dir)
+    if not expressions:
+        return RunInputs(features, features, None)
+    selected = features[:len(features) - len(expressions)]  # the last inputs are derived
+    return RunInputs(list(dict.fromkeys([*selected, *columns_used(expressions)])), selected,
+                     expressions)
 
 
 def _derive(run_dir: Path) -> list[str] | None:
@@ -120,7 +149,7 @@ def stdin_table() -> Iterator[Path]:
     """Standard input (CSV) as a file to predict, for `predict RUN -`."""
     with tempfile.TemporaryDirectory(prefix="dlrecap-stdin-") as folder:
         path = Path(folder) / "stdin.csv"
-        path.write_text(sys.stdin.read(), encoding="utf-8")
+        path.write_bytes(sys.stdin.buffer.read())  # read_table names bytes that are not UTF-8
         yield path
 
 

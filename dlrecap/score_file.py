@@ -11,21 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from dlrecap import runs
-from dlrecap.config.load import load_config
 from dlrecap.data.files import category_values, numeric_values, read_table, shown_path
 from dlrecap.errors import DataError, RunError, printable
 from dlrecap.evaluate import Scores, _model_scores, load_run
-from dlrecap.predict import model_inputs, vocabularies
+from dlrecap.predict import run_inputs
+
+if TYPE_CHECKING:
+    from dlrecap.config.schema import DataConfig
 
 
-def target_column(run_dir: Path) -> str:
+def target_column(data: DataConfig) -> str:
     """The column a labelled file holds the run's target in."""
-    data = load_config(run_dir / runs.CONFIG_FILE).config.data
     if data.target:
         return data.target
     return "y" if data.path and str(data.path).lower().endswith(".npz") else "target"
@@ -45,16 +47,17 @@ def score_file(run_dir: Path, path: Path,
     features = info.get("features")
     if not features:
         raise RunError(f"{run_dir}: metrics.json names no features", fix="train the run again")
-    target = target_column(run_dir)
+    config, splits, head, model = load_run(run_dir)
+    target = target_column(config.data)
     frame = read_table(path)
-    absent = [c for c in [*features, target] if c not in frame.columns]
+    wanted = run_inputs(run_dir, features)
+    absent = [c for c in [*wanted.columns, target] if c not in frame.columns]
     if absent:
         raise DataError(
             f"{path}: no column{'s' if len(absent) > 1 else ''} {', '.join(repr(a) for a in absent)}, "
             f"which scoring run {run_dir.name} needs (columns: {', '.join(frame.columns)})",
-            fix=f"the run's features: {', '.join(features)}; its target: {target}")
-    config, splits, head, model = load_run(run_dir)
-    x = model_inputs(frame, features, vocabularies(model, features), path, on_warning)
+            fix=f"the run's features: {', '.join(wanted.columns)}; its target: {target}")
+    x = wanted.matrix(frame, model, path, on_warning)
     y = _targets(frame[target], target, splits.label_names, path)
     from dlrecap.baseline import baseline_metrics
 

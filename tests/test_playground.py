@@ -102,6 +102,13 @@ def test_the_configs_train_and_predict_from_raw_columns(written, tmp_path):
     trained = json.loads((run / "metrics.json").read_text())["test"]
     assert scored["accuracy"] == pytest.approx(trained["accuracy"])
     assert scored["loss"] == pytest.approx(trained["loss"], rel=1e-4)
+    # eval --data derives from raw columns too; labels written as numbers (1.0) are the run's
+    labelled = tmp_path / "labelled.csv"
+    labelled.write_text("x1,x2,target\n" + "\n".join(
+        f"{a},{b},{float(p > 0.5)}" for (a, b), p in zip(raw, predicted, strict=True)))
+    result = invoke("eval", str(run), "--data", str(labelled), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["metrics"]["accuracy"] == 1.0
 
 
 @pytest.mark.parametrize("url, parameter", [

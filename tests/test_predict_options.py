@@ -69,6 +69,13 @@ def test_stdin_in_and_stdout_out(xor_run, tmp_path):
     assert pd.read_csv(io.StringIO(done.stdout)).equals(predicted(xor_run, tmp_path))
 
 
+def test_stdin_that_is_not_utf8_is_exit_2(xor_run):
+    done = subprocess.run([sys.executable, "-m", "dlrecap", "predict", str(xor_run), "-"],
+                          input=b"x1,x2\n\xff\xfe,1\n", capture_output=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert b"not UTF-8 text" in done.stderr and b"Traceback" not in done.stderr
+
+
 def test_runs_json_lists_each_run(xor_run):
     result = invoke("runs", "--runs-dir", str(xor_run.parent), "--json")
     assert result.exit_code == 0, result.output
