@@ -49,9 +49,7 @@ def load_inference_model(run_dir: Path, seed: int = 0) -> keras.Model | LightMod
         return load_model(run_dir, seed=seed)
     try:
         return load_light(_model_path(run_dir))
-    except Unsupported:
-        return load_model(run_dir, seed=seed)
-    except Exception:  # noqa: BLE001 - a damaged file: Keras' loader says what is wrong
+    except Exception:  # noqa: BLE001 - Unsupported, or a damaged file: Keras says what is wrong
         return load_model(run_dir, seed=seed)
 
 

@@ -345,12 +345,13 @@ def make_schedule(config: Config,
     if schedule.name == "cosine":
         warmup = schedule.setting("warmup_epochs")
         decay = schedule.setting("decay_epochs") or max(training.epochs - warmup, 1)
+        decay_steps = max(1, round(decay * steps))  # a fraction of an epoch: at least a step
         alpha = schedule.setting("min_lr") / lr
         if not warmup:
-            return keras.optimizers.schedules.CosineDecay(lr, decay_steps=round(decay * steps),
+            return keras.optimizers.schedules.CosineDecay(lr, decay_steps=decay_steps,
                                                           alpha=alpha)
         return keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=round(decay * steps), alpha=alpha, warmup_target=lr,
+            0.0, decay_steps=decay_steps, alpha=alpha, warmup_target=lr,
             warmup_steps=round(warmup * steps))
     return lr
 

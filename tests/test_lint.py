@@ -58,7 +58,7 @@ def test_clean_configs_get_no_warning(tmp_path, text):
      "one full-batch step"),
     (CLEAN + "training:\n  momentum: 0.9\n", "training.momentum", "momentum applies to sgd only"),
     (CLEAN.replace("xor\n", "xor\n  derive: [x1*x2, x2]\n"), "data.derive[1]",
-     "x2 is a raw input already (every raw column is an input"),
+     "x2 is a raw input already (if it is a column of the data: every raw column"),
     (CLEAN.replace("xor\n", "xor\n  features: [x1]\n  derive: [x1^2, x1]\n"), "data.derive[1]",
      "x1 is a raw input already (data.features lists it)"),
 ])

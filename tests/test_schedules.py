@@ -338,3 +338,18 @@ def test_the_json_schema_takes_a_bare_schedule_name_or_its_section():
     assert set(schema["$defs"]["LrScheduleConfig"]["properties"]) == {
         "name", "decay_rate", "decay_epochs", "min_lr", "warmup_epochs", "factor", "patience",
         "monitor"}
+
+
+@pytest.mark.parametrize(("schedule", "decay_steps"), [
+    ({"name": "cosine"}, 6 * 4),  # decays over every epoch by default
+    ({"name": "cosine", "warmup_epochs": 2}, (6 - 2) * 4),  # over the epochs after the warmup
+    ({"name": "cosine", "decay_epochs": 0.01}, 1),  # less than a step: one step
+])
+def test_cosine_decays_over_the_epochs_left_in_whole_steps(tmp_path, schedule, decay_steps):
+    from dlrecap.model import make_optimizer
+
+    config = load_config(write_config(tmp_path, "c", lr_schedule=schedule)).config
+    built = make_optimizer(config, steps_per_epoch=4)._learning_rate
+    assert built.decay_steps == decay_steps
+    assert float(built(decay_steps + built.warmup_steps)) == pytest.approx(
+        config.training.lr_schedule.setting("min_lr"), abs=1e-9)

@@ -182,7 +182,7 @@ def _batch_warnings(config: Config, train_rows: int | None) -> list[Finding]:
 def _derive_warnings(config: Config) -> list[Finding]:
     data = config.data
     where = "data.features lists it" if data.features is not None else \
-        "every raw column is an input while data.features is unset"
+        "if it is a column of the data: every raw column is an input while data.features is unset"
     return [(f"data.derive[{i}]", f"{column} is a raw input already ({where}): the network "
              "gets the same column twice; derive adds features after the raw ones")
             for i, column in repeated_raw(data.features, data.derive or [])]
