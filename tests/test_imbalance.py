@@ -79,6 +79,16 @@ def test_balanced_weights_equal_sklearns_compute_class_weight():
     y = np.array([0] * 23 + [1] * 2 + [2] * 7)
     expected = compute_class_weight("balanced", classes=np.array([0, 1, 2]), y=y)
     assert balanced_weights(y, 3) == pytest.approx(list(expected))
+    # a class without training rows weighs 1; the others as among the classes present
+    assert balanced_weights(y, 4) == pytest.approx([*expected, 1.0])
+
+
+def test_a_class_absent_from_rows_and_predictions_is_left_out_of_the_macro_average():
+    p, y = _multiclass_case()
+    p = np.hstack([p, np.zeros((len(p), 1))])  # a fifth class: no row, never predicted
+    found = class_scores(METRICS, p, y, ["a", "b", "c", "d", "e"])
+    for name, score in (("precision", precision_score), ("recall", recall_score), ("f1", f1_score)):
+        assert found[name] == pytest.approx(score(y, p.argmax(axis=1), average="macro"))
 
 
 # --- per-epoch metrics (the engines') against Keras' own metric objects ----------------------
