@@ -146,7 +146,7 @@ def print_status(result: Any) -> None:
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
-    total = plan.settings["trials"] if plan.settings["search"] == "tpe" else len(plan.trials)
+    total = plan.total_trials
     done = counts.get("completed", 0) + counts.get("failed", 0)
     parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     console.note(f"{done} of {total} trials finished ({parts or 'none started'})")

@@ -70,6 +70,11 @@ class SweepPlan:
     loaded: LoadedConfig | None = field(default=None, repr=False)
 
     @property
+    def total_trials(self) -> int:
+        """How many trials the sweep runs: `--trials` for tpe (drawn as they go), else its list."""
+        return self.settings["trials"] if self.settings["search"] == "tpe" else len(self.trials)
+
+    @property
     def metric(self) -> str:
         return self.settings["metric"]
 

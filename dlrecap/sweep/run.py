@@ -144,7 +144,7 @@ def run_sweep(
         with st.reaching(job.url):
             done = sum(r.status == "completed" for r in study_rows(plan, study))
         raise Interrupted(
-            f"sweep interrupted with {done} of {_total(plan)} trials completed",
+            f"sweep interrupted with {done} of {plan.total_trials} trials completed",
             fix=f"run the same command again, or dlrecap sweep --resume {sweep_dir}",
         ) from None
     finally:
@@ -205,10 +205,6 @@ def write_results(plan: SweepPlan, sweep_dir: Path, state: dict[str, Any], rows:
     warnings = [f"#{r.trial.index}: {line}" for r in sorted(rows, key=lambda r: r.trial.index)
                 for line in r.warnings]
     return SweepResult(sweep_dir, plan, rows, best, reused, list(dict.fromkeys(warnings)))
-
-
-def _total(plan: SweepPlan) -> int:
-    return plan.settings["trials"] if plan.settings["search"] == "tpe" else len(plan.trials)
 
 
 def _default_url(sweep_dir: Path) -> str:
