@@ -21,6 +21,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PAUSE_PHASE_ENV = "DLRECAP_TEST_PAUSE"
 PAUSE_FILE_ENV = "DLRECAP_TEST_PAUSE_FILE"
 PAUSE_PHASES = ("startup", "data", "first_epoch", "checkpoint", "final_writes", "pictures")
+# Test-only: seconds between checkpoints instead of the default, so that a test can rely on
+# none being written between two pauses however slow a loaded machine makes the epochs.
+CHECKPOINT_SECONDS_ENV = "DLRECAP_TEST_CHECKPOINT_SECONDS"
 # A paused process that nobody signals goes on by itself after this long.
 PAUSE_LIMIT_S = 600.0
 

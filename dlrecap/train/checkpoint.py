@@ -11,6 +11,7 @@ swapped in by renames, so a kill at any moment leaves one complete checkpoint
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -147,11 +148,13 @@ class Checkpointer(keras.callbacks.Callback):
         self.run_dir, self.stopper, self.stop = run_dir, stopper, stop
         self.plateau = plateau
         self.last_save = 0.0
+        self.interval = MIN_SECONDS_BETWEEN
         self.saved_epoch = saved_epoch
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         # The first checkpoint waits too: a run shorter than the interval never pays for one.
         self.last_save = time.monotonic()
+        self.interval = float(os.environ.get(signals.CHECKPOINT_SECONDS_ENV, MIN_SECONDS_BETWEEN))
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         signals.pause_point("first_epoch")  # tests: a signal during the session's first epoch
@@ -159,7 +162,7 @@ class Checkpointer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.stop.requested:
             self.model.stop_training = True
-        if self.stop.requested or time.monotonic() - self.last_save >= MIN_SECONDS_BETWEEN:
+        if self.stop.requested or time.monotonic() - self.last_save >= self.interval:
             self.save(epoch + 1)
 
     def save(self, epochs_done: int) -> None:
