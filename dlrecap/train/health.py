@@ -189,14 +189,16 @@ class HealthMonitor(keras.callbacks.Callback):
                 saturated.append(tf.pad(share, pad))
             return tf.stack(active), tf.stack(saturated)
 
+        # Python loops over a fixed list of layers only: AutoGraph would add a second or
+        # more of conversion to every run and change nothing.
         if self.y is None or loss_fn is None:
-            @tf.function(reduce_retracing=True)
+            @tf.function(reduce_retracing=True, autograph=False)
             def forward_probe(x):
                 pre, _ = self._forward(x)
                 return (*stats(pre), tf.zeros([len(layers)]))
             return forward_probe
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def probe(x, y):
             variables = [[layer.kernel, *([layer.bias] if layer.use_bias else [])]
                          for _, _, layer in layers]
