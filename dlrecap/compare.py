@@ -107,7 +107,11 @@ def draw_comparison(comparison: Comparison, path: Path) -> Path:
         ax.set_ylabel(f"val_{key}")
         ax.set_title(f"validation {key}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_lines():
+            ax.legend(fontsize=7)
+        else:  # no run recorded this curve: say so rather than draw an empty frame
+            ax.text(0.5, 0.5, f"no run recorded {key}", ha="center", va="center",
+                    transform=ax.transAxes, color="0.4")
     fig.suptitle("validation curves")
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
