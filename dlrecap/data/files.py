@@ -339,7 +339,8 @@ def _numeric_npz(data: Any, path: Path) -> Table | None:
         return None
     _readable_format(path)
     x, y = _parse(path, "npz", lambda: _npz_arrays(path))
-    if x.dtype.kind != "f" or y.dtype.kind not in "fiu" or x.size == 0:
+    # Wider floats than float64 would round twice on the general path (to float64, then float32).
+    if x.dtype.kind != "f" or x.itemsize > 8 or y.dtype.kind not in "fiu" or x.size == 0:
         return None
     with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf: refused below
         x = x.astype(np.float32, copy=False)
