@@ -150,6 +150,17 @@ def test_column_moments_are_numpys_mean_and_var_to_the_last_bit(rows, columns, b
     np.testing.assert_array_equal(x, before)  # in place of nothing: the rows stay as they were
 
 
+def test_column_moments_hold_a_block_of_rows_not_a_copy_of_them():
+    x, _ = numbers(rows=20_000, columns=32, dtype="float32")
+    tracemalloc.start()
+    try:
+        column_moments(x, 1000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.1 * x.nbytes  # x.var(axis=0) holds a temporary as large as x
+
+
 # --- TensorFlow: the tensors the fast engine trains on -------------------------------------
 
 def in_place_expected() -> bool:
