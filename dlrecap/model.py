@@ -143,6 +143,35 @@ def target_scale(config: Config, splits: Splits) -> TargetScale | None:
     return TargetScale(float(y.mean()) if len(y) else 0.0, std if std > 0 else 1.0)
 
 
+# Rows whose squared deviations `column_moments` holds at a time.
+MOMENT_ROWS = 65536
+
+
+def column_moments(x: np.ndarray, rows: int = MOMENT_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """`x.mean(axis=0)` and `x.var(axis=0)`, equal to the last bit, without `var`'s temporary
+    as large as `x` (the squared deviations): `rows` of them at a time.
+
+    NumPy sums a C-ordered matrix of two or more columns down its rows, one after another
+    (a single column it sums pairwise: that one gets `var` itself); here each block of
+    squares follows the running sum in one buffer, so that every addition is the one `var`
+    makes.
+    """
+    mean = x.mean(axis=0)
+    if x.ndim != 2 or x.shape[1] < 2 or not x.flags.c_contiguous:
+        return mean, x.var(axis=0)
+    block = np.empty((min(rows, len(x)) + 1, *x.shape[1:]), dtype=mean.dtype)
+    total = np.zeros_like(mean)  # 0 + the first square is that square exactly
+    for start in range(0, len(x), rows):
+        part = x[start:start + rows]
+        squares = block[1:len(part) + 1]
+        np.subtract(part, mean, out=squares)
+        np.multiply(squares, squares, out=squares)
+        block[0] = total
+        total = block[:len(part) + 1].sum(axis=0)
+    with np.errstate(invalid="ignore"):  # no rows: NaN, as NumPy's
+        return mean, np.true_divide(total, len(x), out=total, casting="unsafe")
+
+
 # The last layer of a model trained on standardized targets: it maps outputs back.
 TARGET_LAYER = "target_units"
 
@@ -181,8 +210,7 @@ def build_model(config: Config, splits: Splits, head: Head) -> keras.Model:
         inputs = keras.Input(shape=(splits.n_features,), name="features")
         x = inputs
         if config.data.standardize:
-            mean = splits.x_train.mean(axis=0)
-            variance = splits.x_train.var(axis=0)
+            mean, variance = column_moments(splits.x_train)
             # A constant column would divide by ~0: leave it unscaled instead.
             variance = np.where(variance > 0, variance, 1.0)
             x = keras.layers.Normalization(mean=mean, variance=variance, name="standardize")(x)

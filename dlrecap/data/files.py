@@ -8,9 +8,10 @@ first bad row, counted as a data row: 1 is the first row after the header line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,8 @@ from dlrecap.errors import ConfigError, DataError, first_line
 
 if TYPE_CHECKING:
     from dlrecap.data.split import Features
+
+T = TypeVar("T")
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".npz": "npz"}
 # Whole-number targets with at most this many distinct values are taken as classes.
@@ -69,7 +72,7 @@ def read_table(path: str | Path, *, raw: bool = False) -> pd.DataFrame:
     """
     path = shown_path(path)
     kind = _readable_format(path)
-    frame = _parse(path, kind, raw)
+    frame = _parse(path, kind, lambda: _READERS[kind](path, raw))
     if frame.shape[1] == 0:
         raise DataError(f"{path}: the file is empty", fix="the first line names the columns")
     if len(frame) == 0:
@@ -95,10 +98,10 @@ def _readable_format(path: Path) -> str:
     return kind
 
 
-def _parse(path: Path, kind: str, raw: bool) -> pd.DataFrame:
-    """Run the reader for `kind`, turning each way a file can be unreadable into a `DataError`."""
+def _parse(path: Path, kind: str, read: Callable[[], T]) -> T:
+    """Run `read`, turning each way a `kind` file can be unreadable into a `DataError`."""
     try:
-        return _READERS[kind](path, raw)
+        return read()
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -132,6 +135,18 @@ def _read_csv(path: Path, raw: bool, sep: str = ",") -> pd.DataFrame:
 
 
 def _read_npz(path: Path, _raw: bool) -> pd.DataFrame:
+    x, y = _npz_arrays(path)
+    frame = pd.DataFrame(x, columns=_npz_columns(x))
+    frame["y"] = y
+    return frame
+
+
+def _npz_columns(x: np.ndarray) -> list[str]:
+    return [f"x{i + 1}" for i in range(x.shape[1])]
+
+
+def _npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An .npz data file's arrays `x` (rows, features) and `y` (rows,)."""
     with np.load(path, allow_pickle=False) as arrays:
         names = list(arrays.files)
         if "x" not in names or "y" not in names:
@@ -147,9 +162,7 @@ def _read_npz(path: Path, _raw: bool) -> pd.DataFrame:
         raise DataError(f"{path}: array 'y' has shape {y.shape}; it must be (rows,)")
     if len(x) != len(y):
         raise DataError(f"{path}: array 'x' has {len(x)} rows but 'y' has {len(y)}")
-    frame = pd.DataFrame(x, columns=[f"x{i + 1}" for i in range(x.shape[1])])
-    frame["y"] = y
-    return frame
+    return x, y
 
 
 _READERS = {
@@ -280,6 +293,9 @@ def load_table(data: Any) -> Table:
         DataError: an unreadable file or bad values, naming file, column and data row.
     """
     path = shown_path(data.path)
+    table = _numeric_npz(data, path)
+    if table is not None:
+        return table
     frame = read_table(path)
     target, features = select_columns(frame, data.target, data.features, path,
                                        getattr(data, "derive", None))
@@ -305,6 +321,36 @@ def load_table(data: Any) -> Table:
         for i, c in enumerate(features):
             x[:, i] = columns.pop(c)  # pop: free each float64 column once copied
     return Table(str(path), x, y, target, features, categorical, labels, task)
+
+
+# Rows checked at a time for non-finite values: a small temporary, however large the file.
+CHECK_ROWS = 65536
+
+
+def _numeric_npz(data: Any, path: Path) -> Table | None:
+    """An .npz file with float features, every one used as it is, and numeric targets, read
+    straight into one float32 matrix; None when it is anything else, or holds a value that
+    is missing, infinite or beyond float32: the general path then reads it (and names it).
+
+    The general path goes through a DataFrame and a float64 array per column, which need
+    three times the data's memory; the values come out the same here.
+    """
+    if path.suffix.lower() != ".npz" or data.features is not None or data.target not in (None, "y"):
+        return None
+    _readable_format(path)
+    x, y = _parse(path, "npz", lambda: _npz_arrays(path))
+    # Wider floats than float64 would round twice on the general path (to float64, then float32).
+    if x.dtype.kind != "f" or x.itemsize > 8 or y.dtype.kind not in "fiu" or x.size == 0:
+        return None
+    with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf: refused below
+        x = x.astype(np.float32, copy=False)
+    target = y.astype(np.float64)
+    finite = all(np.isfinite(x[i:i + CHECK_ROWS]).all() for i in range(0, len(x), CHECK_ROWS))
+    if not finite or not np.isfinite(target).all() or np.abs(target).max() > FLOAT32_MAX:
+        return None
+    y, labels, task = _classes_or_values(target, "y", False, getattr(data, "task", "auto") or "auto",
+                                         path)
+    return Table(str(path), x, y, "y", _npz_columns(x), (), labels, task)
 
 
 def _apply_missing(columns: dict[str, np.ndarray], target: str, target_values: np.ndarray,
@@ -369,7 +415,8 @@ def impute(parts: list[Any], features: list[str], categorical: tuple[str, ...],
     """Fills missing feature values from the training rows (`parts[0]`): mean or most frequent.
 
     Args:
-        parts: the x of the train, validation and test rows (matrices or column dicts).
+        parts: the x of the train, validation and test rows (matrices, filled in place, or
+            column dicts).
         features: the feature column names, in order.
         categorical: the categorical columns (filled with their most frequent category).
         name: the file, for messages.
@@ -392,4 +439,6 @@ def impute(parts: list[Any], features: list[str], categorical: tuple[str, ...],
         return [{c: np.where(_missing_mask(v), values[c], v).astype(v.dtype) for c, v in part.items()}
                 for part in parts]
     means = np.array([fill(c, parts[0][:, i]) for i, c in enumerate(features)], dtype=np.float32)
-    return [np.where(np.isnan(p), means, p) for p in parts]
+    for p in parts:  # in place: the splits stay views of one buffer (`split.cut`)
+        np.copyto(p, means, where=np.isnan(p))
+    return parts

@@ -231,8 +231,9 @@ def load_splits(data, seed: int, rows: Rows | None = None) -> Splits:
     rows = _reuse(rows, len(y)) or _split_indices(y, *_counts(len(y), validation, test)[1:],
                                                   stratify, seed)
     tr, va, te = rows[:3]
-    return _derived(data, Splits(task, list(features), labels, x[tr], y[tr], x[va], y[va],
-                                 x[te], y[te], rows=rows))
+    x_train, x_val, x_test = cut(x, rows)
+    return _derived(data, Splits(task, list(features), labels, x_train, y[tr], x_val, y[va],
+                                 x_test, y[te], rows=rows))
 
 
 def _derived(data, splits: Splits) -> Splits:
@@ -279,7 +280,7 @@ def _file_splits(data, seed: int, rows: Rows | None = None) -> Splits:
     rows = _reuse(rows, len(y)) or _split_indices(y, n_val, n_test, stratify, seed,
                                                   fix="add rows, or use smaller split fractions")
     tr, va, te = rows[:3]
-    parts = [_take(table.x, part) for part in (tr, va, te)]
+    parts = cut(table.x, rows)
     if getattr(data, "missing", "error") == "mean":
         parts = impute(parts, table.features, table.categorical, table.name)
     return Splits(table.task, table.features, table.labels, parts[0], y[tr], parts[1], y[va],
@@ -297,5 +298,29 @@ def _check_class_sizes(y, table, needed: int) -> None:
             fix="add rows of it, drop them, or set data.validation_split / data.test_split to 0")
 
 
-def _take(x, rows):
-    return {c: v[rows] for c, v in x.items()} if isinstance(x, dict) else x[rows]
+# TensorFlow can train on a float32 matrix in place, without a copy, when it starts at a
+# multiple of this many bytes (see dlrecap.train.tensors).
+ALIGN = 64
+
+
+def cut(x: Features, rows: Rows) -> list[Any]:
+    """The train, validation and test rows of `x` (`rows[:3]`).
+
+    A matrix's splits are views of one new buffer, each starting at a multiple of `ALIGN`
+    bytes, filled straight from `x`: the data once more while `x` lives, and no more.
+    """
+    parts = rows[:3]
+    if isinstance(x, dict):
+        return [{c: v[r] for c, v in x.items()} for r in parts]
+    row_bytes = x.itemsize * math.prod(x.shape[1:])
+    sizes = [-(-len(r) * row_bytes // ALIGN) * ALIGN for r in parts]
+    buffer = np.empty(sum(sizes) + ALIGN, dtype=np.uint8)
+    start = -buffer.ctypes.data % ALIGN
+    views = []
+    for r, size in zip(parts, sizes, strict=True):
+        view = buffer[start:start + len(r) * row_bytes].view(x.dtype).reshape(len(r), *x.shape[1:])
+        # mode="clip": "raise" would fill a temporary first; the row numbers are checked already.
+        np.take(x, r, axis=0, out=view, mode="clip")
+        views.append(view)
+        start += size
+    return views

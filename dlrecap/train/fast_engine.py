@@ -19,10 +19,11 @@ import tensorflow as tf
 from dlrecap.model import Head, make_optimizer
 from dlrecap.train import metrics as counted
 from dlrecap.train.metrics import make_metrics
+from dlrecap.train.tensors import as_tensor
 from dlrecap.vocab import VALIDATION_PREFIX
 
 # Rows scored per step when evaluating: large enough to be fast, small enough for memory.
-EVAL_BATCH = 16384
+EVAL_BATCH = 4096
 
 
 class FastEngine:
@@ -60,8 +61,8 @@ class FastEngine:
         """Train the compiled `model` in place; callbacks see every epoch as under `fit`."""
         training = config.training
         step = _StepFunctions(model, head, training.batch_size, config.seed)
-        x, y = (tf.convert_to_tensor(a) for a in train)
-        val = tuple(tf.convert_to_tensor(a) for a in validation) if validation is not None else None
+        x, y = (as_tensor(a) for a in train)
+        val = tuple(as_tensor(a) for a in validation) if validation is not None else None
 
         hooks = keras.callbacks.CallbackList(callbacks, model=model)
         model.stop_training = False
@@ -82,7 +83,7 @@ class FastEngine:
         step = _StepFunctions(model, head, batch_size=1, seed=0)
 
         def evaluate(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-            return _as_floats(head, step.evaluate(tf.convert_to_tensor(x), tf.convert_to_tensor(y)))
+            return _as_floats(head, step.evaluate(as_tensor(x), as_tensor(y)))
 
         return evaluate
 
