@@ -304,8 +304,11 @@ def fit(loaded: LoadedConfig, run: Run, engine: Engine, model: keras.Model, head
     start = time.perf_counter()
     try:
         with hooks.stop.catching_signals():
-            engine.fit(model, head, config, encoded["train"], validation, hooks.all,
-                       initial_epoch)
+            if hooks.stopper is not None and hooks.stopper.stopped_before():
+                end_without_epochs(model, hooks.all)
+            else:
+                engine.fit(model, head, config, encoded["train"], validation, hooks.all,
+                           initial_epoch)
     finally:
         if progress:
             progress.finish()
@@ -313,6 +316,19 @@ def fit(loaded: LoadedConfig, run: Run, engine: Engine, model: keras.Model, head
         run.record("interrupted")
         raise Interrupted(interrupted_message(loaded, run, hooks.checkpointer.saved_epoch))
     return time.perf_counter() - start
+
+
+def end_without_epochs(model: keras.Model, callbacks: list[Any]) -> None:
+    """Begin and end training with no epoch: for a run that early stopping had already ended.
+
+    The callbacks end it as after its last epoch: early stopping puts the best weights back,
+    the boundary frames draw the weights kept.
+    """
+    import keras
+
+    hooks = keras.callbacks.CallbackList(callbacks, model=model)
+    hooks.on_train_begin()
+    hooks.on_train_end()
 
 
 # --- after training ----------------------------------------------------------------------

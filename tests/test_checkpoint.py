@@ -56,11 +56,11 @@ def test_max_mode_keeps_the_highest_value():
 def test_state_reports_the_wait_so_far():
     stopper = ResumableEarlyStopping(monitor="val_loss", mode="min", patience=5)
     drive(stopper, [1.0, 1.2, 1.3])
-    assert stopper.state() == {"best": 1.0, "best_epoch": 0, "wait": 2}
+    assert stopper.state() == {"best": 1.0, "best_epoch": 0, "wait": 2, "stopped_epoch": 0}
 
 
 def test_a_resumed_stopper_keeps_best_best_epoch_and_wait():
-    saved = {"best": 0.5, "best_epoch": 3, "wait": 2}
+    saved = {"best": 0.5, "best_epoch": 3, "wait": 2, "stopped_epoch": 0}
     stopper = ResumableEarlyStopping(monitor="val_loss", mode="min", patience=3,
                                      initial_state=dict(saved))
     stopper.set_model(tiny_model())
@@ -72,11 +72,28 @@ def test_a_resumed_stopper_keeps_best_best_epoch_and_wait():
     assert stopper.best == 0.5 and stopper.best_epoch == 3
 
 
+def test_a_stop_survives_a_resume_and_a_resumed_run_knows_it_had_stopped():
+    stopper = ResumableEarlyStopping(monitor="val_loss", mode="min", patience=1)
+    drive(stopper, [1.0, 1.2, 0.5])
+    saved = stopper.state()
+    assert saved == {"best": 1.0, "best_epoch": 0, "wait": 1, "stopped_epoch": 1}
+    resumed = ResumableEarlyStopping(monitor="val_loss", mode="min", patience=1,
+                                     initial_state=saved)
+    assert resumed.stopped_before()
+    resumed.set_model(tiny_model())
+    resumed.on_train_begin()
+    assert resumed.stopped_epoch == 1 and resumed.state() == saved
+    # a checkpoint from before stops were saved, or one that had not stopped, trains on
+    older = {"best": 1.0, "best_epoch": 0, "wait": 0}
+    assert not ResumableEarlyStopping(monitor="val_loss", initial_state=older).stopped_before()
+    assert not ResumableEarlyStopping(monitor="val_loss").stopped_before()
+
+
 def test_a_resumed_stopper_compares_with_the_saved_best():
     stopper = ResumableEarlyStopping(monitor="val_loss", mode="min", patience=10,
                                      initial_state={"best": 0.5, "best_epoch": 3, "wait": 0})
     drive(stopper, [0.6, 0.55], first_epoch=5)
-    assert stopper.state() == {"best": 0.5, "best_epoch": 3, "wait": 2}
+    assert stopper.state() == {"best": 0.5, "best_epoch": 3, "wait": 2, "stopped_epoch": 0}
 
 
 def test_a_resumed_stopper_restores_the_saved_best_weights():

@@ -396,3 +396,40 @@ def test_a_non_numeric_history_cell_is_a_gap_not_a_crash(tmp_path, command):
                                           {"epoch": 3, "loss": 0.5, "val_loss": 0.7}]
     result = invoke(command, str(run_dir))
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_a_run_stopped_early_at_its_interrupted_epoch_resumes_without_training(tmp_path, keep):
+    # Patience 1 and a min_delta no epoch beats: early stopping stops at epoch 2 every time.
+    text = TINY.replace("EPOCHS", "6").replace("ENGINE", "auto").replace(
+        "engine: auto}", f"engine: auto, keep: {keep}, early_stopping: {{patience: 1, min_delta: 100}}}}")
+    whole = tmp_path / "whole" / "tiny.yaml"
+    cut = tmp_path / "cut" / "tiny.yaml"
+    for config in (whole, cut):
+        config.parent.mkdir()
+        config.write_text(text)
+    done = train(whole)
+    assert done.returncode == 0, done.stderr
+    expected = metrics(the_run(whole))
+    assert expected["epochs_run"] == 2 and expected["stopped_early"]
+
+    # A checkpoint after every epoch; the signal, sent during epoch 1's, stops after epoch 2:
+    # the epoch at which early stopping stops.
+    proc = start(cut, pause="checkpoint", checkpoint_s=0)
+    wait_for(ready_file(cut).exists, TIMEOUT, what="the checkpoint pause", processes=[proc])
+    proc.send_signal(signal.SIGINT)
+    code, err = finish(proc)
+    assert code == 130, err
+    run_dir = the_run(cut)
+    assert saved_epoch(run_dir) == 2
+
+    assert_resumes_to_the_end(cut, run_dir, 2)
+    resumed = metrics(run_dir)
+    for key in ("epochs_run", "best_epoch", "weights_epoch", "stopped_early"):
+        assert resumed[key] == expected[key], key
+    assert resumed["test"]["loss"] == pytest.approx(expected["test"]["loss"], abs=1e-5)
+    rows, expected_rows = runs.read_history(run_dir), runs.read_history(the_run(whole))
+    assert len(rows) == len(expected_rows)
+    for row, expected_row in zip(rows, expected_rows, strict=True):
+        assert row == pytest.approx(expected_row, abs=1e-5)

@@ -102,11 +102,17 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best = self.initial_state["best"]
             self.best_epoch = self.initial_state["best_epoch"]
             self.wait = self.initial_state["wait"]
+            self.stopped_epoch = self.initial_state.get("stopped_epoch", 0)
             self.best_weights = self.initial_best_weights
+
+    def stopped_before(self) -> bool:
+        """Whether the resumed run had stopped early at its checkpoint: nothing is left to train."""
+        return bool(self.initial_state and self.initial_state.get("stopped_epoch"))
 
     def state(self) -> dict[str, Any]:
         best = None if self.best is None else float(self.best)
-        return {"best": best, "best_epoch": int(self.best_epoch), "wait": int(self.wait)}
+        return {"best": best, "best_epoch": int(self.best_epoch), "wait": int(self.wait),
+                "stopped_epoch": int(self.stopped_epoch)}
 
 
 class KeepBest(ResumableEarlyStopping):
