@@ -417,6 +417,24 @@ def test_expect_unknown_name(tmp_path):
     assert line.startswith("c.yaml:4:3: expect.tset_accuracy: unknown expectation 'tset_accuracy'")
 
 
+def test_expect_names_one_class_score(tmp_path):
+    text = MINIMAL + "training:\n  metrics: [recall]\nexpect:\n  test_recall_1: \">= 0.9\"\n"
+    assert resolved(tmp_path, text)["expect"] == {"test_recall_1": ">= 0.9"}
+    for key in ("test_recall_", "test_auc_1", "test_accuracy_1"):
+        line = rendered(tmp_path, MINIMAL + f"expect:\n  {key}: \">= 0.9\"\n")
+        assert line.startswith(f"c.yaml:4:3: expect.{key}: unknown expectation {key!r}: use"), line
+
+
+def test_expect_on_one_class_needs_its_metric_and_classes(tmp_path):
+    assert rendered(tmp_path, MINIMAL + "expect:\n  test_f1_1: \">= 0.9\"\n") == (
+        "c.yaml:4:14: expect.test_f1_1: unknown expectation 'test_f1_1': the run does not "
+        "compute f1 (training.metrics: accuracy) (add f1 to training.metrics)")
+    regression = "data:\n  dataset: diabetes\nexpect:\n  test_recall_1: \">= 0.9\"\n"
+    assert rendered(tmp_path, regression) == (
+        "c.yaml:4:18: expect.test_recall_1: unknown expectation 'test_recall_1': a regression "
+        "task has no per-class scores (use a whole split's score, e.g. test_mae)")
+
+
 def test_expect_not_a_mapping(tmp_path):
     assert rendered(tmp_path, MINIMAL + "expect: 3\n") == (
         "c.yaml:3:9: expect: Input should be a valid dictionary, got 3")

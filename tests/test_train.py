@@ -230,6 +230,37 @@ def test_an_expectation_on_a_missing_metric_is_unmet():
         "validation_auc >= 0.5: the run has no validation auc"]
 
 
+def test_an_expectation_on_one_class_checks_its_score(tmp_path):
+    path = _config(tmp_path, training={"epochs": 2, "metrics": ["accuracy", "recall"]},
+                   expect={"test_recall_1": ">= 1.01", "validation_recall_0": ">= 0"})
+    result = train(load_config(path), tmp_path / "runs")
+    m = result.metrics
+    checks = {c["key"]: c for c in m["expect"]["checks"]}
+    assert checks["test_recall_1"]["value"] == m["test"]["recall_1"]
+    assert checks["validation_recall_0"]["value"] == m["validation"]["recall_0"]
+    assert [c["met"] for c in checks.values()] == [False, True]
+    assert result.unmet == [f"test_recall_1 >= 1.01: got {m['test']['recall_1']:.4g}"]
+
+
+@pytest.mark.parametrize("key, message, fix", [
+    ("test_recall_2", "no class is labelled '2'",
+     "this run's per-class keys are: test_recall_0, test_recall_1"),
+    ("test_f1_1", "the run does not compute f1 (training.metrics: accuracy, recall)",
+     "add f1 to training.metrics"),
+])
+def test_an_expectation_on_an_unknown_class_score_exits_2_at_its_key(tmp_path, key, message, fix):
+    from helpers import invoke
+
+    path = _config(tmp_path, training={"epochs": 2, "metrics": ["accuracy", "recall"]},
+                   expect={key: ">= 0.5"})
+    line = path.read_text().splitlines().index(f"  {key}: '>= 0.5'") + 1
+    result = invoke("train", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {path}:{line}:{len(key) + 5}: expect.{key}: unknown expectation {key!r}: {message} ({fix})")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_the_expect_outcome_is_recorded(tmp_path):
     path = _config(tmp_path, training={"epochs": 2},
                    expect={"test_accuracy": ">= 1.01", "train_loss": "< 100"})

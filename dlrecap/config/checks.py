@@ -5,7 +5,13 @@ from __future__ import annotations
 from dlrecap.config.choices import CLASSIFICATION_LOSSES
 from dlrecap.config.schema import Config
 from dlrecap.errors import ConfigError
-from dlrecap.vocab import CLASSIFICATION_METRICS, VALIDATION_PREFIX, default_metrics
+from dlrecap.vocab import (
+    CLASSIFICATION_METRICS,
+    PER_CLASS_METRICS,
+    VALIDATION_PREFIX,
+    default_metrics,
+    per_class_key,
+)
 
 
 def check_task(config: Config, task: str, labels: list[str] | None = None) -> None:
@@ -15,6 +21,7 @@ def check_task(config: Config, task: str, labels: list[str] | None = None) -> No
     """
     training, model = config.training, config.model
     _check_class_weight(config, task, labels)
+    _check_class_expectations(config, task, labels)
     regression = task == "regression"
     if regression and training.loss in CLASSIFICATION_LOSSES:
         raise ConfigError(
@@ -41,7 +48,7 @@ def check_task(config: Config, task: str, labels: list[str] | None = None) -> No
     monitors = {"training.early_stopping.monitor":
                 training.early_stopping.monitor if training.early_stopping else None,
                 "training.lr_schedule.monitor": training.lr_schedule.monitor}
-    metrics = training.metrics if isinstance(training.metrics, list) else list(default_metrics(task))
+    metrics = _computed_metrics(config, task)
     for key, monitor in monitors.items():
         if monitor and monitor.removeprefix(VALIDATION_PREFIX) not in ("loss", *metrics):
             raise ConfigError(
@@ -68,6 +75,37 @@ def _check_class_weight(config: Config, task: str, labels: list[str] | None) -> 
                 f"no class is labelled {key!r}", key=f"training.class_weight.{key}",
                 fix=f"the labels are: {shown}",
             )
+
+
+def _check_class_expectations(config: Config, task: str, labels: list[str] | None) -> None:
+    """`expect:` keys of one class's score (`test_recall_yes`) name a per-class metric the run
+    computes and, once the data's class `labels` are known, one of its classes."""
+    computed = _computed_metrics(config, task)
+    for key in config.expect:
+        split, _, name = key.partition("_")
+        metric, _, label = name.partition("_")
+        if not label:
+            continue  # a whole split's score, such as test_accuracy
+        where = f"expect.{key}"
+        if task == "regression":
+            raise ConfigError(f"unknown expectation {key!r}: a regression task has no per-class "
+                              "scores", key=where, fix=f"use a whole split's score, e.g. {split}_mae")
+        if metric not in computed:
+            raise ConfigError(f"unknown expectation {key!r}: the run does not compute {metric} "
+                              f"(training.metrics: {', '.join(computed)})", key=where,
+                              fix=f"add {metric} to training.metrics")
+        if labels is not None and label not in labels:
+            keys = [f"{split}_{per_class_key(m, lab)}" for m in PER_CLASS_METRICS if m in computed
+                    for lab in labels]
+            shown = ", ".join(keys[:12]) + (", ..." if len(keys) > 12 else "")
+            raise ConfigError(f"unknown expectation {key!r}: no class is labelled {label!r}",
+                              key=where, fix=f"this run's per-class keys are: {shown}")
+
+
+def _computed_metrics(config: Config, task: str) -> list[str]:
+    """The metrics the run computes: `training.metrics`, or the task's default for `auto`."""
+    metrics = config.training.metrics
+    return metrics if isinstance(metrics, list) else list(default_metrics(task))
 
 
 def label_index(key: str, labels: list[str]) -> int | None:

@@ -26,6 +26,7 @@ from pydantic_core import CoreSchema, core_schema
 
 from dlrecap.config import choices as c
 from dlrecap.derive import PATTERN, check_distinct, check_expression
+from dlrecap.vocab import PER_CLASS_METRICS
 
 
 @dataclass(frozen=True)
@@ -443,7 +444,10 @@ class TrainingConfig(Section):
         return self.early_stopping is not None and self.early_stopping.restore_best_weights
 
 
-_EXPECT_KEY = re.compile(r"^(train|validation|test)_(loss|" + "|".join(c.METRICS) + r")$")
+# `<split>_<metric>`, or one class's score `<split>_<metric>_<label>` (`test_recall_yes`):
+# whether the run has that class and metric is checked once the data is known (`check_task`).
+_EXPECT_KEY = re.compile(r"^(train|validation|test)_(loss|" + "|".join(c.METRICS)
+                         + r"|(" + "|".join(PER_CLASS_METRICS) + r")_.+)$")
 _EXPECT_VALUE = re.compile(r"^\s*(>=|<=|==|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
 
 
@@ -459,7 +463,7 @@ def _check_expect_key(key: str) -> str:
     if not _EXPECT_KEY.match(key):
         raise ValueError(
             f"unknown expectation {key!r}: use <split>_<metric>, e.g. test_accuracy, "
-            "validation_loss, test_mae"
+            "validation_loss, test_mae, or a class's <split>_<metric>_<label>, e.g. test_recall_yes"
         )
     return key
 
