@@ -206,13 +206,6 @@ def fold_name(name: str, fold: int) -> str:
     return f"{name}-fold{fold}"
 
 
-def fold_run(cv_dir: Path, name: str) -> Path | None:
-    """The fold's latest run directory in `cv_dir` (any status), or None."""
-    found = [p for p in cv_dir.glob(f"{name}-*") if (p / runs.METRICS_FILE).is_file()
-             and _metrics(p).get("name") == name]
-    return max(found, key=lambda p: p.name) if found else None
-
-
 def _metrics(run: Path) -> dict[str, Any]:
     try:
         return runs.read_metrics(run)
@@ -277,14 +270,14 @@ def _run_fold(loaded: LoadedConfig, cv_dir: Path, name: str, fold: int, folds: i
     from dlrecap.pipeline import train
 
     fold_config = fold_name(name, fold)
-    run_dir = fold_run(cv_dir, fold_config)
+    run_dir = runs.latest_named(cv_dir, fold_config)
     if run_dir is not None and _metrics(run_dir).get("status") == "completed":
         if progress:
             progress.fold_finished(fold, folds, run_dir, True)
         return run_dir, True
     while run_dir is not None:  # an unfinished attempt: it is trained again from scratch
         shutil.rmtree(run_dir)
-        run_dir = fold_run(cv_dir, fold_config)
+        run_dir = runs.latest_named(cv_dir, fold_config)
     config = loaded.config.model_copy(update={"name": fold_config, "sweep": None})
     _fresh_keras_state()
     epochs = progress.fold_started(fold, folds) if progress else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,14 @@ def make_callbacks(config: Config, run: Run, head: Head, encoded: Encoded, monit
         frames = boundary_frames(config, run.path, splits, stopper, scale, state["epochs_done"])
     hooks += [frames] if frames else []
     return Callbacks(hooks, stop, checkpointer, stopper, health, frames)
+
+
+def weights_epoch(last: int, keeper: ResumableEarlyStopping | None) -> int:
+    """The epoch whose weights the model ends with, `last` trained: the best one when they
+    were kept, else the last."""
+    if keeper is not None and keeper.restore_best_weights and keeper.best_weights is not None:
+        return int(keeper.best_epoch) + 1
+    return last
 
 
 def best_keeper(config: Config, monitor: str, state: dict[str, Any],
@@ -151,12 +160,8 @@ def boundary_frames(config: Config, run_dir: Path, splits: Splits,
         return None
     xs, ys = plane_axes(splits, FRAME_GRID)
 
-    def kept_epoch(last: int) -> int:
-        if stopper is not None and stopper.restore_best_weights and stopper.best_weights is not None:
-            return int(stopper.best_epoch) + 1
-        return last
-
     every = -(-config.training.epochs // FRAMES_PER_RUN)
     return BoundaryFrames(run_dir / runs.FRAMES_FILE, plane_rows(splits, xs, ys), xs, ys, every,
                           surface, scale=(scale.mean, scale.std) if scale else None,
-                          kept_epoch=kept_epoch, keep_until=initial_epoch)
+                          kept_epoch=partial(weights_epoch, keeper=stopper),
+                          keep_until=initial_epoch)

@@ -24,6 +24,7 @@ import numpy as np
 
 from dlrecap import runs
 from dlrecap.picture_rows import numeric_features, plane_axes, plane_rows
+from dlrecap.vocab import SATURATED_ROWS, SATURATION_MARGIN
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -40,9 +41,8 @@ PANEL, GAP, ROW_GAP = 0.85, 0.95, 0.12  # inches: a heatmap, the space for the w
 TOP = 1.2  # inches above the tallest column: the title, then the column headers
 HISTOGRAM_ROWS = 4000
 HISTOGRAM_COLUMNS = 8
-# As train/health.py judges them: dead ReLU outputs never leave 0; a saturated sigmoid or
-# tanh output stays within 2% of its bounds on 95% of the rows.
-SATURATED_ROWS = 0.95
+# As train/health.py judges them: dead ReLU outputs never leave 0; saturated sigmoid or
+# tanh outputs stay near their bounds (vocab.SATURATION_MARGIN, vocab.SATURATED_ROWS).
 BOUNDS = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}
 DEAD_COLOR, SATURATED_COLOR, PLAIN_COLOR = "#d62728", "#9467bd", "#0877bd"
 
@@ -197,8 +197,7 @@ def unit_states(values: np.ndarray, activation: str) -> list[str]:
 
 def _near_bounds(unit: np.ndarray, activation: str) -> float:
     low, high = BOUNDS[activation]
-    margin = 0.02  # as the health monitor judges saturation (train/health.py)
-    return float(np.mean((unit <= low + margin) | (unit >= high - margin)))
+    return float(np.mean((unit <= low + SATURATION_MARGIN) | (unit >= high - SATURATION_MARGIN)))
 
 
 def activation_histograms(light: LightModel, x_train: Any, run_dir: Path, path: Path,

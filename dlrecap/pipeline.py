@@ -32,7 +32,7 @@ from dlrecap.errors import (
     Interrupted,
 )
 from dlrecap.expect import check_expectations, unmet_lines
-from dlrecap.hooks import Callbacks, Encoded, Warn, make_callbacks
+from dlrecap.hooks import Callbacks, Encoded, Warn, make_callbacks, weights_epoch
 from dlrecap.record import (
     Run,
     describe_run,
@@ -349,7 +349,7 @@ def conclude(run: Run, config: Config, engine: Engine, model: keras.Model, split
     rows = run.history.rows
     # Recorded before the pictures are drawn: the learning curves mark the best epoch from it.
     run.record("running", **best_epoch(rows, monitor, hooks.stopper),
-               weights_epoch=weights_epoch(rows, hooks.stopper), fit_s=round(fit_s, 3),
+               weights_epoch=weights_epoch(len(rows), hooks.stopper), fit_s=round(fit_s, 3),
                warnings=hooks.health.warnings if hooks.health else [], **results,
                baseline=baselines(splits, head), **({"expect": outcome} if outcome else {}))
     return TrainResult(run.path, run.info, unmet_lines(config.expect, outcome) if outcome else [],
@@ -390,13 +390,6 @@ def best_epoch(rows: list[dict[str, float]], monitor: str,
         return {"best_epoch": len(rows), "stopped_early": False}
     pick = max if is_maximized(monitor) else min
     return {"best_epoch": int(pick(values, key=lambda t: t[0])[1]), "stopped_early": False}
-
-
-def weights_epoch(rows: list[dict[str, float]], keeper: ResumableEarlyStopping | None) -> int:
-    """The epoch whose weights the model ended with: the best one when they were kept, else the last."""
-    if keeper is not None and keeper.restore_best_weights and keeper.best_weights is not None:
-        return int(keeper.best_epoch) + 1
-    return len(rows)
 
 
 def baselines(splits: Splits, head: Head) -> dict[str, dict[str, float] | None]:

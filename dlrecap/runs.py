@@ -422,6 +422,27 @@ def list_runs(runs_dir: Path) -> list[RunInfo]:
     return sorted(runs, key=lambda r: (r.started, _suffix(r.path.name), r.path.name))
 
 
+def latest_named(folder: Path, name: str) -> Path | None:
+    """The newest run directory in `folder` whose metrics.json names it `name` (any status), or None.
+
+    A cv fold's and a sweep trial's name is unique within its folder: this finds its run.
+    """
+    found = []
+    for path in Path(folder).glob(f"{name}-*"):
+        try:
+            if read_metrics(path).get("name") == name:
+                found.append(path)
+        except RunError:
+            continue  # no metrics.json, or a damaged one: no run of this name
+    return max(found, key=_started, default=None)
+
+
+def _started(path: Path) -> tuple[str, int]:
+    """A run directory's time stamp and suffix, which order runs by when they started."""
+    match = _RUN_NAME.match(path.name)
+    return (match.group("stamp"), _suffix(path.name)) if match else ("", 0)
+
+
 def _suffix(name: str) -> int:
     """The count a run name ends with when several start within one second (`-2`), else 1."""
     match = _RUN_NAME.match(name)

@@ -25,6 +25,12 @@ PER_CLASS_METRICS = ("precision", "recall", "f1")
 # Rows drawn for a synthetic data set when the config names no `data.samples`.
 DEFAULT_SAMPLES = 400
 
+# A sigmoid or tanh unit is saturated when its output stays within SATURATION_MARGIN of a
+# bound on at least SATURATED_ROWS of the rows: diagnostics.csv counts such units
+# (train/health.py), activations.png marks them (neurons.py).
+SATURATION_MARGIN = 0.02
+SATURATED_ROWS = 0.95
+
 VALIDATION_PREFIX = "val_"
 # history.csv's column of the learning rate at each epoch's last step: no metric.
 LEARNING_RATE = "learning_rate"

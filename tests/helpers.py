@@ -17,6 +17,15 @@ from typing import Any
 import pytest
 import yaml
 
+# A config that trains in seconds: six epochs of a small network on 200 noisy moons rows.
+TINY_MOONS = """\
+name: tiny
+seed: 3
+data: {dataset: moons, samples: 200, noise: 0.25}
+model: {layers: [16]}
+training: {learning_rate: 0.05, batch_size: 16, epochs: 6}
+"""
+
 # Plain, wide-enough output: no colour codes and no wrapping that depends on the terminal.
 ENV = {"NO_COLOR": "1", "COLUMNS": "120"}
 
@@ -108,6 +117,17 @@ def write_prices(path: Path, rows: int = 300, seed: int = 0) -> Path:
     lines = ["x1,x2,price", *(f"{a:.5f},{b:.5f},{p:.2f}" for a, b, p in zip(x1, x2, price, strict=True))]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def students_csv(rows: int, seed: int) -> str:
+    """A binary CSV with text labels: `passed` is pass or fail from lectures and project hours."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lectures, hours = rng.integers(0, 31, rows), rng.uniform(0, 40, rows).round(1)
+    passed = np.where(40 * lectures / 30 + 60 * hours / 40 > 50, "pass", "fail")
+    return "lectures,project_hours,passed\n" + "".join(
+        f"{a},{b},{c}\n" for a, b, c in zip(lectures, hours, passed, strict=True))
 
 
 class CtrlCAfter:

@@ -7,22 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import invoke
-
-TINY = """\
-name: tiny
-seed: 3
-data: {dataset: moons, samples: 200, noise: 0.25}
-model: {layers: [16]}
-training: {learning_rate: 0.05, batch_size: 16, epochs: 6}
-"""
+from helpers import TINY_MOONS, invoke
 
 
 def train(tmp_path: Path, *args: str) -> tuple[object, dict]:
-    """Train TINY with extra CLI arguments; return the result and metrics.json (if written)."""
+    """Train TINY_MOONS with extra CLI arguments; return the result and metrics.json (if written)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "tiny.yaml"
-    config.write_text(TINY, encoding="utf-8")
+    config.write_text(TINY_MOONS, encoding="utf-8")
     result = invoke("train", str(config), "--runs-dir", str(tmp_path / "runs"), *args)
     runs = sorted((tmp_path / "runs").glob("tiny-*")) if (tmp_path / "runs").is_dir() else []
     metrics = json.loads((runs[-1] / "metrics.json").read_text()) if runs else {}

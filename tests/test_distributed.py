@@ -21,16 +21,9 @@ import pytest
 
 from dlrecap.config.load import load_config
 
-from helpers import ENV, invoke, wait_for
+from helpers import ENV, TINY_MOONS, invoke, wait_for
 
 DLRECAP = Path(sys.executable).parent / "dlrecap"
-TINY = """\
-name: tiny
-seed: 3
-data: {dataset: moons, samples: 200, noise: 0.25}
-model: {layers: [16]}
-training: {learning_rate: 0.05, batch_size: 16, epochs: 6}
-"""
 
 # Splits the CPU into two logical devices before TensorFlow initializes, then trains the
 # config once per `engine,distribute,batch_size` named on the command line.
@@ -51,7 +44,7 @@ TWO_DEVICES = textwrap.dedent("""\
 """)
 
 
-def _write(folder: Path, text: str = TINY) -> Path:
+def _write(folder: Path, text: str = TINY_MOONS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "tiny.yaml"
     path.write_text(text, encoding="utf-8")
@@ -179,7 +172,7 @@ def test_two_workers_restart_from_the_backup_and_end_with_identical_weights(tmp_
 
 def test_multi_worker_without_tf_config_exits_2(tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    config = _write(tmp_path, TINY.replace("epochs: 6}", "epochs: 6, distribute: multi_worker}"))
+    config = _write(tmp_path, TINY_MOONS.replace("epochs: 6}", "epochs: 6, distribute: multi_worker}"))
     result = invoke("train", str(config), "--runs-dir", str(tmp_path / "runs"))
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {config}:5:")

@@ -9,24 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import invoke
+from helpers import invoke, students_csv
 
 pytestmark = pytest.mark.slow  # every test here needs a trained model
-
-
-def students(rows: int = 80) -> str:
-    rng = np.random.default_rng(1)
-    lectures, hours = rng.integers(0, 31, rows), rng.uniform(0, 40, rows).round(1)
-    passed = np.where(40 * lectures / 30 + 60 * hours / 40 > 50, "pass", "fail")
-    return "lectures,project_hours,passed\n" + "".join(
-        f"{a},{b},{c}\n" for a, b, c in zip(lectures, hours, passed, strict=True))
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A binary run on a CSV file with text labels, and its data."""
     folder = tmp_path_factory.mktemp("eval_data")
-    (folder / "students.csv").write_text(students(), encoding="utf-8")
+    (folder / "students.csv").write_text(students_csv(80, seed=1), encoding="utf-8")
     config = folder / "students.yaml"
     config.write_text(f"data:\n  path: {folder / 'students.csv'}\n  target: passed\n"
                       "model:\n  layers: [4]\ntraining:\n  learning_rate: 0.05\n  epochs: 4\n"

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import invoke, write_prices
+from helpers import invoke, students_csv, write_prices
 
 pytestmark = pytest.mark.slow  # every test here needs a trained model
 
@@ -26,20 +26,12 @@ def train(folder: Path, config: str, name: str) -> Path:
     return Path(result.stdout.strip())
 
 
-def students(rows: int = 60) -> str:
-    rng = np.random.default_rng(0)
-    lectures, hours = rng.integers(0, 31, rows), rng.uniform(0, 40, rows).round(1)
-    passed = np.where(40 * lectures / 30 + 60 * hours / 40 > 50, "pass", "fail")
-    return "lectures,project_hours,passed\n" + "".join(
-        f"{a},{b},{c}\n" for a, b, c in zip(lectures, hours, passed, strict=True))
-
-
 @pytest.fixture(scope="module")
 def student_run(tmp_path_factory):
     """A binary run with string labels, trained from another working directory."""
     folder = tmp_path_factory.mktemp("students")
     (folder / "data").mkdir()
-    (folder / "data" / "students.csv").write_text(students(), encoding="utf-8")
+    (folder / "data" / "students.csv").write_text(students_csv(60, seed=0), encoding="utf-8")
     config = ("data:\n  path: data/students.csv\n  target: passed\nmodel:\n  layers: []\n"
               "training:\n  learning_rate: 0.1\n  epochs: 5\n  batch_size: 8\n")
     with pytest.MonkeyPatch.context() as mp:

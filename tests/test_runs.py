@@ -180,6 +180,16 @@ def test_list_runs_skips_other_folders_and_files(tmp_path):
     assert runs.list_runs(tmp_path / "missing") == []
 
 
+def test_latest_named_finds_the_newest_run_of_that_name_only(tmp_path):
+    made = [make_run(tmp_path, "fold-1", "2024-05-17T09:30:05") for _ in range(10)]
+    make_run(tmp_path, "fold-10", "2024-05-17T09:30:06")  # another name, sharing the prefix
+    damaged = make_run(tmp_path, "fold-1", None, now=datetime(2024, 5, 18))
+    (damaged / runs.METRICS_FILE).write_text("{broken")
+    (tmp_path / "fold-1-20240519-000000").mkdir()  # no metrics.json
+    assert runs.latest_named(tmp_path, "fold-1") == made[-1]  # -10 is newer than -9
+    assert runs.latest_named(tmp_path, "fold-2") is None
+
+
 # --- what `dlrecap runs` shows ----------------------------------------------------------
 
 

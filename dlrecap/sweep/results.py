@@ -71,7 +71,7 @@ def make_row(sweep_dir: Path, trial: Trial, record: dict[str, Any], metric: str)
     row.run = sweep_dir / record["run"]
     try:
         info = runs.read_metrics(row.run)
-    except runs.RunError:
+    except RunError:
         return row
     row.epochs, row.best_epoch = info.get("epochs_run"), info.get("best_epoch")
     row.duration_s = info.get("duration_s", row.duration_s)
@@ -80,18 +80,6 @@ def make_row(sweep_dir: Path, trial: Trial, record: dict[str, Any], metric: str)
     if row.status == "completed":
         row.score = score_of(info, metric)
     return row
-
-
-def run_dir_of(sweep_dir: Path, name: str) -> Path | None:
-    """The trial's run directory (names are unique within a sweep), newest first."""
-    found = []
-    for path in sweep_dir.glob(f"{name}-*"):
-        try:
-            if runs.read_metrics(path).get("name") == name:
-                found.append(path)
-        except RunError:
-            continue
-    return max(found, key=lambda p: p.name) if found else None
 
 
 def result_attrs(row: Row, outcome: dict[str, Any], metric: str) -> dict[str, Any]:

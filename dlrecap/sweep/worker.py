@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from dlrecap import signals
+from dlrecap import runs, signals
 
 _stop_requested = False
 # How often a worker with nothing to take looks again while other workers' trials run.
@@ -110,13 +110,13 @@ def _train_slot(job: SweepJob, storage: Any, study: Any, trial: Any, slot: int,
     from dlrecap.errors import Interrupted
     from dlrecap.sweep import study as st
     from dlrecap.sweep.plan import Trial, trial_name
-    from dlrecap.sweep.results import make_row, result_attrs, run_dir_of
+    from dlrecap.sweep.results import make_row, result_attrs
 
     params = st.decode(job, trial.params)
     item = Trial(slot + 1, trial_name(job.name, slot + 1, params), params)
     st.set_attrs(trial, {"worker": st.worker_name(), "name": item.name})
     sweep_dir = Path(job.sweep_dir)
-    while (stale := run_dir_of(sweep_dir, item.name)) is not None:  # an earlier attempt here
+    while (stale := runs.latest_named(sweep_dir, item.name)) is not None:  # an earlier attempt here
         shutil.rmtree(stale)
     if progress:
         progress.trial_started(item)
@@ -127,7 +127,7 @@ def _train_slot(job: SweepJob, storage: Any, study: Any, trial: Any, slot: int,
     except (KeyboardInterrupt, Interrupted):
         st.requeue(study, trial, slot)
         raise
-    run = run_dir_of(sweep_dir, item.name)
+    run = runs.latest_named(sweep_dir, item.name)
     record = {"status": outcome["status"], "error": outcome.get("error"),
               "duration_s": outcome.get("duration_s"), "run": run.name if run else None}
     row = make_row(sweep_dir, item, record, job.metric)

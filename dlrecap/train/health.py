@@ -19,14 +19,16 @@ import keras
 import numpy as np
 
 from dlrecap import runs
+from dlrecap.vocab import SATURATED_ROWS, SATURATION_MARGIN
 
 MAX_ROWS = 256
 # A ReLU unit is dead when no sample row makes it positive; a layer is "mostly dead" above this.
 DEAD_WARN = 0.5
-# A sigmoid/tanh unit is saturated when its output is within 0.02 of a bound on >= 95% of rows.
-SATURATED_ROWS = 0.95
+# A sigmoid/tanh unit is saturated when its output is within SATURATION_MARGIN of a bound
+# on SATURATED_ROWS of the rows: beyond these pre-activations.
 SATURATED_WARN = 0.5
-SATURATION_Z = {"sigmoid": math.log(0.98 / 0.02), "tanh": math.atanh(0.98)}
+SATURATION_Z = {"sigmoid": math.log((1 - SATURATION_MARGIN) / SATURATION_MARGIN),
+                "tanh": math.atanh(1 - SATURATION_MARGIN)}
 # A hidden layer's gradient norm this far below the output layer's means it barely learns.
 VANISH_RATIO = 1e-3
 EXPLODE_NORM = 1e4
