@@ -592,12 +592,14 @@ def predict(
     runs_dir: Path | None = RunsDirOption,
 ) -> None:
     """Predict INPUT's rows with RUN's model: the rows plus prediction and prob_<label> columns."""
-    from dlrecap.predict import predict_file, stdin_table, to_csv, write_csv
+    from dlrecap.predict import STDIN, predict_file, stdin_table, to_csv, write_csv
     from dlrecap.runs import find_run
 
     run_dir = find_run(run, _runs_dir(runs_dir))
-    with stdin_table() if str(input_file) == "-" else contextlib.nullcontext(input_file) as rows:
-        frame = predict_file(run_dir, rows, on_warning=console.warning, threshold=threshold)
+    stdin = str(input_file) == "-"
+    with stdin_table() if stdin else contextlib.nullcontext(input_file) as rows:
+        frame = predict_file(run_dir, rows, on_warning=console.warning, threshold=threshold,
+                             name=STDIN if stdin else None)
     if output is None or str(output) == "-":
         console.out.file.write(to_csv(frame))
         return

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from dlrecap import runs
-from dlrecap.data.files import category_values, numeric_values, read_table
+from dlrecap.data.files import category_values, numeric_values, read_table, shown_path
 from dlrecap.derive import check_distinct, check_expression, columns_used
 from dlrecap.derive import model_inputs as with_derived
 from dlrecap.errors import DataError, DlrecapError, RunError, printable
@@ -37,10 +37,12 @@ PROB_PREFIX = "prob_"
 COLLISION_SUFFIX = "_dlrecap"
 # Rows per model call: large enough to be fast, small enough for memory.
 BATCH = 4096
+# What messages call rows read from standard input (`predict RUN -`).
+STDIN = "<stdin>"
 
 
 def predict_file(run_dir: Path, input_path: Path, on_warning: Callable[[str], None] | None = None,
-                 threshold: float | None = None) -> pd.DataFrame:
+                 threshold: float | None = None, *, name: str | None = None) -> pd.DataFrame:
     """The rows of `input_path` with the run's predictions appended.
 
     Args:
@@ -50,6 +52,8 @@ def predict_file(run_dir: Path, input_path: Path, on_warning: Callable[[str], No
         on_warning: called with each warning line (categories unseen in training), or None.
         threshold: binary tasks: predict the second class when its probability is at least
             this (default: the more probable class).
+        name: what errors and warnings call the input instead of its path, e.g. `STDIN` for
+            rows copied from standard input to a temporary file the user never saw.
 
     Returns:
         The input rows (CSV cells exactly as written), then a `prediction` column (class
@@ -63,7 +67,22 @@ def predict_file(run_dir: Path, input_path: Path, on_warning: Callable[[str], No
         RunError: the run has no model or does not name its features.
         DlrecapError: a `threshold` for a run that is not a binary classification.
     """
-    input_path = Path(input_path)
+    path, warn = Path(input_path), on_warning or (lambda _line: None)
+    if name is None:
+        return _predictions(run_dir, path, warn, threshold)
+
+    def renamed(text: str) -> str:  # the absolute form first: the shown one may be inside it
+        return text.replace(str(path), name).replace(str(shown_path(path)), name)
+
+    try:
+        return _predictions(run_dir, path, lambda line: warn(renamed(line)), threshold)
+    except DataError as exc:
+        raise DataError(renamed(exc.message), fix=exc.fix) from None
+
+
+def _predictions(run_dir: Path, input_path: Path, on_warning: Callable[[str], None],
+                 threshold: float | None) -> pd.DataFrame:
+    """`predict_file`, its messages naming `input_path`."""
     info = runs.read_metrics(run_dir)
     features, labels = info.get("features"), info.get("labels")
     if threshold is not None and len(labels or []) != 2:
@@ -83,7 +102,7 @@ def predict_file(run_dir: Path, input_path: Path, on_warning: Callable[[str], No
     from dlrecap.evaluate import load_inference_model
 
     model = load_inference_model(run_dir, seed=int(info.get("seed") or 0))
-    inputs = wanted.matrix(frame, model, input_path, on_warning or (lambda _line: None))
+    inputs = wanted.matrix(frame, model, input_path, on_warning)
     outputs = _predict(model, inputs)
     result = read_table(input_path, raw=True) if input_path.suffix.lower() in (".csv", ".tsv") \
         else frame

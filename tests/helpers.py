@@ -30,12 +30,13 @@ training: {learning_rate: 0.05, batch_size: 16, epochs: 6}
 ENV = {"NO_COLOR": "1", "COLUMNS": "120"}
 
 
-def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+def invoke(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Any:
     """Run `dlrecap ARGS` in this process; stdout and stderr come back separately.
 
     Args:
         *args: the command line after `dlrecap`.
         env: variables set for the call, on top of `ENV`.
+        stdin: the text the command reads from standard input.
 
     Example:
         result = invoke("validate", "configs/xor.yaml")
@@ -45,7 +46,7 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
 
     from dlrecap.cli import app
 
-    return CliRunner().invoke(app, list(args), env={**ENV, **(env or {})})
+    return CliRunner().invoke(app, list(args), input=stdin, env={**ENV, **(env or {})})
 
 
 def make_run_dir(folder: Path, *, metrics: dict[str, Any] | None = None,

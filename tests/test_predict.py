@@ -179,6 +179,14 @@ def test_an_unseen_category_is_predicted_with_a_warning(apartment_run, tmp_path)
     assert out.loc[1, "prediction"] == out.loc[2, "prediction"]
 
 
+def test_a_warning_on_rows_from_stdin_names_stdin(apartment_run):
+    result = invoke("predict", str(apartment_run), "-",
+                    stdin="area,district,balcony\n60,harbour,True\n")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ("warning: <stdin>: column 'district': 1 category not seen in training "
+                             "('harbour', in 1 row); predicted as an unknown category\n")
+
+
 def test_table_model_one_hot_widths_and_parameter_count(tmp_path):
     from dlrecap.config.load import load_config
     from dlrecap.data import load_splits

@@ -76,6 +76,20 @@ def test_stdin_that_is_not_utf8_is_exit_2(xor_run):
     assert b"not UTF-8 text" in done.stderr and b"Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("rows, message", [
+    ("x1,x2\n0.1,abc\n", "<stdin>: column 'x2', data row 1: 'abc' is not a number"),
+    ("x1,x2\n0.1,0.2\n0.3,0.4,0.5\n", "<stdin>: not a valid csv file: Expected 2 fields in line 3, saw 3"),
+    ("x1\n0.1\n", "<stdin>: no column 'x2', which run"),
+    ("", "<stdin>: the file is empty"),
+])
+def test_bad_rows_on_stdin_are_named_stdin(xor_run, rows, message):
+    result = invoke("predict", str(xor_run), "-", stdin=rows)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {message}"), line
+    assert "stdin.csv" not in line and "Traceback" not in result.output
+
+
 def test_runs_json_lists_each_run(xor_run):
     result = invoke("runs", "--runs-dir", str(xor_run.parent), "--json")
     assert result.exit_code == 0, result.output
