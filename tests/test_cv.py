@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,26 @@ def test_an_interrupted_cv_keeps_its_completed_folds_and_redoes_the_unfinished_o
     assert all(read_metrics(p)["status"] == "completed" for p in cv["runs"])
     assert "1 fold(s) were completed before and kept" in cv["again"].stderr
     assert cv["again"].stdout.strip().endswith(cv["dir"].name)
+
+
+@pytest.mark.slow
+def test_another_number_of_folds_is_another_cross_validation(cv):
+    runs_dir = cv["dir"].parent
+    config = runs_dir.parent / "tiny.yaml"
+    before = sorted(p.relative_to(cv["dir"]) for p in cv["dir"].rglob("*"))
+    two = invoke("cv", str(config), "--folds", "2", "--runs-dir", str(runs_dir))
+    assert two.exit_code == 0, two.output
+    [other] = [p for p in runs_dir.glob("tiny_iris-cv-*") if p != cv["dir"]]
+    assert two.stdout.strip().endswith(other.name) and "completed before" not in two.stderr
+    assert json.loads((other / "cv.json").read_text())["folds"] == 2
+    held = [load_rows(run / ROWS_FILE)[2] for run in sorted(other.glob("tiny_iris-fold*"))]
+    assert len(held) == 2 and sum(len(h) for h in held) == sum(len(r) for r in cv["splits"].rows[:2])
+    assert sorted(p.relative_to(cv["dir"]) for p in cv["dir"].rglob("*")) == before
+    # K = 3 again finds its own folds, all kept
+    three = invoke("cv", str(config), "--folds", str(FOLDS), "--runs-dir", str(runs_dir))
+    assert three.exit_code == 0, three.output
+    assert three.stdout.strip().endswith(cv["dir"].name)
+    assert f"{FOLDS} fold(s) were completed before and kept" in three.stderr
 
 
 @pytest.mark.slow

@@ -168,6 +168,39 @@ def test_keras_engine_resumed_run_continues_its_frames(tmp_path):
     np.testing.assert_allclose(after["frames"][-1], _surface(run, len(after["xs"]))[2], atol=2e-5)
 
 
+def test_a_run_interrupted_on_restored_best_weights_resumes_with_the_frames_of_a_whole_run(tmp_path):
+    """A stop puts the best weights back, so the last frame drawn is theirs, not its epoch's:
+    the resumed run draws that epoch again, from the checkpoint's weights."""
+    from dlrecap.config.load import load_config
+    from dlrecap.errors import Interrupted
+    from dlrecap.pipeline import train
+
+    # No epoch beats the first by 100: epoch 1's weights are the best, and the ones kept.
+    text = ("name: xor\ndata: {dataset: xor, samples: 120}\nmodel: {layers: [6]}\n"
+            "training: {epochs: 12, learning_rate: 0.05, keep: best, "
+            "early_stopping: {patience: 50, min_delta: 100}}\n")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    for folder in (whole, cut):
+        folder.mkdir()
+        (folder / "xor.yaml").write_text(text, encoding="utf-8")
+    expected = _frames(train(load_config(whole / "xor.yaml"), whole / "runs").run_dir)
+    assert list(expected["epochs"]) == list(range(13)) and int(expected["kept_epoch"]) == 1
+
+    loaded = load_config(cut / "xor.yaml")
+    with pytest.raises(Interrupted):
+        train(loaded, cut / "runs", progress=CtrlCAfter(5))
+    run = next((cut / "runs").iterdir())
+    before = _frames(run)
+    assert list(before["epochs"]) == list(range(6)) and int(before["kept_epoch"]) == 1
+    np.testing.assert_allclose(before["frames"][5], before["frames"][1], atol=1e-6)  # restored
+    assert not np.allclose(before["frames"][5], expected["frames"][5], atol=1e-3)
+
+    after = _frames(train(loaded, cut / "runs", resume=run).run_dir)
+    assert list(after["epochs"]) == list(range(13)) and int(after["kept_epoch"]) == 1
+    np.testing.assert_array_equal(after["frames"][:5], before["frames"][:5])
+    np.testing.assert_allclose(after["frames"], expected["frames"], atol=1e-5)
+
+
 def test_restored_best_weights_are_the_last_frame(tmp_path):
     """Early stopping that puts back the best weights: the last frame shows them."""
     import keras

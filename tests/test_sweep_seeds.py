@@ -125,6 +125,32 @@ def test_compare_of_runs_with_one_seed_each_shows_no_settings_table(tmp_path, re
     assert (tmp_path / "c.png").is_file() and not [w for w in recwarn if "legend" in str(w.message)]
 
 
+@pytest.mark.parametrize(("monitor", "worse", "better"), [
+    ("val_accuracy", [0.60, 0.62], [0.90, 0.92]),  # larger is better
+    ("val_loss", [0.60, 0.62], [0.20, 0.22]),  # smaller is better
+    ("loss", [0.60, 0.62], [0.20, 0.22]),  # no validation rows: the training value
+])
+def test_compare_ranks_settings_the_way_their_metric_improves(tmp_path, monitor, worse, better):
+    from dlrecap.compare import compare_runs
+    from dlrecap.sweep.seeds import compare_settings
+
+    from helpers import make_run_dir
+
+    name = monitor.removeprefix("val_")
+    split = "validation" if monitor.startswith("val_") else "train"
+    folders = []
+    for lr, scores in ((0.1, worse), (0.2, better)):
+        for seed, score in enumerate(scores):
+            folders.append(make_run_dir(
+                tmp_path / f"lr{lr}-seed{seed}",
+                metrics={"status": "completed", "monitor": monitor, split: {name: score}},
+                config={"name": "r", "seed": seed, "training": {"learning_rate": lr}}))
+    keys, metric, settings = compare_settings(compare_runs(folders))
+    assert (keys, metric) == (["training.learning_rate"], monitor)
+    assert [(s.values["training.learning_rate"], s.scores, s.verdict) for s in settings] == [
+        ("0.2", better, BEST), ("0.1", worse, BEYOND)]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--seeds", "0"], "expected two or more seeds"),
     (["--seeds", "0,x"], "expected two or more seeds"),

@@ -41,6 +41,29 @@ def test_a_save_of_the_same_bytes_is_not_a_change_and_new_bytes_are(tmp_path):
     assert seen == [[config]]
 
 
+def test_a_config_saved_with_its_time_and_size_kept_is_judged_by_its_bytes(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("seed: 0\n")
+    kept = config.stat()
+
+    def save(text: str) -> None:
+        """An atomic save (a renamed temporary file) that keeps the modification time."""
+        new = tmp_path / "c.yaml.tmp"
+        new.write_text(text)
+        os.utime(new, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+        os.replace(new, config)
+
+    watcher = Watcher(config, **FAST)
+    thread, seen = _wait_in_thread(watcher)
+    save("seed: 0\n")
+    thread.join(0.5)
+    assert thread.is_alive() and seen == []  # the same bytes: still waiting
+    save("seed: 7\n")
+    assert look(config).stat == watcher.seen[config].stat  # only the bytes tell
+    thread.join(5)
+    assert seen == [[config]]
+
+
 def test_an_editor_that_writes_twice_triggers_one_change(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("seed: 0\n")
