@@ -143,6 +143,23 @@ def test_bad_files_are_one_line_errors_naming_the_file(tmp_path, name, content, 
     assert str(path) in line and message in line and "\n" not in line
 
 
+@pytest.mark.parametrize("raw", [False, True])
+def test_a_trailing_comma_on_every_row_shifts_no_column(tmp_path, raw):
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,y\n1,2,0,\n3,4,1,\n")
+    frame = read_table(path, raw=raw)
+    assert list(frame.columns) == ["a", "b", "y"]
+    assert frame.astype(str).to_dict("list") == {"a": ["1", "3"], "b": ["2", "4"], "y": ["0", "1"]}
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_a_field_more_than_the_header_names_is_refused(tmp_path, raw):
+    path = tmp_path / "d.csv"
+    path.write_text("b,y\n7,2,0\n8,4,1\n")  # the header lacks the first column's name
+    with pytest.raises(DataError, match="d.csv: a data row has more fields than the header names"):
+        read_table(path, raw=raw)
+
+
 def test_a_directory_is_not_a_data_file(tmp_path):
     (tmp_path / "d.csv").mkdir()
     with pytest.raises(DataError, match="is a directory"):

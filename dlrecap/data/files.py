@@ -8,6 +8,7 @@ first bad row, counted as a data row: 1 is the first row after the header line.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,10 +129,22 @@ def shown_path(path: str | Path) -> Path:
 
 def _read_csv(path: Path, raw: bool, sep: str = ",") -> pd.DataFrame:
     # low_memory=False: one dtype per column (chunked guessing mixes types and warns).
-    if raw:
-        return pd.read_csv(path, sep=sep, skipinitialspace=True, dtype=str,
-                           keep_default_na=False, low_memory=False)
-    return pd.read_csv(path, sep=sep, skipinitialspace=True, low_memory=False)
+    # index_col=False: rows with one field more than the header (a trailing comma on each)
+    # would otherwise make the first column the index and shift every value one column left;
+    # so a trailing empty field is dropped, and a non-empty extra field is an error. Raw
+    # cells keep their text; only empty ones are read as missing, so that they can be dropped.
+    options: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_values": [""]} \
+        if raw else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            frame = pd.read_csv(path, sep=sep, skipinitialspace=True, low_memory=False,
+                                index_col=False, **options)
+        except pd.errors.ParserWarning:
+            raise DataError(f"{path}: a data row has more fields than the header names columns",
+                            fix="name every column in the first line, or remove the extra "
+                            "fields") from None
+    return frame.fillna("") if raw else frame
 
 
 def _read_npz(path: Path, _raw: bool) -> pd.DataFrame:
