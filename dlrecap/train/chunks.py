@@ -2,8 +2,8 @@
 
 On small data an epoch takes a millisecond or two, and going back to Python after each one
 (the call, a separate validation call, the callbacks) costs more than the epoch itself.
-Here one `tf.function` runs a `tf.while_loop` over epochs: each epoch is the fast engine's
-own epoch and validation pass, so the numbers are the same bit for bit, and early stopping
+Here one `tf.function` runs a `tf.while_loop` over epochs: each epoch calls the fast
+engine's own compiled epoch and validation pass, so the numbers are the same bit for bit, and early stopping
 (`training.early_stopping`, `keep: best`) is decided inside the loop by Keras' own rule,
 so the loop stops at the epoch Keras would stop at. Python then runs each epoch's callbacks
 with that epoch's logs; only at the call's last epoch does the model hold the epoch's
@@ -126,8 +126,10 @@ class EpochChunks:
         def epoch_body(epoch, state, done, rows, iterations):
             for good, w in zip(self.last_good, weights, strict=True):
                 good.assign(w)
-            train = steps._train_epoch(x, y, epoch)
-            scores = steps._evaluate(*val) if val is not None else ()
+            # The one-epoch path's own compiled functions, called from the loop: traced
+            # once, they are the same graphs in both paths, so the numbers are the same.
+            train = steps.train_epoch(x, y, epoch)
+            scores = steps.evaluate(*val) if val is not None else ()
             values = tf.stack([tf.cast(v, tf.float32) for v in (*train, *scores)])
             finite = tf.math.is_finite(train[0])
             stop = tf.constant(False)
