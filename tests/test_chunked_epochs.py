@@ -209,3 +209,12 @@ def test_an_interrupted_and_resumed_run_ends_as_an_uninterrupted_one(tmp_path, m
     assert history_text(resumed.run_dir) == history_text(whole.run_dir)
     assert resumed.metrics["best_epoch"] == whole.metrics["best_epoch"]
     assert_same_weights(resumed.run_dir, whole.run_dir)
+
+
+def test_reduce_on_plateau_trains_one_epoch_per_call(tmp_path):
+    # The callback changes the rate between epochs, which a call of several would not see.
+    path = write_config(tmp_path, data={"dataset": "iris"}, epochs=60,
+                        lr_schedule={"name": "reduce_on_plateau", "patience": 1, "factor": 0.5,
+                                     "monitor": "loss"})
+    m = train(load_config(path), tmp_path / "runs").metrics
+    assert m["epochs_run"] == 60 and m["epochs_per_call"] == 1
