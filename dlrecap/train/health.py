@@ -126,7 +126,7 @@ class HealthMonitor(keras.callbacks.Callback):
         self._probe = self._make_probe()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self._probe is None or not self.reads_weights(epoch):
+        if not self.reads_weights(epoch):
             return
         try:
             self.check(epoch + 1)
@@ -141,7 +141,10 @@ class HealthMonitor(keras.callbacks.Callback):
                        f"{type(exc).__name__}: {cause[:200]}")
 
     def reads_weights(self, epoch: int) -> bool:
-        """Whether the end of `epoch` (from 0) is probed: every `every`-th epoch and the last."""
+        """Whether the end of `epoch` (from 0) is probed: every `every`-th epoch and the last,
+        while the monitor is on."""
+        if self._probe is None:
+            return False
         return (epoch + 1) % self.every == 0 or (self._epochs is not None and epoch + 1 == self._epochs)
 
     # --- the work -----------------------------------------------------------------------
