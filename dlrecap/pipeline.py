@@ -350,6 +350,7 @@ def conclude(run: Run, config: Config, engine: Engine, model: keras.Model, split
     # Recorded before the pictures are drawn: the learning curves mark the best epoch from it.
     run.record("running", **best_epoch(rows, monitor, hooks.stopper),
                weights_epoch=weights_epoch(len(rows), hooks.stopper), fit_s=round(fit_s, 3),
+               **engine_calls(engine),
                warnings=hooks.health.warnings if hooks.health else [], **results,
                baseline=baselines(splits, head), **({"expect": outcome} if outcome else {}))
     return TrainResult(run.path, run.info, unmet_lines(config.expect, outcome) if outcome else [],
@@ -367,6 +368,12 @@ def finish(run: Run, model: keras.Model, splits: Splits, head: Head, warn: Warn,
         on_result(result)
     draw(run, model, splits, head, warn)
     complete(run)
+
+
+def engine_calls(engine: Engine) -> dict[str, float]:
+    """`epochs_per_call`: how many epochs the fast engine ran per compiled call, if it trained."""
+    per_call = getattr(engine, "epochs_per_call", None)
+    return {"epochs_per_call": per_call} if per_call else {}
 
 
 def evaluate(engine: Engine, model: keras.Model, head: Head, encoded: Encoded,

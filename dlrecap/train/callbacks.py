@@ -33,26 +33,59 @@ def history_columns(metrics: tuple[str, ...], validation: bool) -> list[str]:
             LEARNING_RATE]
 
 
-def learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+# The model attribute the fast engine sets while it replays the callbacks of an epoch whose
+# weights the model no longer holds (`weights_current`).
+STALE_WEIGHTS = "_dlrecap_stale_weights"
+
+
+def weights_current(model: keras.Model) -> bool:
+    """Whether `model` holds the weights of the epoch whose `on_epoch_end` is running.
+
+    The fast engine may train several epochs in one compiled call, then run each epoch's
+    callbacks with that epoch's logs; only at the call's last epoch does the model hold the
+    epoch's weights. A callback that reads or saves the weights checks this; one that must
+    read them at given epochs says which with a method `reads_weights(epoch) -> bool`, and
+    the engine ends a call at each of them. Only callbacks whose class sets `chunk_safe`
+    are run that way; with any other, the engine trains one epoch per call.
+    """
+    return not getattr(model, STALE_WEIGHTS, False)
+
+
+def learning_rate(optimizer: keras.optimizers.Optimizer, iterations: int | None = None) -> float:
     """The rate of the optimizer's last step (its first, before any), schedules included.
 
     A schedule is a function of the step count, which the step that used it has moved on.
+
+    Args:
+        optimizer: the model's optimizer.
+        iterations: its step count after the epoch, if not now (the fast engine's epochs of
+            one call).
     """
-    inner = getattr(optimizer, "inner_optimizer", optimizer)  # mixed_float16's loss scaling
+    inner = inner_optimizer(optimizer)
     rate = getattr(inner, "_learning_rate", None)
     if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
-        return float(rate(max(int(inner.iterations) - 1, 0)))
+        steps = int(inner.iterations) if iterations is None else iterations
+        return float(rate(max(steps - 1, 0)))
     return float(np.asarray(inner.learning_rate))
+
+
+def inner_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """The optimizer that steps: inside mixed_float16's loss scaling, if any."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
 
 
 class LearningRateLog(keras.callbacks.Callback):
     """Adds `learning_rate` (the rate at the epoch's last step) to each epoch's logs.
 
-    Placed before the history writer, and before any callback that changes the rate.
+    Placed before the history writer, and before any callback that changes the rate. An
+    engine that ran several epochs in one call puts each epoch's rate in its logs itself
+    (`learning_rate(optimizer, iterations)`).
     """
 
+    chunk_safe = True
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if logs is not None:
+        if logs is not None and LEARNING_RATE not in logs:
             logs[LEARNING_RATE] = learning_rate(self.model.optimizer)
 
 
@@ -86,6 +119,9 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
 class HistoryWriter(keras.callbacks.Callback):
     """Rewrites history.csv (atomically) after every epoch, so it is current at any crash.
 
+    When the fast engine trains several epochs per call, the file is rewritten once per
+    call, at its last epoch (`weights_current`); every epoch's row is still there.
+
     Args:
         run_dir: the run directory.
         columns: history.csv's columns (`history_columns`).
@@ -99,11 +135,14 @@ class HistoryWriter(keras.callbacks.Callback):
         self.rows: list[dict[str, float]] = []
         self._lines: list[str] = []  # formatted once: rewriting stays linear per epoch
 
+    chunk_safe = True
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         self.rows.append(row)
-        self._lines += [runs.history_line(r, self.columns) for r in self.rows[len(self._lines):]]
-        runs.write_history(self.run_dir, self.columns, self._lines)
+        if weights_current(self.model):
+            self._lines += [runs.history_line(r, self.columns) for r in self.rows[len(self._lines):]]
+            runs.write_history(self.run_dir, self.columns, self._lines)
         if self.progress:
             self.progress.epoch(epoch + 1, row)
 
@@ -122,6 +161,7 @@ class TargetUnits(keras.callbacks.Callback):
     """
 
     POWERS = {"mae": 1, "rmse": 1, "mse": 2}
+    chunk_safe = True
 
     def __init__(self, std: float):
         super().__init__()
@@ -129,13 +169,24 @@ class TargetUnits(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         for key in list(logs or {}):
-            power = self.POWERS.get(key.removeprefix(VALIDATION_PREFIX))
-            if logs is not None and power is not None:
-                logs[key] = float(logs[key]) * self.std**power
+            if logs is not None and (factor := self.factor(key)) is not None:
+                logs[key] = float(logs[key]) * factor
+
+    def factor(self, key: str) -> float | None:
+        """What the value named `key` in the logs is multiplied by (None: left as it is)."""
+        power = self.POWERS.get(key.removeprefix(VALIDATION_PREFIX))
+        return None if power is None else self.std**power
 
 
 class FiniteLossGuard(keras.callbacks.Callback):
-    """Stops training when the loss turns NaN or infinite, keeping the last finite weights."""
+    """Stops training when the loss turns NaN or infinite, keeping the last finite weights.
+
+    When the fast engine trains several epochs per call, it puts the last finite epoch's
+    weights back itself before the call returns; the guard then has none of its own to
+    restore (`last_good` is None after an epoch whose weights the model no longer held).
+    """
+
+    chunk_safe = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -153,7 +204,7 @@ class FiniteLossGuard(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._check((logs or {}).get("loss"))
-        self.last_good = self.model.get_weights()
+        self.last_good = self.model.get_weights() if weights_current(self.model) else None
 
     def _check(self, loss: Any) -> None:
         if loss is not None and not math.isfinite(float(loss)):
@@ -186,6 +237,7 @@ class BoundaryFrames(keras.callbacks.Callback):
     """
 
     WRITE_EVERY_S = 0.5
+    chunk_safe = True
 
     def __init__(self, path: Path, grid: Any, xs: np.ndarray, ys: np.ndarray, every: int,
                  surface: Any, *, scale: tuple[float, float] | None = None,
@@ -214,8 +266,12 @@ class BoundaryFrames(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.last_epoch = epoch + 1
-        if self.last_epoch % self.every == 0:
+        if self.reads_weights(epoch):
             self.snapshot(self.last_epoch)
+
+    def reads_weights(self, epoch: int) -> bool:
+        """Whether the end of `epoch` (from 0) takes a snapshot (`weights_current`)."""
+        return (epoch + 1) % self.every == 0
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         # Early stopping may have put back earlier weights: the last frame is what is kept.

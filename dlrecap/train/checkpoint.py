@@ -25,6 +25,7 @@ import numpy as np
 
 from dlrecap import runs, signals
 from dlrecap.errors import RunError
+from dlrecap.train.callbacks import weights_current
 
 CHECKPOINT_DIR = "checkpoint"
 # Checkpoint at most this often: saving a model costs tens of milliseconds, far more
@@ -88,7 +89,13 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """Keras EarlyStopping whose best value, best epoch and patience count survive a resume.
 
     Keras resets that state in `on_train_begin`; a resumed run puts it back right after.
+    When the fast engine trains several epochs per call, it applies the same rule inside
+    the call and keeps the best weights itself: an epoch whose weights the model no longer
+    holds (`weights_current`) updates the counters only, and the engine sets `best_weights`.
     """
+
+    chunk_safe = True
+    restore_best_weights: bool
 
     def __init__(self, *args: Any, initial_state: dict[str, Any] | None = None,
                  best_weights: list[Any] | None = None, **kwargs: Any):
@@ -108,6 +115,16 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     def stopped_before(self) -> bool:
         """Whether the resumed run had stopped early at its checkpoint: nothing is left to train."""
         return bool(self.initial_state and self.initial_state.get("stopped_epoch"))
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if weights_current(self.model):
+            super().on_epoch_end(epoch, logs)
+            return
+        keep, self.restore_best_weights = self.restore_best_weights, False
+        try:
+            super().on_epoch_end(epoch, logs)
+        finally:
+            self.restore_best_weights = keep
 
     def state(self) -> dict[str, Any]:
         best = None if self.best is None else float(self.best)
@@ -140,6 +157,9 @@ class KeepBest(ResumableEarlyStopping):
 class Checkpointer(keras.callbacks.Callback):
     """Saves a checkpoint after an epoch, at most every few seconds and always when asked.
 
+    Only after an epoch whose weights the model holds (`weights_current`): with the fast
+    engine's several epochs per call, at a call's last epoch, where a stop is honoured too.
+
     Args:
         run_dir: the run directory.
         stopper: the early-stopping (or `KeepBest`) callback, whose state is saved too (or None).
@@ -157,6 +177,8 @@ class Checkpointer(keras.callbacks.Callback):
         self.interval = MIN_SECONDS_BETWEEN
         self.saved_epoch = saved_epoch
 
+    chunk_safe = True
+
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         # The first checkpoint waits too: a run shorter than the interval never pays for one.
         self.last_save = time.monotonic()
@@ -166,6 +188,8 @@ class Checkpointer(keras.callbacks.Callback):
         signals.pause_point("first_epoch")  # tests: a signal during the session's first epoch
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not weights_current(self.model):
+            return  # the fast engine's call ran on: saved, or stopped, at its last epoch
         if self.stop.requested:
             self.model.stop_training = True
         if self.stop.requested or time.monotonic() - self.last_save >= self.interval:

@@ -1,10 +1,12 @@
-"""The fast engine: each epoch is one compiled call over tensors already in memory.
+"""The fast engine: compiled calls over tensors already in memory.
 
 Plain `Model.fit` pays tens of milliseconds of Python per epoch (iterators, callbacks per
 batch, a separate `evaluate` for validation); on small data that overhead is nearly all the
 time. Here one `tf.function` shuffles, runs every mini-batch step and stops early on a
-non-finite loss, and a second one scores the validation rows. Keras callbacks still run once
-per epoch, so early stopping, history rows and progress behave exactly as with `fit`.
+non-finite loss, and a second one scores the validation rows. When the callbacks allow it,
+one call runs many epochs (`dlrecap.train.chunks`), else one epoch per call. Keras
+callbacks still run once per epoch, so early stopping, history rows and progress behave
+exactly as with `fit`.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ import tensorflow as tf
 
 from dlrecap.model import Head, make_optimizer
 from dlrecap.train import metrics as counted
+from dlrecap.train.chunks import chunked_loop
 from dlrecap.train.metrics import make_metrics
 from dlrecap.train.tensors import as_tensor
 from dlrecap.vocab import VALIDATION_PREFIX
 
 # Rows scored per step when evaluating: large enough to be fast, small enough for memory.
 EVAL_BATCH = 4096
+# Several epochs per compiled call when the callbacks allow it; tests set False to compare
+# with one epoch per call.
+CHUNKS = True
 
 
 class FastEngine:
@@ -35,6 +41,8 @@ class FastEngine:
 
     name = "fast"
     reason: str | None = None
+    # Epochs per compiled training call in the last `fit` (metrics.json's `epochs_per_call`).
+    epochs_per_call: float | None = None
 
     def supports(self, head: Head, x: Any, *, tensorboard: bool = False,
                  distribute: str = "none") -> str | None:
@@ -67,7 +75,21 @@ class FastEngine:
         hooks = keras.callbacks.CallbackList(callbacks, model=model)
         model.stop_training = False
         hooks.on_train_begin()
-        for epoch in range(initial_epoch, training.epochs):
+        loop = chunked_loop(model, head.metrics, val is not None, callbacks) if CHUNKS else None
+        epochs = range(initial_epoch, training.epochs)
+        calls, trained = (loop.run(step, hooks, (x, y), val, epochs) if loop is not None
+                          else self._epoch_per_call(model, head, step, hooks, (x, y), val, epochs))
+        self.epochs_per_call = round(trained / calls, 1) if calls else None
+        hooks.on_train_end()
+
+    def _epoch_per_call(self, model: keras.Model, head: Head, step: _StepFunctions,
+                        hooks: keras.callbacks.CallbackList, train: tuple[tf.Tensor, tf.Tensor],
+                        val: tuple[tf.Tensor, ...] | None, epochs: range) -> tuple[int, int]:
+        """Train `epochs` one compiled call each; return the calls and the epochs trained."""
+        x, y = train
+        calls = 0
+        for epoch in epochs:
+            calls += 1
             hooks.on_epoch_begin(epoch)
             logs = _as_floats(head, step.train_epoch(x, y, tf.constant(epoch, tf.int64)))
             if val is not None and np.isfinite(logs["loss"]):
@@ -76,7 +98,7 @@ class FastEngine:
             hooks.on_epoch_end(epoch, logs)
             if model.stop_training:
                 break
-        hooks.on_train_end()
+        return calls, calls
 
     def evaluator(self, model: keras.Model, head: Head) -> Callable[[Any, Any], dict[str, float]]:
         """A function `(x, y) -> {loss, metrics}` computed like Keras' `evaluate`, compiled once."""

@@ -72,6 +72,8 @@ class HealthMonitor(keras.callbacks.Callback):
     ```
     """
 
+    chunk_safe = True  # it probes at `reads_weights` epochs only, where the model is current
+
     def __init__(
         self,
         x_sample: np.ndarray | dict[str, np.ndarray],
@@ -126,10 +128,7 @@ class HealthMonitor(keras.callbacks.Callback):
         self._probe = self._make_probe()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self._probe is None:
-            return
-        last = self._epochs is not None and epoch + 1 == self._epochs
-        if (epoch + 1) % self.every and not last:
+        if not self.reads_weights(epoch):
             return
         try:
             self.check(epoch + 1)
@@ -142,6 +141,13 @@ class HealthMonitor(keras.callbacks.Callback):
             cause = (lines[-1] if lines else "").removeprefix(f"{type(exc).__name__}: ")
             self._warn("model", "error", f"diagnostics stopped in epoch {epoch + 1}: "
                        f"{type(exc).__name__}: {cause[:200]}")
+
+    def reads_weights(self, epoch: int) -> bool:
+        """Whether the end of `epoch` (from 0) is probed: every `every`-th epoch and the last,
+        while the monitor is on."""
+        if self._probe is None:
+            return False
+        return (epoch + 1) % self.every == 0 or (self._epochs is not None and epoch + 1 == self._epochs)
 
     # --- the work -----------------------------------------------------------------------
 
