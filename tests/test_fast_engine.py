@@ -61,3 +61,22 @@ def test_regression_errors_match_their_definitions():
     assert fast["rmse"] == pytest.approx(np.sqrt((errors ** 2).mean()))
     for name in ("loss", "mae", "mse", "rmse"):
         assert fast[name] == pytest.approx(keras_[name], rel=1e-5), name
+
+
+
+def test_one_evaluation_trace_scores_every_split_size():
+    from dlrecap.train.fast_engine import FastEngine
+    from dlrecap.train.keras_engine import KerasEngine
+
+    head = Head(1, "sigmoid", "binary_crossentropy", False, ("accuracy",))
+    model, engine = passing_through(1), FastEngine()
+    fast, keras_ = engine.evaluator(model, head), KerasEngine().evaluator(model, head)
+    rng = np.random.default_rng(0)
+    for rows in (360, 120, 7):  # train, validation and test sizes
+        p = rng.uniform(0.01, 0.99, (rows, 1)).astype("float32")
+        y = (rng.uniform(size=(rows, 1)) < 0.5).astype("float32")
+        scores, expected = fast(p, y), keras_(p, y)  # the one trace computes what Keras does
+        assert scores["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+        assert scores["accuracy"] == pytest.approx(expected["accuracy"])
+    assert engine._steps is not None
+    assert engine._steps.evaluate.experimental_get_tracing_count() == 1

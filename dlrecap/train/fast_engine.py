@@ -43,6 +43,8 @@ class FastEngine:
     reason: str | None = None
     # Epochs per compiled training call in the last `fit` (metrics.json's `epochs_per_call`).
     epochs_per_call: float | None = None
+    # The compiled functions of the last model trained or scored, which its evaluator reuses.
+    _steps: _StepFunctions | None = None
 
     def supports(self, head: Head, x: Any, *, tensorboard: bool = False,
                  distribute: str = "none") -> str | None:
@@ -71,6 +73,9 @@ class FastEngine:
         step = _StepFunctions(model, head, training.batch_size, config.seed)
         x, y = (as_tensor(a) for a in train)
         val = tuple(as_tensor(a) for a in validation) if validation is not None else None
+        if val is not None:
+            step.trace_for_any_rows(*val)
+        self._steps = step  # the evaluator scores with the same compiled function
 
         hooks = keras.callbacks.CallbackList(callbacks, model=model)
         model.stop_training = False
@@ -102,10 +107,14 @@ class FastEngine:
 
     def evaluator(self, model: keras.Model, head: Head) -> Callable[[Any, Any], dict[str, float]]:
         """A function `(x, y) -> {loss, metrics}` computed like Keras' `evaluate`, compiled once."""
-        step = _StepFunctions(model, head, batch_size=1, seed=0)
+        if self._steps is None or self._steps.model is not model:
+            self._steps = _StepFunctions(model, head, batch_size=1, seed=0)
+        step = self._steps
 
         def evaluate(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-            return _as_floats(head, step.evaluate(as_tensor(x), as_tensor(y)))
+            rows = as_tensor(x), as_tensor(y)
+            step.trace_for_any_rows(*rows)
+            return _as_floats(head, step.evaluate(*rows))
 
         return evaluate
 
@@ -129,6 +138,18 @@ class _StepFunctions:
         options = {"jit_compile": False, "reduce_retracing": True, "autograph": self.autograph}
         self.train_epoch = tf.function(self._train_epoch, **options)
         self.evaluate = tf.function(self._evaluate, **options)
+        self._evaluate_traced = False
+
+    def trace_for_any_rows(self, x: tf.Tensor, y: tf.Tensor) -> None:
+        """Trace `evaluate` once for any number of rows shaped like `x` and `y`.
+
+        Traced on its first shape, it would be traced again for the next split's row count
+        (a tenth of a second or more each): validation, train and test rows share this one.
+        """
+        if not self._evaluate_traced:
+            self.evaluate.get_concrete_function(
+                *(tf.TensorSpec([None, *t.shape[1:]], t.dtype) for t in (x, y)))
+            self._evaluate_traced = True
 
     def _zeros(self) -> list[tf.Tensor]:
         """Empty per-metric sums: a number, or the counts of a metric in `counted.COUNTED`."""
