@@ -73,9 +73,10 @@ class FastEngine:
         step = _StepFunctions(model, head, training.batch_size, config.seed)
         x, y = (as_tensor(a) for a in train)
         val = tuple(as_tensor(a) for a in validation) if validation is not None else None
-        if val is not None:
-            step.trace_for_any_rows(*val)
-        self._steps = step  # the evaluator scores with the same compiled function
+        # The evaluator scores with the same compiled function. Training traces it for the
+        # validation rows' exact shape, as the chunked loop's inlined call sees them: both
+        # paths then compute the same numbers to the last bit.
+        self._steps = step
 
         hooks = keras.callbacks.CallbackList(callbacks, model=model)
         model.stop_training = False
@@ -144,7 +145,7 @@ class _StepFunctions:
         """Trace `evaluate` once for any number of rows shaped like `x` and `y`.
 
         Traced on its first shape, it would be traced again for the next split's row count
-        (a tenth of a second or more each): validation, train and test rows share this one.
+        (a tenth of a second or more each): the splits scored after training share this one.
         """
         if not self._evaluate_traced:
             self.evaluate.get_concrete_function(
