@@ -122,16 +122,21 @@ def test_a_built_in_data_set_splits_into_one_buffer():
     assert splits.x_train.dtype == np.float32
 
 
+def peak_bytes(work) -> int:
+    """The most memory Python allocations held at once while `work()` ran."""
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_loading_a_numeric_npz_holds_the_data_at_most_about_twice(tmp_path):
     x, y = numbers(rows=20_000, columns=32, dtype="float32")
     data = DataConfig(path=str(npz(tmp_path, x, y)))
     load_splits(data, 0)  # imports and first-use caches out of the count
-    tracemalloc.start()
-    try:
-        load_splits(data, 0)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = peak_bytes(lambda: load_splits(data, 0))
     # The file's matrix and the splits' buffer, and the small targets and row numbers; the
     # DataFrame path held a float64 copy of every column besides (over 3x).
     assert peak < 2.5 * x.nbytes
@@ -152,12 +157,7 @@ def test_column_moments_are_numpys_mean_and_var_to_the_last_bit(rows, columns, b
 
 def test_column_moments_hold_a_block_of_rows_not_a_copy_of_them():
     x, _ = numbers(rows=20_000, columns=32, dtype="float32")
-    tracemalloc.start()
-    try:
-        column_moments(x, 1000)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = peak_bytes(lambda: column_moments(x, 1000))
     assert peak < 0.1 * x.nbytes  # x.var(axis=0) holds a temporary as large as x
 
 
