@@ -86,6 +86,8 @@ class Layer:
         w, b: the weights before the step: kernel (inputs, units) and bias (units,).
         rate: the dropout after it (0: none, or dropout off in this step).
         mask: the dropout mask drawn for this batch (1 keeps a unit), when dropout is on.
+        bn: its batch normalization, between the weighted sum and the activation (then the
+            layer has no bias: `b` is empty).
     """
 
     name: str
@@ -102,6 +104,12 @@ class Layer:
     new_w: Array = field(default_factory=lambda: np.zeros(0, F32))
     new_b: Array = field(default_factory=lambda: np.zeros(0, F32))
     slots: dict[str, tuple[Array, Array]] = field(default_factory=dict)
+    bn: BatchNorm | None = None
+
+    @property
+    def pre(self) -> Array:
+        """What the activation is applied to: z, or the batch normalization's y."""
+        return self.z if self.bn is None else self.bn.y
 
     @property
     def out(self) -> Array:
@@ -109,6 +117,57 @@ class Layer:
         if self.mask is None:
             return self.a
         return self.a * (F32(1) / F32(1 - self.rate)) * self.mask
+
+
+@dataclass
+class BatchNorm:
+    """One BatchNormalization layer in training mode: it normalizes with the batch's statistics.
+
+    Args:
+        gamma, beta: its scale and offset before the step.
+        moving_mean, moving_var: its moving statistics before the step.
+        epsilon, momentum: the layer's own (Keras' defaults: 1e-3 and 0.99).
+    """
+
+    name: str
+    gamma: Array
+    beta: Array
+    moving_mean: Array
+    moving_var: Array
+    epsilon: float
+    momentum: float
+    mu: Array = field(default_factory=lambda: np.zeros(0, F32))
+    var: Array = field(default_factory=lambda: np.zeros(0, F32))
+    x_hat: Array = field(default_factory=lambda: np.zeros(0, F32))
+    y: Array = field(default_factory=lambda: np.zeros(0, F32))
+    grad_gamma: Array = field(default_factory=lambda: np.zeros(0, F32))
+    grad_beta: Array = field(default_factory=lambda: np.zeros(0, F32))
+    new_gamma: Array = field(default_factory=lambda: np.zeros(0, F32))
+    new_beta: Array = field(default_factory=lambda: np.zeros(0, F32))
+    new_moving_mean: Array = field(default_factory=lambda: np.zeros(0, F32))
+    new_moving_var: Array = field(default_factory=lambda: np.zeros(0, F32))
+    grad_z: Array = field(default_factory=lambda: np.zeros(0, F32))
+
+    def forward(self, z: Array) -> None:
+        """mu, var (biased) over the batch, x̂ = (z - mu) / sqrt(var + eps), y = gamma x̂ + beta."""
+        self.mu = z.mean(axis=0, dtype=F32)
+        self.var = np.square(z - self.mu).mean(axis=0, dtype=F32)
+        self.x_hat = ((z - self.mu) / np.sqrt(self.var + F32(self.epsilon))).astype(F32)
+        self.y = (self.gamma * self.x_hat + self.beta).astype(F32)
+        m = F32(self.momentum)
+        self.new_moving_mean = (self.moving_mean * m + self.mu * (F32(1) - m)).astype(F32)
+        self.new_moving_var = (self.moving_var * m + self.var * (F32(1) - m)).astype(F32)
+
+    def backward(self, grad_y: Array) -> Array:
+        """dJ/dgamma, dJ/dbeta, and dJ/dz through the batch's mean and variance."""
+        self.grad_gamma = (grad_y * self.x_hat).sum(axis=0, dtype=F32)
+        self.grad_beta = grad_y.sum(axis=0, dtype=F32)
+        g = (grad_y * self.gamma).astype(F32)
+        n = F32(len(g))
+        scale = F32(1) / (n * np.sqrt(self.var + F32(self.epsilon)))
+        self.grad_z = (scale * (n * g - g.sum(axis=0, dtype=F32)
+                                - self.x_hat * (g * self.x_hat).sum(axis=0, dtype=F32))).astype(F32)
+        return self.grad_z
 
 
 @dataclass(frozen=True)
@@ -147,11 +206,16 @@ class Step:
 
 
 def forward(step: Step) -> None:
-    """z = a_prev W + b and a = f(z), layer by layer (dropout masks applied when drawn)."""
+    """z = a_prev W + b and a = f(z), layer by layer (dropout masks applied when drawn).
+
+    With batch normalization, z = a_prev W and a = f(y) of the normalized y.
+    """
     a = step.x
     for layer in step.layers:
-        layer.z = (a @ layer.w + layer.b).astype(F32)
-        layer.a = _activate(layer.activation, layer.z)
+        layer.z = (a @ layer.w + layer.b if layer.b.size else a @ layer.w).astype(F32)
+        if layer.bn is not None:
+            layer.bn.forward(layer.z)
+        layer.a = _activate(layer.activation, layer.pre)
         a = layer.out
 
 
@@ -194,27 +258,32 @@ def loss_and_delta(step: Step) -> None:
 
 
 def _through_activation(layer: Layer, grad_a: Array) -> Array:
-    """dJ/dz from dJ/da: times f'(z); softmax mixes its units: p * (g - sum(g * p))."""
+    """dJ/dz (dJ/dy under batch normalization) from dJ/da: times f'(z); softmax mixes its
+    units: p * (g - sum(g * p))."""
     if layer.activation == "softmax":
         p = layer.a
         return (p * (grad_a - (grad_a * p).sum(axis=1, keepdims=True))).astype(F32)
-    return (grad_a * ACTIVATIONS[layer.activation][1](layer.z, layer.a)).astype(F32)
+    return (grad_a * ACTIVATIONS[layer.activation][1](layer.pre, layer.a)).astype(F32)
 
 
 def backward(step: Step) -> None:
-    """dJ/dW = a_prev^T delta (+ the penalty's gradient), dJ/db = sum of delta over rows."""
+    """dJ/dW = a_prev^T delta (+ the penalty's gradient), dJ/db = sum of delta over rows.
+
+    Under batch normalization delta is dJ/dy, and dJ/dz comes through the batch statistics.
+    """
     for i in range(len(step.layers) - 1, -1, -1):
         layer = step.layers[i]
         a_prev = step.x if i == 0 else step.layers[i - 1].out
-        layer.grad_w = (a_prev.T @ layer.delta).astype(F32)
+        delta = layer.delta if layer.bn is None else layer.bn.backward(layer.delta)
+        layer.grad_w = (a_prev.T @ delta).astype(F32)
         if step.l2:
             layer.grad_w = (layer.grad_w + F32(2 * step.l2) * layer.w).astype(F32)
         if step.l1:
             layer.grad_w = (layer.grad_w + F32(step.l1) * np.sign(layer.w)).astype(F32)
-        layer.grad_b = layer.delta.sum(axis=0, dtype=F32)
+        layer.grad_b = delta.sum(axis=0, dtype=F32)[:layer.b.size]
         if i > 0:
             below = step.layers[i - 1]
-            grad_out = (layer.delta @ layer.w.T).astype(F32)
+            grad_out = (delta @ layer.w.T).astype(F32)
             if below.mask is not None:
                 grad_out = grad_out * (F32(1) / F32(1 - below.rate)) * below.mask
             below.delta = _through_activation(below, grad_out)
@@ -233,6 +302,10 @@ def update(step: Step) -> None:
             pairs.append(_update_one(opt, lr, step.lr_t, value, grad))
         (layer.new_w, slots_w), (layer.new_b, slots_b) = pairs
         layer.slots = {name: (slots_w[name], slots_b[name]) for name in slots_w}
+        if layer.bn is not None:
+            bn = layer.bn
+            bn.new_gamma = _update_one(opt, lr, step.lr_t, bn.gamma, bn.grad_gamma)[0]
+            bn.new_beta = _update_one(opt, lr, step.lr_t, bn.beta, bn.grad_beta)[0]
 
 
 def _update_one(opt: Optimizer, lr: F32, lr_t: F32 | None, value: Array,
@@ -289,13 +362,7 @@ def check_supported(loaded: LoadedConfig) -> None:
 
 def _refuse_newer_settings(config, refuse: Callable[[str, str, str], None]) -> None:
     """Settings of newer configs the step does not show: read with getattr, absent is fine."""
-    model, training = config.model, config.training
-    norm = [f"model.layers[{i}].batch_norm" for i, layer in enumerate(model.layers)
-            if getattr(layer, "batch_norm", None)]
-    if getattr(model, "batch_norm", None):
-        norm.insert(0, "model.batch_norm")
-    if norm:
-        refuse("step does not show batch normalization", norm[0], f"use --set {norm[0]}=false")
+    training = config.training
     schedule = getattr(training, "lr_schedule", None)
     if getattr(schedule, "name", "constant") not in ("constant", "reduce_on_plateau"):
         refuse("step shows a constant learning rate, not a schedule", "training.lr_schedule",
@@ -362,12 +429,12 @@ def from_config(loaded: LoadedConfig, batch: int | None, seed: int | None,
     return run_step(step)
 
 
-def _layers(config, output_activation: str, weights: list[tuple[str, Array, Array]],
-            dropout: bool, seed: int, size: int) -> list[Layer]:
+def _layers(config, output_activation: str, weights: list[Dense], dropout: bool, seed: int,
+            size: int) -> list[Layer]:
     spec = config.model
     rng = np.random.default_rng([seed, 7])
     layers = []
-    for i, (name, w, b) in enumerate(weights):
+    for i, (name, w, b, bn) in enumerate(weights):
         hidden = i < len(spec.layers)
         activation = (spec.layers[i].activation or spec.activation) if hidden else output_activation
         rate = 0.0
@@ -376,32 +443,47 @@ def _layers(config, output_activation: str, weights: list[tuple[str, Array, Arra
         mask = None
         if dropout and rate > 0:
             mask = (rng.random((size, w.shape[1])) >= rate).astype(F32)
-        layers.append(Layer(name, activation, w, b, rate if mask is not None else 0.0, mask))
+        layers.append(Layer(name, activation, w, b, rate if mask is not None else 0.0, mask, bn=bn))
     return layers
 
 
+# One Dense layer's (name, kernel, bias, its batch normalization); the bias is empty under one.
+Dense = tuple[str, Array, Array, BatchNorm | None]
+
+
 def keras_weights(config, splits, head, seed: int
-                  ) -> tuple[list[tuple[str, Array, Array]], Array | None, Array | None]:
+                  ) -> tuple[list[Dense], Array | None, Array | None]:
     """The starting weights of dlrecap's own Keras model, and its standardization.
 
     Returns:
-        `(dense, mean, std)`: `(name, kernel, bias)` per Dense layer in order, and the
-        Normalization layer's mean and max(sqrt(variance), epsilon) (None without one).
+        `(dense, mean, std)`: `(name, kernel, bias, batch_norm)` per Dense layer in order,
+        and the Normalization layer's mean and max(sqrt(variance), epsilon) (None without one).
     """
     model = seeded_model(config, splits, head, seed)
-    dense, mean, std = [], None, None
+    dense: list[Dense] = []
+    mean, std = None, None
     for layer in model.layers:
         kind = type(layer).__name__
         if kind == "Dense":
-            kernel, bias = (np.asarray(v, F32) for v in layer.get_weights())
-            dense.append((layer.name, kernel, bias))
+            kernel, *bias = (np.asarray(v, F32) for v in layer.get_weights())
+            dense.append((layer.name, kernel, bias[0] if bias else np.zeros(0, F32), None))
+        elif kind == "BatchNormalization":
+            dense[-1] = (*dense[-1][:3], _batch_norm(layer))
         elif kind == "Normalization":
             mean = np.asarray(layer.mean, F32).reshape(-1)
             std = np.maximum(np.sqrt(np.asarray(layer.variance, F32).reshape(-1)), EPSILON)
-        elif kind not in ("InputLayer", "Dropout"):
+        elif kind not in ("InputLayer", "Dropout", "Activation"):
             raise ConfigError(f"step shows Dense networks only, not the {kind} layer {layer.name}",
                               key="model")
     return dense, mean, std
+
+
+def _batch_norm(layer) -> BatchNorm:
+    """A Keras BatchNormalization layer's weights and settings."""
+    weights = {name: np.asarray(getattr(layer, name), F32)
+               for name in ("gamma", "beta", "moving_mean", "moving_variance")}
+    return BatchNorm(layer.name, weights["gamma"], weights["beta"], weights["moving_mean"],
+                     weights["moving_variance"], float(layer.epsilon), float(layer.momentum))
 
 
 def seeded_model(config, splits, head, seed: int):
@@ -452,7 +534,6 @@ def _side_by_side(tables: list[Table]) -> Columns:
 
 def show(step: Step, out: Console) -> None:
     """Print the step: inputs, forward pass, loss, backpropagation and update."""
-    opt = step.optimizer
     out.rule("inputs")
     notes = [f"{len(step.rows)} training rows (shown: the first {min(SHOW, len(step.rows))})",
              "x̂ = (x - mean) / std with the training rows' mean and std" if step.standardized
@@ -464,41 +545,92 @@ def show(step: Step, out: Console) -> None:
     out.print(_side_by_side([*inputs, matrix("target t", step.target)]))
     out.rule("forward: z = a_prev W + b, a = f(z)")
     for i, layer in enumerate(step.layers):
-        prev = "x̂" if i == 0 else f"a{i}"
-        out.print(f"layer {i + 1} ({layer.name}): z{i + 1} = {prev} W{i + 1} + b{i + 1}, "
-                  f"a{i + 1} = {layer.activation}(z{i + 1})", markup=False)
-        tables = [matrix(f"W{i + 1}", layer.w), matrix(f"b{i + 1}", layer.b),
-                  matrix(f"z{i + 1}", layer.z), matrix(f"a{i + 1}", layer.a)]
-        if layer.mask is not None:
-            out.print(f"  dropout {layer.rate:g}: a{i + 1} <- a{i + 1} * mask / (1 - {layer.rate:g})",
-                      markup=False)
-            tables.append(matrix("mask", layer.mask))
-        out.print(_side_by_side(tables))
+        _show_forward(layer, i + 1, out)
     _show_loss(step, out)
     out.rule("backward: the chain rule, layer by layer")
     for i in range(len(step.layers) - 1, -1, -1):
-        layer, k = step.layers[i], i + 1
-        prev = "x̂" if i == 0 else f"a{i}"
-        if k == len(step.layers):
-            how = f"δ{k} = dJ/dz{k}" + (" = (p - t) / n" if "crossentropy" in step.loss else "")
-        else:
-            how = f"δ{k} = (δ{k + 1} W{k + 1}ᵀ) ⊙ f'(z{k})" + (" ⊙ mask / (1 - rate)"
-                                                               if layer.mask is not None else "")
-        penalty = _penalty_text(step, k)
+        _show_backward(step, i, out)
+    _show_update(step, out)
+
+
+def _show_forward(layer: Layer, k: int, out: Console) -> None:
+    prev = "x̂" if k == 1 else f"a{k - 1}"
+    bn = layer.bn
+    if bn is None:
+        out.print(f"layer {k} ({layer.name}): z{k} = {prev} W{k} + b{k}, "
+                  f"a{k} = {layer.activation}(z{k})", markup=False)
+        tables = [matrix(f"W{k}", layer.w), matrix(f"b{k}", layer.b), matrix(f"z{k}", layer.z)]
+    else:
+        out.print(f"layer {k} ({layer.name}, {bn.name}): z{k} = {prev} W{k} (no bias); "
+                  f"batch normalization with this batch's statistics: μ{k} = mean of z{k} over rows, "
+                  f"σ²{k} = mean of (z{k} - μ{k})², ẑ{k} = (z{k} - μ{k}) / sqrt(σ²{k} + {bn.epsilon:g}), "
+                  f"y{k} = γ{k} ẑ{k} + β{k}; a{k} = {layer.activation}(y{k})", markup=False)
+        tables = [matrix(f"W{k}", layer.w), matrix(f"z{k}", layer.z), matrix(f"μ{k}", bn.mu),
+                  matrix(f"σ²{k}", bn.var), matrix(f"ẑ{k}", bn.x_hat), matrix(f"γ{k}", bn.gamma),
+                  matrix(f"β{k}", bn.beta), matrix(f"y{k}", bn.y)]
+    tables.append(matrix(f"a{k}", layer.a))
+    if layer.mask is not None:
+        out.print(f"  dropout {layer.rate:g}: a{k} <- a{k} * mask / (1 - {layer.rate:g})",
+                  markup=False)
+        tables.append(matrix("mask", layer.mask))
+    out.print(_side_by_side(tables))
+
+
+def _show_backward(step: Step, i: int, out: Console) -> None:
+    layer, k = step.layers[i], i + 1
+    prev = "x̂" if i == 0 else f"a{i}"
+    bn = layer.bn
+    pre = "z" if bn is None else "y"
+    if k == len(step.layers):
+        how = f"δ{k} = dJ/dz{k}" + (" = (p - t) / n" if "crossentropy" in step.loss else "")
+    else:
+        above = f"δ{k + 1}" if step.layers[i + 1].bn is None else f"dJ/dz{k + 1}"
+        how = f"δ{k} = dJ/d{pre}{k} = ({above} W{k + 1}ᵀ) ⊙ f'({pre}{k})" + (
+            " ⊙ mask / (1 - rate)" if layer.mask is not None else "")
+    penalty = _penalty_text(step, k)
+    if bn is None:
         out.print(f"layer {k}: {how};  dJ/dW{k} = {prev}ᵀ δ{k}{penalty};  dJ/db{k} = Σ rows δ{k}",
                   markup=False)
         out.print(_side_by_side([matrix(f"δ{k}", layer.delta), matrix(f"dJ/dW{k}", layer.grad_w),
-                           matrix(f"dJ/db{k}", layer.grad_b)]))
+                                 matrix(f"dJ/db{k}", layer.grad_b)]))
+        return
+    out.print(f"layer {k}: {how};  dJ/dγ{k} = Σ rows δ{k} ⊙ ẑ{k};  dJ/dβ{k} = Σ rows δ{k};  "
+              f"through the batch statistics, with g = δ{k} γ{k} and n rows: dJ/dz{k} = "
+              f"(n g - Σ rows g - ẑ{k} Σ rows (g ⊙ ẑ{k})) / (n sqrt(σ²{k} + {bn.epsilon:g}));  "
+              f"dJ/dW{k} = {prev}ᵀ dJ/dz{k}{penalty}", markup=False)
+    out.print(_side_by_side([matrix(f"δ{k}", layer.delta), matrix(f"dJ/dγ{k}", bn.grad_gamma),
+                             matrix(f"dJ/dβ{k}", bn.grad_beta), matrix(f"dJ/dz{k}", bn.grad_z),
+                             matrix(f"dJ/dW{k}", layer.grad_w)]))
+
+
+def _show_update(step: Step, out: Console) -> None:
+    opt = step.optimizer
     out.rule(f"update: {_rule_text(step)}")
     if step.lr_t is not None:
         out.print(f"lr_t = lr * sqrt(1 - β2^t) / (1 - β1^t) = {opt.lr:g} * sqrt(1 - 0.999) / "
                   f"(1 - 0.9) = {step.lr_t:.6g}   (t = 1, m and v start at 0, ε = 1e-7)",
                   markup=False)
     for i, layer in enumerate(step.layers):
-        k = i + 1
+        k, bn = i + 1, layer.bn
         slots = [matrix(f"{name}(W{k})", w) for name, (w, _) in layer.slots.items()]
-        out.print(_side_by_side([*slots, matrix(f"W{k} new", layer.new_w),
-                           matrix(f"b{k} new", layer.new_b)]))
+        tables = [*slots, matrix(f"W{k} new", layer.new_w)]
+        if bn is None:
+            tables.append(matrix(f"b{k} new", layer.new_b))
+        else:
+            tables += [matrix(f"γ{k} new", bn.new_gamma), matrix(f"β{k} new", bn.new_beta)]
+        out.print(_side_by_side(tables))
+    for i, layer in enumerate(step.layers):
+        if layer.bn is not None:
+            _show_moving(layer.bn, i + 1, out)
+
+
+def _show_moving(bn: BatchNorm, k: int, out: Console) -> None:
+    m = f"{bn.momentum:g}"
+    rest = f"{1 - bn.momentum:.6g}"
+    out.print(f"{bn.name} (not trained, used at prediction): moving_mean <- {m} moving_mean + {rest} μ{k};  "
+              f"moving_variance <- {m} moving_variance + {rest} σ²{k}", markup=False)
+    out.print(_side_by_side([matrix(f"moving_mean{k} new", bn.new_moving_mean),
+                             matrix(f"moving_variance{k} new", bn.new_moving_var)]))
 
 
 def _show_loss(step: Step, out: Console) -> None:
