@@ -25,7 +25,14 @@ if TYPE_CHECKING:
 
 F32 = np.float32
 Array = np.ndarray
+
+
 EPSILON = F32(1e-7)  # Keras' backend epsilon: Normalization's floor under sqrt(variance)
+
+
+def _empty() -> Array:
+    """A value not computed yet (the dataclasses' fields filled in by the step's passes)."""
+    return np.zeros(0, F32)
 
 
 def _sigmoid(z: Array) -> Array:
@@ -96,13 +103,13 @@ class Layer:
     b: Array
     rate: float = 0.0
     mask: Array | None = None
-    z: Array = field(default_factory=lambda: np.zeros(0, F32))
-    a: Array = field(default_factory=lambda: np.zeros(0, F32))
-    delta: Array = field(default_factory=lambda: np.zeros(0, F32))
-    grad_w: Array = field(default_factory=lambda: np.zeros(0, F32))
-    grad_b: Array = field(default_factory=lambda: np.zeros(0, F32))
-    new_w: Array = field(default_factory=lambda: np.zeros(0, F32))
-    new_b: Array = field(default_factory=lambda: np.zeros(0, F32))
+    z: Array = field(default_factory=_empty)
+    a: Array = field(default_factory=_empty)
+    delta: Array = field(default_factory=_empty)
+    grad_w: Array = field(default_factory=_empty)
+    grad_b: Array = field(default_factory=_empty)
+    new_w: Array = field(default_factory=_empty)
+    new_b: Array = field(default_factory=_empty)
     slots: dict[str, tuple[Array, Array]] = field(default_factory=dict)
     bn: BatchNorm | None = None
 
@@ -136,17 +143,17 @@ class BatchNorm:
     moving_var: Array
     epsilon: float
     momentum: float
-    mu: Array = field(default_factory=lambda: np.zeros(0, F32))
-    var: Array = field(default_factory=lambda: np.zeros(0, F32))
-    x_hat: Array = field(default_factory=lambda: np.zeros(0, F32))
-    y: Array = field(default_factory=lambda: np.zeros(0, F32))
-    grad_gamma: Array = field(default_factory=lambda: np.zeros(0, F32))
-    grad_beta: Array = field(default_factory=lambda: np.zeros(0, F32))
-    new_gamma: Array = field(default_factory=lambda: np.zeros(0, F32))
-    new_beta: Array = field(default_factory=lambda: np.zeros(0, F32))
-    new_moving_mean: Array = field(default_factory=lambda: np.zeros(0, F32))
-    new_moving_var: Array = field(default_factory=lambda: np.zeros(0, F32))
-    grad_z: Array = field(default_factory=lambda: np.zeros(0, F32))
+    mu: Array = field(default_factory=_empty)
+    var: Array = field(default_factory=_empty)
+    x_hat: Array = field(default_factory=_empty)
+    y: Array = field(default_factory=_empty)
+    grad_gamma: Array = field(default_factory=_empty)
+    grad_beta: Array = field(default_factory=_empty)
+    new_gamma: Array = field(default_factory=_empty)
+    new_beta: Array = field(default_factory=_empty)
+    new_moving_mean: Array = field(default_factory=_empty)
+    new_moving_var: Array = field(default_factory=_empty)
+    grad_z: Array = field(default_factory=_empty)
 
     def forward(self, z: Array) -> None:
         """mu, var (biased) over the batch, x̂ = (z - mu) / sqrt(var + eps), y = gamma x̂ + beta."""
@@ -193,7 +200,7 @@ class Step:
     l2: float
     optimizer: Optimizer
     rows: Array
-    samples: Array = field(default_factory=lambda: np.zeros(0, F32))
+    samples: Array = field(default_factory=_empty)
     data_loss: F32 = F32(0)
     penalty: F32 = F32(0)
     lr_t: F32 | None = None
