@@ -33,7 +33,7 @@ CHUNKS = True
 
 
 class FastEngine:
-    """Trains with one compiled call per epoch over tensors in memory (an `Engine`).
+    """Trains with compiled calls of one or several epochs over tensors in memory (an `Engine`).
 
     It computes its metrics inside the graph and takes numeric feature matrices only;
     `pick_engine` falls back to Keras `fit` otherwise, and records why in `reason`.
