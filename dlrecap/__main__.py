@@ -1,3 +1,5 @@
 from dlrecap.cli import main
 
-main()
+# Guarded: a process spawned by this one (a sweep's drawing process) imports this module too.
+if __name__ == "__main__":
+    main()

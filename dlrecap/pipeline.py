@@ -85,6 +85,7 @@ def train(
     progress: Progress | None = None, on_warning: Warn | None = None,
     on_result: Callable[[TrainResult], None] | None = None,
     rows: Rows | None = None,
+    pictures: Callable[[Path], None] | None = None,
 ) -> TrainResult:
     """Train the config's model and write its run directory, holding its lock (`runs.locked`).
 
@@ -97,8 +98,8 @@ def train(
         progress: a `Progress` that sees each epoch, or None.
         on_warning, on_result: called with each warning line; with the result, before the
             pictures are drawn (`finish`). Or None.
-        rows: row numbers per split instead of the seeded split (`dlrecap cv`'s folds); a
-            resumed run reuses its own.
+        rows: row numbers per split instead of the seeded split (`dlrecap cv`'s folds).
+        pictures: has another process draw the pictures and complete the run (`finish`).
 
     Raises:
         ConfigError, DataError, RunError: bad input; nothing was written. RunError also
@@ -134,7 +135,7 @@ def train(
             scored = encode(splits, head) if scale else encoded
             result = conclude(run, config, engine, kept, splits, head, scored, hooks, monitor,
                               fit_s, warn)
-            finish(run, kept, splits, head, warn, result, on_result)
+            finish(run, kept, splits, head, warn, result, on_result, pictures)
         cluster.finish()
         return result
 
@@ -358,14 +359,19 @@ def conclude(run: Run, config: Config, engine: Engine, model: keras.Model, split
 
 
 def finish(run: Run, model: keras.Model, splits: Splits, head: Head, warn: Warn,
-           result: TrainResult, on_result: Callable[[TrainResult], None] | None) -> None:
+           result: TrainResult, on_result: Callable[[TrainResult], None] | None,
+           pictures: Callable[[Path], None] | None = None) -> None:
     """Show the result, then draw the pictures and mark the run completed.
 
     The result comes first, so that it is seen at once; the pictures take longer than the
     scores. `completed` is recorded last: a run marked completed has every file written.
+    With `pictures`, another process draws them and then marks the run (`complete_drawn`).
     """
     if on_result is not None:
         on_result(result)
+    if pictures is not None:
+        pictures(run.path)
+        return
     draw(run, model, splits, head, warn)
     complete(run)
 
@@ -473,6 +479,17 @@ def complete(run: Run) -> None:
 
     run.record("completed", finished_at=timestamp())
     remove_checkpoints(run.path)
+
+
+def complete_drawn(run_dir: Path) -> None:
+    """`complete` for a run whose pictures another process drew (`train(pictures=...)`)."""
+    from dlrecap import runs
+    from dlrecap.train.checkpoint import remove_checkpoints
+
+    info = runs.read_metrics(run_dir)
+    info.update(status="completed", finished_at=timestamp())
+    runs.write_json(run_dir / runs.METRICS_FILE, info, durable=True)
+    remove_checkpoints(run_dir)
 
 
 def _ignore(_line: str) -> None:

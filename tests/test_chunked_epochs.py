@@ -69,6 +69,12 @@ def history_text(run_dir: Path) -> str:
     return (run_dir / "history.csv").read_text()
 
 
+def diagnostics_text(run_dir: Path) -> str | None:
+    """diagnostics.csv, or None before the first probe wrote it."""
+    path = run_dir / "diagnostics.csv"
+    return path.read_text() if path.is_file() else None
+
+
 def history(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / "history.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -87,6 +93,8 @@ def assert_same_run(results: dict[bool, Any]) -> dict[str, Any]:
     """The chunked run equals the per-epoch one and ran several epochs per call; its metrics."""
     chunked, single = results[True], results[False]
     assert history_text(chunked.run_dir) == history_text(single.run_dir)
+    # The health probes ran inside the chunked run's calls, after each probed epoch.
+    assert diagnostics_text(chunked.run_dir) == diagnostics_text(single.run_dir)
     a, b = chunked.metrics, single.metrics
     for key in ("epochs_run", "best_epoch", "stopped_early", "weights_epoch", "monitor"):
         assert a[key] == b[key], key
@@ -117,7 +125,7 @@ def test_the_default_call_length_trains_the_same_run(tmp_path, monkeypatch):
 
 
 def test_early_stopping_stops_inside_a_call_and_keeps_the_best_epoch(tmp_path, monkeypatch):
-    # Health probes every 10 epochs end calls; the stop falls between them.
+    # The calls run on past the health probes (every 10 epochs): the stop falls inside one.
     path = write_config(tmp_path, epochs=200, learning_rate=0.05,
                         early_stopping={"patience": 4}, keep="best")
     m = assert_same_run(train_both(tmp_path, monkeypatch, path))
@@ -188,15 +196,22 @@ def test_a_diverging_run_stops_with_the_last_finite_weights(tmp_path, monkeypatc
     assert errors[True] == errors[False] and "epoch" in errors[True]
     assert history_text(run_dirs[True]) == history_text(run_dirs[False])
     finite_epochs = len(history(run_dirs[True]))
-    # Health probes every 5 epochs end calls: the overflow must come inside one.
-    assert finite_epochs > 2 and (finite_epochs + 1) % 5 > 1, "the loss must overflow inside a call"
+    # The first call trains one epoch, the second the rest: the overflow comes inside it.
+    assert finite_epochs > 2, "the loss must overflow inside a call"
     assert_same_weights(run_dirs[True], run_dirs[False])
     assert all(np.isfinite(w).all() for w in saved_weights(run_dirs[True]))
 
 
 @pytest.mark.slow  # three runs
 def test_an_interrupted_and_resumed_run_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
-    # moons: two features, so boundary frames too end calls; dropout draws continue.
+    from dlrecap.train.callbacks import BoundaryFrames
+    from dlrecap.train.health import HealthMonitor
+
+    # Probes read in Python, as for a callback without a compiled probe, end the calls (the
+    # moons' frames every 2 epochs), so Ctrl-C is honoured a few epochs in; dropout draws
+    # continue across the resume.
+    for callback in (BoundaryFrames, HealthMonitor):
+        monkeypatch.setattr(callback, "graph_probe", lambda self: None)
     path = write_config(tmp_path, data={"dataset": "moons", "samples": 300, "noise": 0.2},
                         model={"layers": [16], "dropout": 0.1}, epochs=120, batch_size=32,
                         early_stopping={"patience": 200})
@@ -218,3 +233,27 @@ def test_reduce_on_plateau_trains_one_epoch_per_call(tmp_path):
                                      "monitor": "loss"})
     m = train(load_config(path), tmp_path / "runs").metrics
     assert m["epochs_run"] == 60 and m["epochs_per_call"] == 1
+
+
+def test_frames_and_health_probes_run_inside_the_calls(tmp_path, monkeypatch):
+    # moons: two features, so a boundary frame after every epoch of 40, and a health probe
+    # every 2; the chunked run computes them inside its calls, which span many epochs.
+    path = write_config(tmp_path, data={"dataset": "moons", "samples": 200, "noise": 0.2},
+                        model={"layers": [6, 4]}, epochs=40, batch_size=32)
+    results = train_both(tmp_path, monkeypatch, path)
+    m = assert_same_run(results)
+    assert m["epochs_per_call"] >= 10
+    frames = {chunked: np.load(r.run_dir / "boundary_frames.npz") for chunked, r in results.items()}
+    np.testing.assert_array_equal(frames[True]["epochs"], np.arange(41))
+    np.testing.assert_array_equal(frames[True]["epochs"], frames[False]["epochs"])
+    np.testing.assert_allclose(frames[True]["frames"], frames[False]["frames"], rtol=0, atol=1e-6)
+    assert not np.allclose(frames[True]["frames"][1], frames[True]["frames"][-1])
+
+
+def test_a_probe_without_a_compiled_form_ends_the_calls(tmp_path, monkeypatch):
+    from dlrecap.train.health import HealthMonitor
+
+    # Diagnostics read in Python every 4 epochs of 80: each is read at the end of a call.
+    monkeypatch.setattr(HealthMonitor, "graph_probe", lambda self: None)
+    m = assert_same_run(train_both(tmp_path, monkeypatch, write_config(tmp_path)))
+    assert m["epochs_per_call"] <= 4

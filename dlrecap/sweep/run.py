@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from dlrecap import runs, signals
 from dlrecap.errors import Interrupted, RunError
 from dlrecap.sweep import study as st
+from dlrecap.sweep.drawer import Drawer
 from dlrecap.sweep.plan import SweepPlan, Trial, available_cores, plan_sweep, trial_name
 from dlrecap.sweep.plot import PLOT_FILE, plot_sweep
 from dlrecap.sweep.results import (
@@ -137,9 +138,10 @@ def run_sweep(
     reused = sum(r.status == "completed" for r in before)
     if progress:
         progress.start(plan, before, sweep_dir)
+    drawn: list[str] = []
     try:
         with signals.handled_by(_interrupt, (signal.SIGTERM,)):
-            _work(job, plan, storage, study, progress)
+            drawn = _work(job, plan, storage, study, progress)
     except (KeyboardInterrupt, Interrupted):
         with st.reaching(job.url):
             done = sum(r.status == "completed" for r in study_rows(plan, study))
@@ -152,7 +154,9 @@ def run_sweep(
             progress.finish()
     with st.reaching(job.url):
         rows = ranked(study_rows(plan, study), plan.direction)
-    return write_results(plan, sweep_dir, state, rows, reused)
+    result = write_results(plan, sweep_dir, state, rows, reused)
+    result.warnings.extend(drawn)
+    return result
 
 
 def sweep_status(plan: SweepPlan, runs_dir: Path, *, resume: Path | None = None,
@@ -265,14 +269,25 @@ def _stop_workers(executor: Any) -> None:
 
 
 def _work(job: SweepJob, plan: SweepPlan, storage: Any, study: Any,
-          progress: SweepProgress | None) -> None:
-    """Run the worker loop here (`--jobs 1`) or in `--jobs` processes, until the study is done."""
+          progress: SweepProgress | None) -> list[str]:
+    """Run the worker loop here (`--jobs 1`) or in `--jobs` processes, until the study is
+    done; return the warnings of pictures drawn apart.
+
+    With one job, a drawing process draws each trial's pictures while the next one trains.
+    """
     with st.reaching(job.url):
         waiting = st.unfinished(study)[0]
     jobs = min(plan.jobs, max(1, waiting))
     if jobs > 1:
         _work_in_processes(job, plan, study, jobs, progress)
-    work(job, progress, storage)  # here: `--jobs 1`, or what dead worker processes left
+        work(job, progress, storage)  # what dead worker processes left
+        return []
+    drawer = Drawer() if waiting else None
+    try:
+        work(job, progress, storage, drawer.submit if drawer else None)
+    finally:
+        drawn = drawer.close() if drawer else []
+    return drawn
 
 
 def _work_in_processes(job: SweepJob, plan: SweepPlan, study: Any, jobs: int,

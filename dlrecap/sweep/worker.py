@@ -70,7 +70,8 @@ class SweepJob:
         return self.settings["metric"]
 
 
-def work(job: SweepJob, progress: TrialProgress | None = None, storage: Any = None) -> None:
+def work(job: SweepJob, progress: TrialProgress | None = None, storage: Any = None,
+         pictures: Any = None) -> None:
     """Train waiting trials until the study has none left waiting or running.
 
     While other workers' trials run, this one waits: one of them may die, and its trial,
@@ -80,6 +81,8 @@ def work(job: SweepJob, progress: TrialProgress | None = None, storage: Any = No
         job: the sweep to join.
         progress: sees each trial this worker starts and finishes.
         storage: the study's storage when this process opened it already (`open_storage`).
+        pictures: where trials hand their pictures to be drawn (`Drawer.submit`), or None
+            to draw them in the trial.
 
     Raises:
         StorageError: the database cannot be reached (exit 2).
@@ -98,7 +101,7 @@ def work(job: SweepJob, progress: TrialProgress | None = None, storage: Any = No
             taken = st.take_slot(storage, job.study, job)
             if taken is not None:
                 trial_study, trial, slot = taken
-                _train_slot(job, storage, trial_study, trial, slot, progress)
+                _train_slot(job, storage, trial_study, trial, slot, progress, pictures)
             elif sum(st.unfinished(study)) == 0:
                 return
             else:
@@ -106,7 +109,7 @@ def work(job: SweepJob, progress: TrialProgress | None = None, storage: Any = No
 
 
 def _train_slot(job: SweepJob, storage: Any, study: Any, trial: Any, slot: int,
-                progress: TrialProgress | None) -> None:
+                progress: TrialProgress | None, pictures: Any = None) -> None:
     from dlrecap.errors import Interrupted
     from dlrecap.sweep import study as st
     from dlrecap.sweep.plan import Trial, trial_name
@@ -123,7 +126,7 @@ def _train_slot(job: SweepJob, storage: Any, study: Any, trial: Any, slot: int,
     try:
         with st.Heartbeat(storage, trial._trial_id):
             outcome = run_trial(job.config_path, [*job.overrides, *item.overrides()],
-                                job.sweep_dir, job.device)
+                                job.sweep_dir, job.device, pictures)
     except (KeyboardInterrupt, Interrupted):
         st.requeue(study, trial, slot)
         raise
@@ -199,7 +202,8 @@ class _StopAtEpochEnd:
         pass
 
 
-def run_trial(config_path: str, overrides: list[str], runs_dir: str, device: str = "auto") -> dict[str, Any]:
+def run_trial(config_path: str, overrides: list[str], runs_dir: str, device: str = "auto",
+              pictures: Any = None) -> dict[str, Any]:
     """Train one trial; never raises for a trial that fails, only for an interruption.
 
     Args:
@@ -207,6 +211,7 @@ def run_trial(config_path: str, overrides: list[str], runs_dir: str, device: str
         overrides: the trial's `KEY=VALUE` strings (the `--set` ones first).
         runs_dir: the sweep directory; the trial's run directory is created inside it.
         device: `auto`, `cpu` or `gpu`.
+        pictures: draws the trial's pictures elsewhere (`pipeline.train`'s), or None.
 
     Returns:
         `{"status": "completed"|"failed", "run", "error", "unmet", "warnings", "duration_s"}`.
@@ -230,7 +235,7 @@ def run_trial(config_path: str, overrides: list[str], runs_dir: str, device: str
         if _stop_requested:
             raise KeyboardInterrupt
         result = train(loaded, Path(runs_dir), device=device, progress=_StopAtEpochEnd(),
-                       on_warning=warnings.append)
+                       on_warning=warnings.append, pictures=pictures)
         outcome.update(status="completed", run=str(result.run_dir), unmet=result.unmet)
     except Interrupted:
         raise

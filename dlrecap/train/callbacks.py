@@ -45,7 +45,10 @@ def weights_current(model: keras.Model) -> bool:
     callbacks with that epoch's logs; only at the call's last epoch does the model hold the
     epoch's weights. A callback that reads or saves the weights checks this; one that must
     read them at given epochs says which with a method `reads_weights(epoch) -> bool`, and
-    the engine ends a call at each of them. Only callbacks whose class sets `chunk_safe`
+    the engine ends a call at each of them, unless the callback offers its reading as a
+    compiled probe (`graph_probe() -> (tf.function, args) | None`): the engine then runs it
+    inside the call at those epochs and sets the callback's `probed` to what it returned
+    while that epoch's `on_epoch_end` runs. Only callbacks whose class sets `chunk_safe`
     are run that way; with any other, the engine trains one epoch per call.
     """
     return not getattr(model, STALE_WEIGHTS, False)
@@ -251,6 +254,7 @@ class BoundaryFrames(keras.callbacks.Callback):
         self.frames: list[np.ndarray] = []
         self.last_epoch = keep_until
         self.seconds = 0.0  # time spent on snapshots, for the record
+        self.probed: Any = None  # the grid's outputs, when the engine ran the probe itself
         self._predict: Any = None
         self._written = -math.inf  # when the file was last written (time.monotonic)
 
@@ -273,6 +277,10 @@ class BoundaryFrames(keras.callbacks.Callback):
         """Whether the end of `epoch` (from 0) takes a snapshot (`weights_current`)."""
         return (epoch + 1) % self.every == 0
 
+    def graph_probe(self) -> tuple[Any, tuple] | None:
+        """The grid's evaluation, for the engine to run inside a call (`weights_current`)."""
+        return (self._predict, (self.grid,)) if self._predict is not None else None
+
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         # Early stopping may have put back earlier weights: the last frame is what is kept.
         if self.epochs and self.epochs[-1] == self.last_epoch:
@@ -289,7 +297,8 @@ class BoundaryFrames(keras.callbacks.Callback):
                 is written now.
         """
         start = time.perf_counter()
-        values = self.surface(np.asarray(self._predict(self.grid), dtype=np.float32))
+        outputs = self._predict(self.grid) if self.probed is None else self.probed
+        values = self.surface(np.asarray(outputs, dtype=np.float32))
         if self.scale is not None:
             values = values * np.float32(self.scale[1]) + np.float32(self.scale[0])
         self.epochs.append(epoch)

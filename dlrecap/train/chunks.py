@@ -9,10 +9,12 @@ so the loop stops at the epoch Keras would stop at. Python then runs each epoch'
 with that epoch's logs; only at the call's last epoch does the model hold the epoch's
 weights, and the callbacks that read them know it (`callbacks.weights_current`).
 
+Callbacks that read the weights at given epochs (`reads_weights(epoch)`) and offer a
+compiled probe of them (`graph_probe()`: the health probes, the boundary frames) have it run
+inside the call at those epochs; they get its values (`probed`) when their epoch is replayed.
 Calls are sized to last about `CALL_SECONDS` (progress and Ctrl-C stay responsive) and end
-wherever a callback must read the weights (`reads_weights(epoch)`: health probes, boundary
-frames), where early stopping stops, and after a non-finite loss, whose epoch leaves the
-last finite weights in the model.
+where any other callback must read the weights, where early stopping stops, and after a
+non-finite loss, whose epoch leaves the last finite weights in the model.
 """
 
 from __future__ import annotations
@@ -97,33 +99,83 @@ def stop_state(stopper: keras.callbacks.EarlyStopping | None) -> tuple[tf.Tensor
             tf.constant(int(getattr(stopper, "best_epoch", 0)), tf.int64))
 
 
+@dataclass(frozen=True)
+class Probe:
+    """A callback's compiled probe of the weights, run inside the call at its epochs.
+
+    Attributes:
+        callback: the callback, which says at which epochs (`reads_weights`) and is handed
+            the values (`probed`) before its `on_epoch_end`.
+        function: the compiled probe, a `tf.function`.
+        args: its arguments (tensors).
+        specs: the shapes and types of what it returns, flattened (`tf.nest`).
+        structure: what it returns, to pack the flat values back.
+    """
+
+    callback: keras.callbacks.Callback
+    function: Any
+    args: tuple
+    specs: list[tf.TensorSpec]
+    structure: Any
+
+    @classmethod
+    def of(cls, callback: keras.callbacks.Callback) -> Probe | None:
+        """The callback's probe, traced now, or None when it offers none (or it fails to
+        trace: the callback then reads the weights itself, at the end of a call)."""
+        offered = callback.graph_probe() if hasattr(callback, "graph_probe") else None
+        if offered is None:
+            return None
+        function, args = offered
+        try:
+            outputs = function.get_concrete_function(*args).structured_outputs
+        except Exception:  # noqa: BLE001 - the callback's own call will say what is wrong
+            return None
+        flat = tf.nest.flatten(outputs)
+        return cls(callback, function, tuple(args),
+                   [tf.TensorSpec(t.shape, t.dtype) for t in flat], outputs)
+
+    def run_if(self, due: tf.Tensor) -> list[tf.Tensor]:
+        """The probe's values when `due`, zeros otherwise (inside the graph)."""
+        return tf.cond(due, lambda: tf.nest.flatten(self.function(*self.args)),
+                       lambda: [tf.zeros(spec.shape, spec.dtype) for spec in self.specs])
+
+    def values(self, flat: list[np.ndarray], i: int) -> Any:
+        """What the probe returned in the call's `i`-th epoch, as NumPy arrays."""
+        return tf.nest.pack_sequence_as(self.structure, [array[i] for array in flat])
+
+
 class EpochChunks:
     """The compiled call that trains several epochs, for one model and its step functions.
 
     Args:
         steps: the fast engine's `_StepFunctions`, whose epoch and validation pass it runs.
         rule: early stopping's rule, or None without early stopping.
+        probes: the callbacks' probes run inside the call.
     """
 
-    def __init__(self, steps: Any, rule: StopRule | None):
-        self.steps, self.rule, self.model = steps, rule, steps.model
+    def __init__(self, steps: Any, rule: StopRule | None, probes: list[Probe]):
+        self.steps, self.rule, self.model, self.probes = steps, rule, steps.model, probes
         self.last_good = _mirror(self.model)
         self.best = _mirror(self.model) if rule is not None and rule.keep_weights else []
         self.call = tf.function(self._epochs, jit_compile=False, reduce_retracing=True,
                                 autograph=False)
 
     def _epochs(self, x: tf.Tensor, y: tf.Tensor, val: tuple[tf.Tensor, tf.Tensor] | None,
-                first: tf.Tensor, count: tf.Tensor, state: tuple) -> tuple:
+                first: tf.Tensor, count: tf.Tensor, state: tuple, due: tf.Tensor) -> tuple:
         """Epochs from `first`, at most `count` of them, ending early where training stops.
+
+        Args:
+            due: `(count, probes)` booleans: which probe runs after which epoch.
 
         Returns:
             The values of each epoch run, one row each (`columns`), the optimizer's step
-            count after each, whether the loop stopped, and early stopping's state after it.
+            count after each, whether the loop stopped, early stopping's state after it and,
+            per probe, its flattened values after each epoch (zeros where it was not due).
         """
         steps, weights = self.steps, self.model.weights
         optimizer = inner_optimizer(self.model.optimizer)
 
-        def epoch_body(epoch, state, done, rows, iterations):
+        def epoch_body(epoch, state, done, rows, iterations, probed):
             for good, w in zip(self.last_good, weights, strict=True):
                 good.assign(w)
             # The one-epoch path's own compiled functions, called from the loop: traced
@@ -143,15 +195,23 @@ class EpochChunks:
             # The step count after the epoch gives its learning rate, computed as Python does.
             at = tf.cast(epoch - first, tf.int32)
             rows, iterations = rows.write(at, values), iterations.write(at, optimizer.iterations)
-            return epoch + 1, state, tf.logical_or(stop, tf.logical_not(finite)), rows, iterations
+            # The probes see the weights the epoch leaves, as at the end of a one-epoch call.
+            probed = [[array.write(at, value)
+                       for array, value in zip(arrays, probe.run_if(due[at, p]), strict=True)]
+                      for p, (probe, arrays) in enumerate(zip(self.probes, probed, strict=True))]
+            return (epoch + 1, state, tf.logical_or(stop, tf.logical_not(finite)), rows,
+                    iterations, probed)
 
         def more(epoch, state, done, *_):
             return tf.logical_and(epoch < first + count, tf.logical_not(done))
 
+        probed = [[tf.TensorArray(spec.dtype, size=0, dynamic_size=True, element_shape=spec.shape)
+                   for spec in probe.specs] for probe in self.probes]
         start = (first, state, tf.constant(False), tf.TensorArray(tf.float32, size=0, dynamic_size=True),
-                 tf.TensorArray(tf.int64, size=0, dynamic_size=True))
-        _, state, done, rows, iterations = tf.while_loop(more, epoch_body, start)
-        return rows.stack(), iterations.stack(), done, state
+                 tf.TensorArray(tf.int64, size=0, dynamic_size=True), probed)
+        _, state, done, rows, iterations, probed = tf.while_loop(more, epoch_body, start)
+        return (rows.stack(), iterations.stack(), done, state,
+                [[array.stack() for array in arrays] for arrays in probed])
 
 
 def _mirror(model: keras.Model) -> list[tf.Variable]:
@@ -176,37 +236,52 @@ class ChunkedLoop:
             val: tuple[tf.Tensor, tf.Tensor] | None, epochs: range) -> tuple[int, int]:
         """Train `epochs` (until a stop), running the callbacks; return the calls and the
         epochs trained."""
-        chunks = EpochChunks(steps, self.rule)
+        probes = [probe for probe in map(Probe.of, self.callbacks) if probe is not None]
+        chunks = EpochChunks(steps, self.rule, probes)
+        probed = {id(probe.callback) for probe in probes}
+        readers = [c.reads_weights for c in self.callbacks
+                   if hasattr(c, "reads_weights") and id(c) not in probed]
         epoch, seconds, calls = epochs.start, None, 0
+        # Traced once for any number of epochs: the first call's one row of `due` would
+        # otherwise get a trace of its own.
+        chunks.call.get_concrete_function(
+            *train, val, tf.constant(epoch, tf.int64), tf.constant(1, tf.int64),
+            stop_state(self.stopper), tf.TensorSpec([None, len(probes)], tf.bool))
         while epoch < epochs.stop and not self.model.stop_training:
-            count = self.length(epoch, epochs.stop, seconds)
+            count = self.length(epoch, epochs.stop, seconds, readers)
+            due = np.array([[probe.callback.reads_weights(epoch + i) for probe in probes]
+                            for i in range(count)], dtype=bool).reshape(count, len(probes))
             start = time.perf_counter()
-            rows, iterations, stopped, state = chunks.call(
+            rows, iterations, stopped, state, values = chunks.call(
                 *train, val, tf.constant(epoch, tf.int64), tf.constant(count, tf.int64),
-                stop_state(self.stopper))
+                stop_state(self.stopper), tf.constant(due))
             rows = rows.numpy()
             seconds = (time.perf_counter() - start) / len(rows)
             calls += 1
-            self.replay(hooks, epoch, (rows, iterations.numpy()), chunks, int(state[3]))
+            values = [[array.numpy() for array in flat] for flat in values]
+            self.replay(hooks, epoch, (rows, iterations.numpy()), chunks, int(state[3]),
+                        (due, values))
             self.check(epoch, rows, bool(stopped))
             epoch += len(rows)
         return calls, epoch - epochs.start
 
-    def length(self, epoch: int, epochs: int, seconds: float | None) -> int:
+    def length(self, epoch: int, epochs: int, seconds: float | None, readers: list[Any]) -> int:
         """Epochs in the next call: 1 at first (it includes tracing), then about
-        `CALL_SECONDS` worth, ending at the first epoch a callback reads the weights."""
+        `CALL_SECONDS` worth, ending at the first epoch one of `readers` reads the weights."""
         count = 1 if seconds is None else min(epochs - epoch, max(1, int(CALL_SECONDS / seconds)))
-        readers = [c.reads_weights for c in self.callbacks if hasattr(c, "reads_weights")]
         for i in range(count):
             if any(reads(epoch + i) for reads in readers):
                 return i + 1
         return count
 
     def replay(self, hooks: keras.callbacks.CallbackList, first: int,
-               results: tuple[np.ndarray, np.ndarray], chunks: EpochChunks, best_epoch: int) -> None:
+               results: tuple[np.ndarray, np.ndarray], chunks: EpochChunks, best_epoch: int,
+               probed: tuple[np.ndarray, list[list[np.ndarray]]]) -> None:
         """Run each epoch's callbacks with its logs; the model holds the weights of the last
-        finite epoch, which is the last one unless the loss turned non-finite."""
+        finite epoch, which is the last one unless the loss turned non-finite. A probed
+        callback finds its epoch's values in `probed` during its `on_epoch_end`."""
         rows, iterations = results
+        due, values = probed
         finite = np.isfinite(rows[:, 0])
         current = len(rows) - 1 if finite[-1] else len(rows) - 2
         try:
@@ -215,6 +290,8 @@ class ChunkedLoop:
                 if i == current and chunks.best and first <= best_epoch < first + i:
                     # An earlier epoch of the call was the best: its weights were kept in the graph.
                     self.stopper.best_weights = [v.numpy() for v in chunks.best]  # type: ignore[union-attr]
+                for p, probe in enumerate(chunks.probes):
+                    probe.callback.probed = probe.values(values[p], i) if due[i, p] else None
                 hooks.on_epoch_begin(first + i)
                 hooks.on_epoch_end(first + i, self.logs(row, bool(finite[i]), int(iterations[i])))
                 if self.model.stop_training and i < current:
@@ -222,6 +299,8 @@ class ChunkedLoop:
                                        "inside a compiled call of several epochs")
         finally:
             setattr(self.model, STALE_WEIGHTS, False)
+            for probe in chunks.probes:
+                probe.callback.probed = None
 
     def logs(self, row: np.ndarray, finite: bool, iterations: int) -> dict[str, float]:
         """An epoch's logs as the one-epoch loop makes them (no validation after a NaN loss),

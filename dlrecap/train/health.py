@@ -72,7 +72,9 @@ class HealthMonitor(keras.callbacks.Callback):
     ```
     """
 
-    chunk_safe = True  # it probes at `reads_weights` epochs only, where the model is current
+    # It probes at `reads_weights` epochs only: where the model is current, or inside the
+    # engine's call (`graph_probe`).
+    chunk_safe = True
 
     def __init__(
         self,
@@ -102,6 +104,8 @@ class HealthMonitor(keras.callbacks.Callback):
         self.rows: list[dict[str, Any]] = []
         self._seen: set[tuple[str, str]] = set()
         self._probe: Callable[..., tuple[Any, Any, Any]] | None = None
+        self._inputs: tuple[Any, ...] = ()  # the probe's arguments, as tensors
+        self.probed: tuple[Any, Any, Any] | None = None  # what the engine's call probed
         self._layers: list[tuple[str, str, keras.layers.Dense]] = []
         self._stack: _Stack | None = None
         self._epochs: int | None = None
@@ -126,6 +130,10 @@ class HealthMonitor(keras.callbacks.Callback):
                        "of Dense layers")
             return
         self._probe = self._make_probe()
+        import tensorflow as tf
+
+        self._inputs = tuple(tf.nest.map_structure(tf.constant, part)
+                             for part in (self.x, self.y) if part is not None)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if not self.reads_weights(epoch):
@@ -149,6 +157,10 @@ class HealthMonitor(keras.callbacks.Callback):
             return False
         return (epoch + 1) % self.every == 0 or (self._epochs is not None and epoch + 1 == self._epochs)
 
+    def graph_probe(self) -> tuple[Any, tuple[Any, ...]] | None:
+        """The probe and its arguments, for the engine to run inside a call."""
+        return (self._probe, self._inputs) if self._probe is not None else None
+
     # --- the work -----------------------------------------------------------------------
 
     def check(self, epoch: int) -> list[dict[str, Any]]:
@@ -159,7 +171,7 @@ class HealthMonitor(keras.callbacks.Callback):
         probe = self._probe
         if probe is None:
             return []
-        outputs = probe(self.x) if self.y is None else probe(self.x, self.y)
+        outputs = probe(*self._inputs) if self.probed is None else self.probed
         active, saturated, norms = (np.asarray(t) for t in outputs)
         new_rows = []
         for i, (label, activation, layer) in enumerate(self._layers):

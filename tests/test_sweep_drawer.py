@@ -1,0 +1,91 @@
+"""A `--jobs 1` sweep draws its trials' pictures in a process of its own (`sweep/drawer.py`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+from helpers import invoke
+
+# Two features, so a trial draws learning curves, a decision boundary and a confusion matrix.
+TINY_XOR = """\
+name: tinyxor
+data: {dataset: xor, samples: 80}
+model: {layers: [4]}
+training: {epochs: 3, batch_size: 16}
+"""
+PICTURES = ("learning_curves.png", "decision_boundary.png", "confusion_matrix.png")
+
+
+def status(run_dir: Path) -> str:
+    return json.loads((run_dir / "metrics.json").read_text())["status"]
+
+
+def trained_undrawn(tmp_path: Path) -> Path:
+    """A trained run whose pictures were handed elsewhere and never drawn."""
+    from dlrecap.config.load import load_config
+    from dlrecap.pipeline import train
+
+    config = tmp_path / "tinyxor.yaml"
+    config.write_text(TINY_XOR, encoding="utf-8")
+    handed: list[Path] = []
+    result = train(load_config(config), tmp_path / "runs", pictures=handed.append)
+    assert handed == [result.run_dir]
+    return result.run_dir
+
+
+def test_trial_pictures_are_drawn_by_another_process_and_then_completed(tmp_path, monkeypatch):
+    from dlrecap import pipeline
+
+    drawn_here: list[object] = []
+    monkeypatch.setattr(pipeline, "draw", lambda *args: drawn_here.append(args))
+    config = tmp_path / "tinyxor.yaml"
+    config.write_text(TINY_XOR, encoding="utf-8")
+    result = invoke("sweep", str(config), "--grid", "training.learning_rate=0.01,0.1",
+                    "--jobs", "1", "--runs-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    sweep_dir = Path(result.stdout.strip().splitlines()[-1])
+    trials = sorted(p for p in sweep_dir.iterdir() if (p / "metrics.json").is_file())
+    assert len(trials) == 2
+    assert drawn_here == []  # not in this process
+    for run_dir in trials:
+        for name in PICTURES:
+            assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", (run_dir, name)
+        assert status(run_dir) == "completed"
+        assert "finished_at" in json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_a_trained_run_handed_elsewhere_is_not_completed_until_drawn(tmp_path):
+    run_dir = trained_undrawn(tmp_path)
+    assert status(run_dir) == "running"
+    assert not any((run_dir / name).exists() for name in PICTURES)
+    assert (run_dir / "model.keras").is_file()
+
+
+def test_runs_left_by_a_dead_drawing_process_are_drawn_at_close(tmp_path):
+    from dlrecap.sweep.drawer import Drawer
+
+    run_dir = trained_undrawn(tmp_path)
+    drawer = Drawer()
+    os.kill(drawer._process.pid, signal.SIGKILL)
+    drawer._process.join()
+    drawer.submit(run_dir)
+    assert drawer.close() == []
+    assert status(run_dir) == "completed"
+    assert all((run_dir / name).is_file() for name in PICTURES)
+
+
+def test_a_picture_that_cannot_be_drawn_is_a_warning_and_the_run_completes(tmp_path):
+    from dlrecap.sweep.drawer import Drawer
+
+    run_dir = trained_undrawn(tmp_path)
+    (run_dir / "model.keras").write_bytes(b"not a model")
+    drawer = Drawer()
+    drawer.submit(run_dir)
+    (warning,) = drawer.close()
+    assert warning.startswith(f"{run_dir.name}: could not draw the run's pictures")
+    assert f"dlrecap plot {run_dir}" in warning
+    assert status(run_dir) == "completed"
+    assert (run_dir / "learning_curves.png").is_file()  # what needs no model is drawn
