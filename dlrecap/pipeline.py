@@ -475,7 +475,7 @@ def draw_inside(result: TrainResult, warn: Warn) -> list[Path]:
 
 def complete(run: Run) -> None:
     """Mark the run completed and remove its checkpoints, which nothing will resume now."""
-    from dlrecap.train.checkpoint import remove_checkpoints
+    from dlrecap.runs import remove_checkpoints
 
     run.record("completed", finished_at=timestamp())
     remove_checkpoints(run.path)
@@ -484,12 +484,11 @@ def complete(run: Run) -> None:
 def complete_drawn(run_dir: Path) -> None:
     """`complete` for a run whose pictures another process drew (`train(pictures=...)`)."""
     from dlrecap import runs
-    from dlrecap.train.checkpoint import remove_checkpoints
 
     info = runs.read_metrics(run_dir)
     info.update(status="completed", finished_at=timestamp())
     runs.write_json(run_dir / runs.METRICS_FILE, info, durable=True)
-    remove_checkpoints(run_dir)
+    runs.remove_checkpoints(run_dir)
 
 
 def _ignore(_line: str) -> None:

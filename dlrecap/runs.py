@@ -32,6 +32,7 @@ METRICS_FILE = "metrics.json"
 DIAGNOSTICS_FILE = "diagnostics.csv"
 # The model's surface over the input plane every few epochs (2-feature data); see docs/files.md.
 FRAMES_FILE = "boundary_frames.npz"
+CHECKPOINT_DIR = "checkpoint"  # what an unfinished run resumes from
 LOCK_FILE = ".lock"
 _RUN_NAME = re.compile(r"^(?P<name>.+)-(?P<stamp>\d{8}-\d{6})(?:-(?P<n>\d+))?$")
 
@@ -189,6 +190,11 @@ def remove_folder(target: Path) -> None:
     """Remove `target` with its `.old` and `.new` companions, if there are any."""
     for suffix in ("", ".old", ".new"):
         shutil.rmtree(_sibling(target, suffix), ignore_errors=True)
+
+
+def remove_checkpoints(run_dir: Path) -> None:
+    """Remove a run's checkpoints, once nothing will resume it."""
+    remove_folder(run_dir / CHECKPOINT_DIR)
 
 
 def _sibling(target: Path, suffix: str) -> Path:

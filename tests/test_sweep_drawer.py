@@ -89,3 +89,17 @@ def test_a_picture_that_cannot_be_drawn_is_a_warning_and_the_run_completes(tmp_p
     assert f"dlrecap plot {run_dir}" in warning
     assert status(run_dir) == "completed"
     assert (run_dir / "learning_curves.png").is_file()  # what needs no model is drawn
+
+
+def test_drawing_and_completing_a_run_needs_no_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    run_dir = trained_undrawn(tmp_path)
+    code = ("import sys; from pathlib import Path\n"
+            "from dlrecap.sweep.drawer import draw_and_complete\n"
+            "print(repr(draw_and_complete(Path(sys.argv[1]))), 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.split() == ["''", "False"]
+    assert status(run_dir) == "completed"

@@ -76,5 +76,11 @@ def draw_and_complete(run_dir: Path) -> str:
 def _serve(tasks: Any, done: Any) -> None:
     # The sweep decides when to stop: a Ctrl-C there must not cut a run's pictures short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Imported while the first trial trains, not after it.
+    import sklearn.model_selection  # noqa: F401 - the data split, when a run is loaded
+
+    import dlrecap.evaluate  # noqa: F401
+    import dlrecap.plots  # noqa: F401
+
     while (task := tasks.get()) is not _DONE:
         done.put((task, draw_and_complete(Path(task))))

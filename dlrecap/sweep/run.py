@@ -138,23 +138,27 @@ def run_sweep(
     reused = sum(r.status == "completed" for r in before)
     if progress:
         progress.start(plan, before, sweep_dir)
-    drawn: list[str] = []
+    # One job leaves a core idle: a drawing process draws each trial's pictures meanwhile.
+    drawer = Drawer() if plan.jobs == 1 and reused < plan.total_trials else None
     try:
-        with signals.handled_by(_interrupt, (signal.SIGTERM,)):
-            drawn = _work(job, plan, storage, study, progress)
-    except (KeyboardInterrupt, Interrupted):
+        try:
+            with signals.handled_by(_interrupt, (signal.SIGTERM,)):
+                _work(job, plan, storage, study, progress, drawer)
+        except (KeyboardInterrupt, Interrupted):
+            with st.reaching(job.url):
+                done = sum(r.status == "completed" for r in study_rows(plan, study))
+            raise Interrupted(
+                f"sweep interrupted with {done} of {plan.total_trials} trials completed",
+                fix=f"run the same command again, or dlrecap sweep --resume {sweep_dir}",
+            ) from None
+        finally:
+            if progress:
+                progress.finish()
         with st.reaching(job.url):
-            done = sum(r.status == "completed" for r in study_rows(plan, study))
-        raise Interrupted(
-            f"sweep interrupted with {done} of {plan.total_trials} trials completed",
-            fix=f"run the same command again, or dlrecap sweep --resume {sweep_dir}",
-        ) from None
-    finally:
-        if progress:
-            progress.finish()
-    with st.reaching(job.url):
-        rows = ranked(study_rows(plan, study), plan.direction)
-    result = write_results(plan, sweep_dir, state, rows, reused)
+            rows = ranked(study_rows(plan, study), plan.direction)
+        result = write_results(plan, sweep_dir, state, rows, reused)
+    finally:  # the last trial's pictures are drawn while the results are written
+        drawn = drawer.close() if drawer else []
     result.warnings.extend(drawn)
     return result
 
@@ -269,25 +273,16 @@ def _stop_workers(executor: Any) -> None:
 
 
 def _work(job: SweepJob, plan: SweepPlan, storage: Any, study: Any,
-          progress: SweepProgress | None) -> list[str]:
+          progress: SweepProgress | None, drawer: Drawer | None = None) -> None:
     """Run the worker loop here (`--jobs 1`) or in `--jobs` processes, until the study is
-    done; return the warnings of pictures drawn apart.
-
-    With one job, a drawing process draws each trial's pictures while the next one trains.
-    """
+    done; trials run here hand their pictures to `drawer` when there is one."""
     with st.reaching(job.url):
         waiting = st.unfinished(study)[0]
     jobs = min(plan.jobs, max(1, waiting))
     if jobs > 1:
         _work_in_processes(job, plan, study, jobs, progress)
-        work(job, progress, storage)  # what dead worker processes left
-        return []
-    drawer = Drawer() if waiting else None
-    try:
-        work(job, progress, storage, drawer.submit if drawer else None)
-    finally:
-        drawn = drawer.close() if drawer else []
-    return drawn
+    # here: `--jobs 1`, or what dead worker processes left
+    work(job, progress, storage, drawer.submit if drawer else None)
 
 
 def _work_in_processes(job: SweepJob, plan: SweepPlan, study: Any, jobs: int,

@@ -27,7 +27,7 @@ from dlrecap import runs, signals
 from dlrecap.errors import RunError
 from dlrecap.train.callbacks import weights_current
 
-CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_DIR = runs.CHECKPOINT_DIR
 # Checkpoint at most this often: saving a model costs tens of milliseconds, far more
 # than one epoch of the fast engine on small data.
 MIN_SECONDS_BETWEEN = 2.0
@@ -79,10 +79,6 @@ def random_state(model: keras.Model) -> list[Any]:
     """The model's random-generator states (dropout's seeds), which `get_weights` leaves out."""
     weights = {id(w) for w in model.weights}
     return [v for v in model.variables if id(v) not in weights]
-
-
-def remove_checkpoints(run_dir: Path) -> None:
-    runs.remove_folder(run_dir / CHECKPOINT_DIR)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
