@@ -298,9 +298,12 @@ def _run_fold(loaded: LoadedConfig, cv_dir: Path, name: str, fold: int, folds: i
 
 
 def _fresh_keras_state() -> None:
+    from dlrecap.train import warm
+
     # Folds share a process: each builds new compiled functions, which TensorFlow would
     # report as "retracing" although it is expected here.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    warm.ENABLED = True  # a fold reuses the last one's compiled functions
     if "keras" in sys.modules:
         import keras
 

@@ -97,7 +97,7 @@ def train(
         deterministic: TensorFlow op determinism.
         progress: a `Progress` that sees each epoch, or None.
         on_warning, on_result: called with each warning line; with the result, before the
-            pictures are drawn (`finish`). Or None.
+            pictures (`finish`). Or None.
         rows: row numbers per split instead of the seeded split (`dlrecap cv`'s folds).
         pictures: has another process draw the pictures and complete the run (`finish`).
 
@@ -118,7 +118,7 @@ def train(
             scale = scale_target(config, splits)
             device_label, cluster = prepare_device(loaded, runs_dir, device, deterministic, warn)
             engine = pick_engine(loaded, head, splits, cluster)
-            model = build_model(config, splits, head, engine, cluster)  # on standardized targets
+            model = build_model(config, splits, head, engine, cluster, warm=resume is None)
             kept = output_model(model, scale, cluster)  # what model.keras holds: target units
             state, best_weights = restore_checkpoint(model, resume)
             monitor = choose_monitor(config, splits, warn)
@@ -226,13 +226,21 @@ def pick_engine(loaded: LoadedConfig, head: Head, splits: Splits, cluster: Clust
 
 
 def build_model(config: Config, splits: Splits, head: Head, engine: Engine,
-                cluster: Cluster) -> keras.Model:
-    """The compiled model, its variables on the strategy's devices."""
+                cluster: Cluster, warm: bool = False) -> keras.Model:
+    """The compiled model, its variables on the strategy's devices.
+
+    With `warm` (a new run) in a process that trains many (`train.warm.ENABLED`), the fast
+    engine trains in the model kept from an earlier run of the same shape, which takes this
+    one's fresh state, so its compiled functions are reused.
+    """
     from dlrecap import model as builder
+    from dlrecap.train import warm as kept
 
     with cluster.scope():
         model = builder.build_model(config, splits, head)
         engine.compile(model, head, config, n_rows(splits.x_train))
+    if warm and kept.ENABLED and engine.name == "fast" and cluster.mode == "none":
+        return kept.adopt(model, kept.shape_key(config, splits, head))
     return model
 
 

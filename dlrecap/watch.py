@@ -206,6 +206,9 @@ def fresh_session() -> None:
     Before the first run Keras is not imported yet: nothing to drop, and importing it here
     would bypass the start-up that hides TensorFlow's loading noise (`train.device`).
     """
+    from dlrecap.train import warm
+
+    warm.ENABLED = True  # a run of the same shape reuses the last one's compiled functions
     if "keras" in sys.modules:
         import keras
 

@@ -141,19 +141,7 @@ def run_sweep(
     # One job leaves a core idle: a drawing process draws each trial's pictures meanwhile.
     drawer = Drawer() if plan.jobs == 1 and reused < plan.total_trials else None
     try:
-        try:
-            with signals.handled_by(_interrupt, (signal.SIGTERM,)):
-                _work(job, plan, storage, study, progress, drawer)
-        except (KeyboardInterrupt, Interrupted):
-            with st.reaching(job.url):
-                done = sum(r.status == "completed" for r in study_rows(plan, study))
-            raise Interrupted(
-                f"sweep interrupted with {done} of {plan.total_trials} trials completed",
-                fix=f"run the same command again, or dlrecap sweep --resume {sweep_dir}",
-            ) from None
-        finally:
-            if progress:
-                progress.finish()
+        _train_trials(job, plan, storage, study, progress, drawer)
         with st.reaching(job.url):
             rows = ranked(study_rows(plan, study), plan.direction)
         result = write_results(plan, sweep_dir, state, rows, reused)
@@ -161,6 +149,24 @@ def run_sweep(
         drawn = drawer.close() if drawer else []
     result.warnings.extend(drawn)
     return result
+
+
+def _train_trials(job: SweepJob, plan: SweepPlan, storage: Any, study: Any,
+                  progress: SweepProgress | None, drawer: Drawer | None) -> None:
+    """Train the waiting trials (`_work`); an interruption says how far the sweep got."""
+    try:
+        with signals.handled_by(_interrupt, (signal.SIGTERM,)):
+            _work(job, plan, storage, study, progress, drawer)
+    except (KeyboardInterrupt, Interrupted):
+        with st.reaching(job.url):
+            done = sum(r.status == "completed" for r in study_rows(plan, study))
+        raise Interrupted(
+            f"sweep interrupted with {done} of {plan.total_trials} trials completed",
+            fix=f"run the same command again, or dlrecap sweep --resume {job.sweep_dir}",
+        ) from None
+    finally:
+        if progress:
+            progress.finish()
 
 
 def sweep_status(plan: SweepPlan, runs_dir: Path, *, resume: Path | None = None,

@@ -254,9 +254,11 @@ def _fresh_keras_state() -> None:
         # and Keras' objects live as long as the process), so that the garbage collector never
         # scans it again: a full collection would take a third of a second.
         import dlrecap.sweep.preload  # noqa: F401
+        from dlrecap.train import warm
 
         gc.freeze()
         _libraries_loaded = True
+        warm.ENABLED = True  # a trial of the same shape reuses the last one's compiled functions
     # Trials share a process: each builds new compiled functions, which TensorFlow would
     # report as "retracing" although it is expected here.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)

@@ -101,47 +101,82 @@ def stop_state(stopper: keras.callbacks.EarlyStopping | None) -> tuple[tf.Tensor
 
 @dataclass(frozen=True)
 class Probe:
-    """A callback's compiled probe of the weights, run inside the call at its epochs.
+    """A callback's compiled probe of the weights (`graph_probe`), with this run's arguments.
 
     Attributes:
         callback: the callback, which says at which epochs (`reads_weights`) and is handed
             the values (`probed`) before its `on_epoch_end`.
         function: the compiled probe, a `tf.function`.
-        args: its arguments (tensors).
-        specs: the shapes and types of what it returns, flattened (`tf.nest`).
-        structure: what it returns, to pack the flat values back.
+        args: its arguments (tensors), passed to the compiled loop with each call.
     """
 
     callback: keras.callbacks.Callback
     function: Any
     args: tuple
+
+    @classmethod
+    def of(cls, callback: keras.callbacks.Callback) -> Probe | None:
+        """The callback's probe, or None when it offers none."""
+        offered = callback.graph_probe() if hasattr(callback, "graph_probe") else None
+        return None if offered is None else cls(callback, offered[0], tuple(offered[1]))
+
+    def kind(self) -> tuple:
+        """What a compiled loop made for this probe needs of another run's: the same callback
+        class and arguments of the same shapes."""
+        return (type(self.callback).__name__,
+                tuple((tuple(t.shape), t.dtype.name) for t in tf.nest.flatten(self.args)))
+
+
+@dataclass(frozen=True)
+class ProbeOutputs:
+    """A probe as the compiled loop runs it: its function and what it returns.
+
+    Attributes:
+        function: the compiled probe (of the run the loop was made for).
+        specs: the shapes and types of what it returns, flattened (`tf.nest`).
+        structure: what it returns, to pack the flat values back.
+    """
+
+    function: Any
     specs: list[tf.TensorSpec]
     structure: Any
 
     @classmethod
-    def of(cls, callback: keras.callbacks.Callback) -> Probe | None:
-        """The callback's probe, traced now, or None when it offers none (or it fails to
-        trace: the callback then reads the weights itself, at the end of a call)."""
-        offered = callback.graph_probe() if hasattr(callback, "graph_probe") else None
-        if offered is None:
-            return None
-        function, args = offered
+    def trace(cls, probe: Probe) -> ProbeOutputs | None:
+        """The probe traced now, or None when it fails to trace (its callback then reads the
+        weights itself, at the end of a call)."""
         try:
-            outputs = function.get_concrete_function(*args).structured_outputs
+            outputs = probe.function.get_concrete_function(*probe.args).structured_outputs
         except Exception:  # noqa: BLE001 - the callback's own call will say what is wrong
             return None
         flat = tf.nest.flatten(outputs)
-        return cls(callback, function, tuple(args),
-                   [tf.TensorSpec(t.shape, t.dtype) for t in flat], outputs)
+        return cls(probe.function, [tf.TensorSpec(t.shape, t.dtype) for t in flat], outputs)
 
-    def run_if(self, due: tf.Tensor) -> list[tf.Tensor]:
+    def run_if(self, due: tf.Tensor, args: tuple) -> list[tf.Tensor]:
         """The probe's values when `due`, zeros otherwise (inside the graph)."""
-        return tf.cond(due, lambda: tf.nest.flatten(self.function(*self.args)),
+        return tf.cond(due, lambda: tf.nest.flatten(self.function(*args)),
                        lambda: [tf.zeros(spec.shape, spec.dtype) for spec in self.specs])
 
     def values(self, flat: list[np.ndarray], i: int) -> Any:
         """What the probe returned in the call's `i`-th epoch, as NumPy arrays."""
         return tf.nest.pack_sequence_as(self.structure, [array[i] for array in flat])
+
+
+def epoch_chunks(steps: Any, rule: StopRule | None,
+                 probes: list[Probe]) -> tuple[EpochChunks, list[Probe]]:
+    """The compiled loop for `steps`' model, this stopping rule and these probes, and the
+    probes it runs (those that traced).
+
+    The loop made for an earlier run of the same model (`warm`) with the same rule and
+    probes of the same kind is taken again: it is traced and prepared once.
+    """
+    key = (rule, tuple(probe.kind() for probe in probes))
+    if key not in steps.loops:
+        traced = [ProbeOutputs.trace(probe) for probe in probes]
+        steps.loops[key] = (EpochChunks(steps, rule, [t for t in traced if t is not None]),
+                            [t is not None for t in traced])
+    chunks, traced_ok = steps.loops[key]
+    return chunks, [probe for probe, ok in zip(probes, traced_ok, strict=True) if ok]
 
 
 class EpochChunks:
@@ -153,7 +188,7 @@ class EpochChunks:
         probes: the callbacks' probes run inside the call.
     """
 
-    def __init__(self, steps: Any, rule: StopRule | None, probes: list[Probe]):
+    def __init__(self, steps: Any, rule: StopRule | None, probes: list[ProbeOutputs]):
         self.steps, self.rule, self.model, self.probes = steps, rule, steps.model, probes
         self.last_good = _mirror(self.model)
         self.best = _mirror(self.model) if rule is not None and rule.keep_weights else []
@@ -161,11 +196,13 @@ class EpochChunks:
                                 autograph=False)
 
     def _epochs(self, x: tf.Tensor, y: tf.Tensor, val: tuple[tf.Tensor, tf.Tensor] | None,
-                first: tf.Tensor, count: tf.Tensor, state: tuple, due: tf.Tensor) -> tuple:
+                first: tf.Tensor, count: tf.Tensor, state: tuple, due: tf.Tensor,
+                probe_args: tuple) -> tuple:
         """Epochs from `first`, at most `count` of them, ending early where training stops.
 
         Args:
             due: `(count, probes)` booleans: which probe runs after which epoch.
+            probe_args: each probe's arguments.
 
         Returns:
             The values of each epoch run, one row each (`columns`), the optimizer's step
@@ -197,7 +234,8 @@ class EpochChunks:
             rows, iterations = rows.write(at, values), iterations.write(at, optimizer.iterations)
             # The probes see the weights the epoch leaves, as at the end of a one-epoch call.
             probed = [[array.write(at, value)
-                       for array, value in zip(arrays, probe.run_if(due[at, p]), strict=True)]
+                       for array, value in zip(arrays, probe.run_if(due[at, p], probe_args[p]),
+                                               strict=True)]
                       for p, (probe, arrays) in enumerate(zip(self.probes, probed, strict=True))]
             return (epoch + 1, state, tf.logical_or(stop, tf.logical_not(finite)), rows,
                     iterations, probed)
@@ -236,8 +274,9 @@ class ChunkedLoop:
             val: tuple[tf.Tensor, tf.Tensor] | None, epochs: range) -> tuple[int, int]:
         """Train `epochs` (until a stop), running the callbacks; return the calls and the
         epochs trained."""
-        probes = [probe for probe in map(Probe.of, self.callbacks) if probe is not None]
-        chunks = EpochChunks(steps, self.rule, probes)
+        offered = [probe for probe in map(Probe.of, self.callbacks) if probe is not None]
+        chunks, probes = epoch_chunks(steps, self.rule, offered)
+        args = tuple(probe.args for probe in probes)
         probed = {id(probe.callback) for probe in probes}
         readers = [c.reads_weights for c in self.callbacks
                    if hasattr(c, "reads_weights") and id(c) not in probed]
@@ -246,7 +285,7 @@ class ChunkedLoop:
         # otherwise get a trace of its own.
         chunks.call.get_concrete_function(
             *train, val, tf.constant(epoch, tf.int64), tf.constant(1, tf.int64),
-            stop_state(self.stopper), tf.TensorSpec([None, len(probes)], tf.bool))
+            stop_state(self.stopper), tf.TensorSpec([None, len(probes)], tf.bool), args)
         while epoch < epochs.stop and not self.model.stop_training:
             count = self.length(epoch, epochs.stop, seconds, readers)
             due = np.array([[probe.callback.reads_weights(epoch + i) for probe in probes]
@@ -254,13 +293,13 @@ class ChunkedLoop:
             start = time.perf_counter()
             rows, iterations, stopped, state, values = chunks.call(
                 *train, val, tf.constant(epoch, tf.int64), tf.constant(count, tf.int64),
-                stop_state(self.stopper), tf.constant(due))
+                stop_state(self.stopper), tf.constant(due), args)
             rows = rows.numpy()
             seconds = (time.perf_counter() - start) / len(rows)
             calls += 1
             values = [[array.numpy() for array in flat] for flat in values]
             self.replay(hooks, epoch, (rows, iterations.numpy()), chunks, int(state[3]),
-                        (due, values))
+                        (probes, due, values))
             self.check(epoch, rows, bool(stopped))
             epoch += len(rows)
         return calls, epoch - epochs.start
@@ -276,12 +315,12 @@ class ChunkedLoop:
 
     def replay(self, hooks: keras.callbacks.CallbackList, first: int,
                results: tuple[np.ndarray, np.ndarray], chunks: EpochChunks, best_epoch: int,
-               probed: tuple[np.ndarray, list[list[np.ndarray]]]) -> None:
+               probed: tuple[list[Probe], np.ndarray, list[list[np.ndarray]]]) -> None:
         """Run each epoch's callbacks with its logs; the model holds the weights of the last
         finite epoch, which is the last one unless the loss turned non-finite. A probed
         callback finds its epoch's values in `probed` during its `on_epoch_end`."""
         rows, iterations = results
-        due, values = probed
+        probes, due, values = probed
         finite = np.isfinite(rows[:, 0])
         current = len(rows) - 1 if finite[-1] else len(rows) - 2
         try:
@@ -290,8 +329,8 @@ class ChunkedLoop:
                 if i == current and chunks.best and first <= best_epoch < first + i:
                     # An earlier epoch of the call was the best: its weights were kept in the graph.
                     self.stopper.best_weights = [v.numpy() for v in chunks.best]  # type: ignore[union-attr]
-                for p, probe in enumerate(chunks.probes):
-                    probe.callback.probed = probe.values(values[p], i) if due[i, p] else None
+                for p, (probe, outputs) in enumerate(zip(probes, chunks.probes, strict=True)):
+                    probe.callback.probed = outputs.values(values[p], i) if due[i, p] else None
                 hooks.on_epoch_begin(first + i)
                 hooks.on_epoch_end(first + i, self.logs(row, bool(finite[i]), int(iterations[i])))
                 if self.model.stop_training and i < current:
@@ -299,7 +338,7 @@ class ChunkedLoop:
                                        "inside a compiled call of several epochs")
         finally:
             setattr(self.model, STALE_WEIGHTS, False)
-            for probe in chunks.probes:
+            for probe in probes:
                 probe.callback.probed = None
 
     def logs(self, row: np.ndarray, finite: bool, iterations: int) -> dict[str, float]:

@@ -11,6 +11,7 @@ exactly as with `fit`.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -70,7 +71,7 @@ class FastEngine:
             initial_epoch: int = 0) -> None:
         """Train the compiled `model` in place; callbacks see every epoch as under `fit`."""
         training = config.training
-        step = _StepFunctions(model, head, training.batch_size, config.seed)
+        step = _StepFunctions.of(model, head, training.batch_size, config.seed)
         x, y = (as_tensor(a) for a in train)
         val = tuple(as_tensor(a) for a in validation) if validation is not None else None
         # The evaluator scores with the same compiled function. Training traces it for the
@@ -126,9 +127,22 @@ def _as_floats(head: Head, values: tuple[tf.Tensor, ...]) -> dict[str, float]:
 
 
 class _StepFunctions:
-    """The compiled epoch and evaluation functions for one model."""
+    """The compiled epoch and evaluation functions for one model.
+
+    `of` keeps them with the model, so that a model that trains again (`warm`) reuses
+    them and the compiled loops made from them (`loops`).
+    """
 
     autograph = False
+    _made: weakref.WeakKeyDictionary[keras.Model, _StepFunctions] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def of(cls, model: keras.Model, head: Head, batch_size: int, seed: int) -> _StepFunctions:
+        """The model's functions made before for this batch size and seed, or new ones."""
+        made = cls._made.get(model)
+        if made is None or (made.batch_size, made.seed) != (batch_size, seed) or type(made) is not cls:
+            made = cls._made[model] = cls(model, head, batch_size, seed)
+        return made
 
     def __init__(self, model: keras.Model, head: Head, batch_size: int, seed: int):
         self.model, self.head = model, head
@@ -140,6 +154,8 @@ class _StepFunctions:
         self.train_epoch = tf.function(self._train_epoch, **options)
         self.evaluate = tf.function(self._evaluate, **options)
         self._evaluate_traced = False
+        # The compiled loops of several epochs per call, by stopping rule and probes.
+        self.loops: dict[tuple, Any] = {}
 
     def trace_for_any_rows(self, x: tf.Tensor, y: tf.Tensor) -> None:
         """Trace `evaluate` once for any number of rows shaped like `x` and `y`.
