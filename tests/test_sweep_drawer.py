@@ -103,3 +103,30 @@ def test_drawing_and_completing_a_run_needs_no_tensorflow(tmp_path):
                          text=True, check=True)
     assert out.stdout.split() == ["''", "False"]
     assert status(run_dir) == "completed"
+
+
+def test_the_drawing_process_ends_when_the_sweep_is_killed(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    # A sweep process (here: a stand-in that starts a Drawer) killed with -9 leaves its
+    # drawing process without a parent; it must not wait for work forever.
+    code = ("import time; from dlrecap.sweep.drawer import Drawer\n"
+            "d = Drawer(); print(d._process.pid, flush=True); time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.2)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

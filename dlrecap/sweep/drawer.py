@@ -10,6 +10,7 @@ any run, `completed` means every file is written. The sweep waits for it before 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import signal
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 
 # What the drawing process is sent to end.
 _DONE = None
+# How often an idle drawing process checks that the sweep that started it still runs.
+PARENT_CHECK_S = 1.0
 
 
 class Drawer:
@@ -27,7 +30,7 @@ class Drawer:
         context = multiprocessing.get_context("spawn")
         self._tasks: Any = context.Queue()
         self._done: Any = context.Queue()
-        self._process = context.Process(target=_serve, args=(self._tasks, self._done),
+        self._process = context.Process(target=_serve, args=(self._tasks, self._done, os.getpid()),
                                          name="dlrecap-pictures", daemon=True)
         self._process.start()
         self._pending: list[str] = []
@@ -73,7 +76,7 @@ def draw_and_complete(run_dir: Path) -> str:
     return warning
 
 
-def _serve(tasks: Any, done: Any) -> None:
+def _serve(tasks: Any, done: Any, parent: int) -> None:
     # The sweep decides when to stop: a Ctrl-C there must not cut a run's pictures short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Imported while the first trial trains, not after it.
@@ -82,5 +85,13 @@ def _serve(tasks: Any, done: Any) -> None:
     import dlrecap.evaluate  # noqa: F401
     import dlrecap.plots  # noqa: F401
 
-    while (task := tasks.get()) is not _DONE:
+    while True:
+        try:
+            task = tasks.get(timeout=PARENT_CHECK_S)
+        except queue.Empty:
+            if os.getppid() != parent:  # the sweep was killed: nothing more will come
+                return
+            continue
+        if task is _DONE:
+            return
         done.put((task, draw_and_complete(Path(task))))
