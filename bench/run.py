@@ -253,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         sweeps = None
         if SWEEPS in args.only:
             print(f"{SWEEPS}: {sweep_speed.__doc__.splitlines()[0]}", file=sys.stderr)
-            sweeps = sweep_speed.measure(1 if args.quick else args.reps)
+            # At least 3: one sweep's wall time swings by a second or two with the machine's
+            # load, which moves a single ratio by 0.2 or more.
+            sweeps = sweep_speed.measure(1 if args.quick else max(3, args.reps))
         loads.append(report.load_average())
     except (ChildFailed, RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}\n(logs kept in {work})", file=sys.stderr)

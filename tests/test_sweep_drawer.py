@@ -130,3 +130,30 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
     except FileNotFoundError:
         return False
+
+
+def test_a_worker_takes_a_trial_of_the_shape_it_trained_last_then_one_nobody_trains():
+    import json as js
+    from types import SimpleNamespace
+
+    from dlrecap.sweep.study import shape_order
+
+    keys = ["model.layers[0].activation", "training.learning_rate"]
+    space = SimpleNamespace(settings={"grid": {k: [] for k in keys}}, keys=keys)
+
+    def trial(activation: str, rate: float) -> SimpleNamespace:
+        fixed = {keys[0]: js.dumps(activation), keys[1]: js.dumps(rate)}
+        return SimpleNamespace(system_attrs={"fixed_params": fixed}, name=f"{activation}{rate}")
+
+    waiting = [trial(a, r) for a in ("tanh", "relu", "sigmoid") for r in (0.01, 0.03)][1:]
+    names = lambda order: [t.name for t in order]  # noqa: E731
+    last = {keys[0]: "tanh", keys[1]: 0.01}
+    # After tanh at 0.01: tanh at 0.03 (same network, another rate), then in slot order.
+    assert names(shape_order(space, {"waiting": waiting, "running": []}, last))[:2] == [
+        "tanh0.03", "relu0.01"]
+    # A worker's first trial: not of the shape another worker is training now.
+    running = [trial("tanh", 0.01)]
+    assert names(shape_order(space, {"waiting": waiting, "running": running}, None))[0] == "relu0.01"
+    # tpe slots carry no values until taken: they keep their order.
+    blank = [SimpleNamespace(system_attrs={}, name=str(i)) for i in range(3)]
+    assert names(shape_order(space, {"waiting": blank, "running": []}, last)) == ["0", "1", "2"]

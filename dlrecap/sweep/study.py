@@ -221,18 +221,21 @@ def decode(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
     return {k: json.loads(params[k]) if k in grid else params[k] for k in space.keys if k in params}
 
 
-def take_slot(storage: Any, name: str, space: SearchSpace) -> Any:
+def take_slot(storage: Any, name: str, space: SearchSpace,
+              last: dict[str, Any] | None = None) -> Any:
     """Take one waiting slot (RUNNING now, for this worker only) with its values; None if none.
 
     The database moves a trial from WAITING to RUNNING for one caller only; the tpe values
     are drawn now, from every trial finished or running (constant liar), with a seed of the
-    sweep's seed and the slot, so one worker alone repeats the same search.
+    sweep's seed and the slot, so one worker alone repeats the same search. Grid and random
+    slots are taken in the order `shape_order` gives after this worker's `last` values.
     """
     import optuna
 
     study = optuna.load_study(study_name=name, storage=storage, sampler=_quiet_sampler())
     # Not `ask`: it makes a new trial when none waits, past the sweep's count.
-    trial_id = _pop_waiting(storage, storage.get_study_id_from_name(name))
+    trial_id = _pop_waiting(storage, storage.get_study_id_from_name(name),
+                            lambda trials: shape_order(space, trials, last))
     if trial_id is None:
         return None
     study.get_trials(deepcopy=False)  # so the study's cache knows the trial taken
@@ -249,8 +252,48 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pop_waiting(storage: Any, study_id: int) -> int | None:
+# Keys a trial's network does not hold as constants: trials that differ only in these train
+# in one kept model, with its compiled functions (`train.warm`).
+SHAPE_FREE = ("training.learning_rate", "training.epochs")
+
+
+def shape_order(space: SearchSpace, trials: dict[str, list[Any]],
+                last: dict[str, Any] | None) -> list[Any]:
+    """The waiting trials, those a worker should take first first.
+
+    First the ones of the shape this worker trained `last` (it kept that model), then the
+    ones of a shape no worker is training now (another worker may take the rest of that
+    shape), then the others; in slot order within each.
+
+    Args:
+        trials: `{"waiting": [...], "running": [...]}` frozen trials.
+    """
+    def shape(trial: Any) -> tuple | None:
+        fixed = trial.system_attrs.get("fixed_params")
+        if not fixed:
+            return None  # tpe: drawn when taken
+        values = decode(space, fixed)
+        return tuple(sorted((k, json.dumps(v)) for k, v in values.items() if k not in SHAPE_FREE))
+
+    mine = None if last is None else tuple(sorted(
+        (k, json.dumps(v)) for k, v in last.items() if k not in SHAPE_FREE))
+    busy = {shape(t) for t in trials["running"]}
+
+    def rank(trial: Any) -> int:
+        here = shape(trial)
+        if here is None:
+            return 2
+        return 0 if here == mine else 1 if here not in busy else 2
+
+    return sorted(trials["waiting"], key=rank)
+
+
+def _pop_waiting(storage: Any, study_id: int, order: Any) -> int | None:
     """Move one waiting trial to RUNNING; its id, or None when none waits.
+
+    Args:
+        order: `{"waiting": [...], "running": [...]}` -> the waiting trials in the order to
+            try them.
 
     One conditional UPDATE, so that exactly one worker gets each trial on SQLite as well:
     Optuna's own pop reads, then writes, and SQLite lets two processes read the same
@@ -263,7 +306,9 @@ def _pop_waiting(storage: Any, study_id: int) -> int | None:
 
     state = optuna.trial.TrialState
     table = models.TrialModel.__table__
-    for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(state.WAITING,)):
+    trials = {name: storage.get_all_trials(study_id, deepcopy=False, states=(kind,))
+              for name, kind in (("waiting", state.WAITING), ("running", state.RUNNING))}
+    for waiting in order(trials):
         now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)  # Optuna: naive UTC
         with storage.engine.begin() as conn:
             taken = conn.execute(

@@ -96,11 +96,13 @@ def work(job: SweepJob, progress: TrialProgress | None = None, storage: Any = No
         storage = st.open_storage(job.url)
     with st.reaching(job.url):
         study = optuna.load_study(study_name=job.study, storage=storage)
+        last = None  # this worker's last trial's values: the next one of its shape goes first
         while not _stop_requested:
             st.fail_stale(study)
-            taken = st.take_slot(storage, job.study, job)
+            taken = st.take_slot(storage, job.study, job, last)
             if taken is not None:
                 trial_study, trial, slot = taken
+                last = st.decode(job, trial.params)
                 _train_slot(job, storage, trial_study, trial, slot, progress, pictures)
             elif sum(st.unfinished(study)) == 0:
                 return
