@@ -93,10 +93,10 @@ def test_a_run_in_the_kept_model_equals_a_fresh_run(tmp_path, warm, monkeypatch,
     other = config_file(tmp_path, "other", learning_rate=0.2, epochs=9)  # same shape
     first = train(load_config(other), tmp_path / "warm")
     (kept,) = warm._kept.values()
-    steps = _StepFunctions._made[kept]
+    steps = getattr(kept, _StepFunctions.KEPT_AS)
     again = train(load_config(target), tmp_path / "warm")
     assert warm._kept == {next(iter(warm._kept)): kept}  # trained in the same model
-    assert _StepFunctions._made[kept] is steps
+    assert getattr(kept, _StepFunctions.KEPT_AS) is steps
     assert steps.train_epoch.experimental_get_tracing_count() == 1  # traced once for both runs
     assert len(steps.loops) == (0 if shape == "plateau" else 1)
     assert_same(files(again.run_dir), fresh)
@@ -129,3 +129,17 @@ def test_a_decaying_schedule_keeps_the_rate_in_the_shape(tmp_path):
         "s2", learning_rate=0.02, lr_schedule=schedule)
     assert key("c1", learning_rate=0.01) == key("c2", learning_rate=0.02, epochs=50)
     assert key("c3", learning_rate=0.01) != key("c4", learning_rate=0.01, batch_size=16)
+
+
+def test_a_model_no_run_keeps_is_freed_with_its_compiled_functions(tmp_path, warm):
+    import gc
+    import weakref
+
+    warm.ENABLED = True
+    train(load_config(config_file(tmp_path, "a")), tmp_path / "runs")
+    (first,) = warm._kept.values()
+    gone = weakref.ref(first)
+    del first
+    warm.forget()  # as when a run of another shape takes its place
+    gc.collect()
+    assert gone() is None

@@ -11,7 +11,6 @@ exactly as with `fit`.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -134,14 +133,16 @@ class _StepFunctions:
     """
 
     autograph = False
-    _made: weakref.WeakKeyDictionary[keras.Model, _StepFunctions] = weakref.WeakKeyDictionary()
+    # The model's attribute that keeps them: they go when the model goes.
+    KEPT_AS = "_dlrecap_steps"
 
     @classmethod
     def of(cls, model: keras.Model, head: Head, batch_size: int, seed: int) -> _StepFunctions:
         """The model's functions made before for this batch size and seed, or new ones."""
-        made = cls._made.get(model)
-        if made is None or (made.batch_size, made.seed) != (batch_size, seed) or type(made) is not cls:
-            made = cls._made[model] = cls(model, head, batch_size, seed)
+        made = getattr(model, cls.KEPT_AS, None)
+        if type(made) is not cls or (made.batch_size, made.seed) != (batch_size, seed):
+            made = cls(model, head, batch_size, seed)
+            setattr(model, cls.KEPT_AS, made)
         return made
 
     def __init__(self, model: keras.Model, head: Head, batch_size: int, seed: int):
