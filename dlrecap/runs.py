@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import errno
 import fcntl
+import io
 import json
 import os
 import re
@@ -215,8 +216,11 @@ def read_history(run_dir: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
     try:
+        # Read whole, then parsed: a file rewritten meanwhile (by hand, without training's
+        # atomic writes) cannot give a header from one version and rows from another.
         with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+            text = f.read()
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise RunError(f"{path}: unreadable ({exc})") from None
     history = []
