@@ -143,3 +143,19 @@ def test_a_model_no_run_keeps_is_freed_with_its_compiled_functions(tmp_path, war
     warm.forget()  # as when a run of another shape takes its place
     gc.collect()
     assert gone() is None
+
+
+def test_a_kept_model_gets_a_compiled_loop_per_stopping_rule():
+    # The rule's numbers are constants of the loop: runs of one network whose targets are
+    # scaled differently (another factor) must not share it.
+    from types import SimpleNamespace
+
+    from dlrecap.train.chunks import StopRule, epoch_chunks
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    steps = SimpleNamespace(model=model, loops={})
+    rules = [StopRule(column=1, factor=factor, min_delta=0.0, maximize=False, patience=3,
+                      keep_weights=True) for factor in (1.0, 10.0, 1.0)]
+    loops = [epoch_chunks(steps, rule, [])[0] for rule in rules]
+    assert loops[0] is not loops[1] and loops[1].rule.factor == 10.0
+    assert loops[2] is loops[0]  # the same rule again: the loop already made
