@@ -328,7 +328,7 @@ def score(head: Head, outputs: Array, y: Array, penalty: float = 0.0,
     counted = (class_scores(head.metrics, pred, class_indices(y), labels)
                if any(name in CLASS_METRICS for name in head.metrics) else {})
     for name in head.metrics:
-        out[name] = counted[name] if name in CLASS_METRICS else _metric(name, head, y, pred)
+        out[name] = counted[name] if name in CLASS_METRICS else metric(name, head, y, pred)
     return {**out, **counted}
 
 
@@ -353,7 +353,8 @@ def _loss(loss: str, y: Array, pred: Array) -> Array:
     raise Unsupported(f"loss {loss}")
 
 
-def _metric(name: str, head: Head, y: Array, pred: Array) -> float:
+def metric(name: str, head: Head, y: Array, pred: Array) -> float:
+    """Metric `name` (accuracy, mae, mse or rmse) of outputs `pred` against encoded targets `y`."""
     if name == "accuracy":
         if head.one_hot:
             hits = pred.argmax(axis=-1) == y.argmax(axis=-1)

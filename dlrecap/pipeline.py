@@ -117,7 +117,7 @@ def train(
             splits, head = load_data(loaded, saved_rows(resume) if resume is not None else rows)
             scale = scale_target(config, splits)
             device_label, cluster = prepare_device(loaded, runs_dir, device, deterministic, warn)
-            engine = pick_engine(loaded, head, splits, cluster)
+            engine = pick_engine(loaded, head, splits, cluster, device_label)
             model = build_model(config, splits, head, engine, cluster, warm=resume is None)
             kept = output_model(model, scale, cluster)  # what model.keras holds: target units
             state, best_weights = restore_checkpoint(model, resume)
@@ -215,14 +215,16 @@ def prepare_device(loaded: LoadedConfig, runs_dir: Path, device: str, determinis
     return device_label, cluster
 
 
-def pick_engine(loaded: LoadedConfig, head: Head, splits: Splits, cluster: Cluster) -> Engine:
+def pick_engine(loaded: LoadedConfig, head: Head, splits: Splits, cluster: Cluster,
+                device_label: str = "cpu") -> Engine:
     """The engine `training.engine` asks for, or the fastest one that can train this job."""
     from dlrecap.train import engines
 
     training = loaded.config.training
     with _located(loaded):
         return engines.pick_engine(training.engine, head, splits.x_train,
-                                   tensorboard=training.tensorboard, distribute=cluster.mode)
+                                   tensorboard=training.tensorboard, distribute=cluster.mode,
+                                   config=loaded.config, on_gpu=device_label.startswith("gpu"))
 
 
 def build_model(config: Config, splits: Splits, head: Head, engine: Engine,

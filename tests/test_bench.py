@@ -160,7 +160,7 @@ def test_quick_run_of_the_scikit_learn_baseline(tmp_path):
 @pytest.mark.slow
 def test_quick_run_of_every_contender(tmp_path):
     stdout, _ = _quick(tmp_path, "--only", "W1")
-    for label in ("dlrecap (fast engine)", "plain Keras fit", "scikit-learn MLP"):
+    for label in ("dlrecap (numpy engine)", "plain Keras fit", "scikit-learn MLP"):
         assert f"| W1 | {label} |" in stdout
     assert "| W1 | training phase >= 10x faster than plain fit |" in stdout
 

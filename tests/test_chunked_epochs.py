@@ -29,7 +29,7 @@ BASE: dict[str, Any] = {
     "seed": 5,
     "data": {"dataset": "breast_cancer"},
     "model": {"layers": [8]},
-    "training": {"learning_rate": 0.01, "batch_size": 64, "epochs": 80},
+    "training": {"learning_rate": 0.01, "batch_size": 64, "epochs": 80, "engine": "fast"},
 }
 # Metrics that say nothing about the training itself, which may differ between the runs.
 TIMINGS = {"fit_s", "epochs_per_call", "created", "finished", "wall_s", "run_dir", "name"}

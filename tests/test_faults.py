@@ -363,7 +363,7 @@ def test_kill_9_then_resume_leaves_each_epoch_once_in_history_and_diagnostics(tm
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["keras", "fast"])
+@pytest.mark.parametrize("engine", ["keras", "fast", "numpy"])
 def test_a_resumed_run_ends_with_the_uninterrupted_test_loss(tmp_path, engine):
     whole = write_config(tmp_path / "whole", epochs=6, engine=engine)
     done = train(whole)

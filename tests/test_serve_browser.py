@@ -114,7 +114,8 @@ def png(path: Path) -> None:
 @pytest.mark.slow
 def test_a_live_run_updates_the_page_epoch_by_epoch(browser, tmp_path):
     stderr = tmp_path / "stderr"
-    settings = ["data.samples=2000", "training.batch_size=2", "training.epochs=60",
+    # About ten seconds of training: 6,000 steps per epoch.
+    settings = ["data.samples=20000", "training.batch_size=2", "training.epochs=60",
                 "training.early_stopping=null", 'expect={test_loss: "< 0"}']  # missed: exit 3
     with open(stderr, "w") as err:
         proc = subprocess.Popen(

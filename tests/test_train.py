@@ -43,7 +43,7 @@ def _history(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize("engine", ["fast", "keras"])
+@pytest.mark.parametrize("engine", ["numpy", "fast", "keras"])
 def test_early_stopping_restores_the_best_epoch(tmp_path, engine):
     path = _config(tmp_path, training={"epochs": 200, "learning_rate": 0.1, "engine": engine,
                                        "early_stopping": {"patience": 3}},
@@ -67,7 +67,7 @@ def test_engines_agree(tmp_path):
     # One batch of all training rows: the engines' shuffles differ, so mini-batches would
     # take different paths; a full batch makes every step the same, and the metrics too.
     scores, histories = {}, {}
-    for engine in ("fast", "keras"):
+    for engine in ("numpy", "fast", "keras"):
         path = _config(tmp_path, training={"engine": engine, "epochs": 100, "batch_size": 512})
         result = train(load_config(path), tmp_path / engine)
         scores[engine] = result.metrics
@@ -77,16 +77,18 @@ def test_engines_agree(tmp_path):
         histories[engine] = _history(result.run_dir)
         assert list(histories[engine][0]) == [
             "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
-    assert scores["fast_files"] == scores["keras_files"]
-    fast, keras_ = scores["fast"], scores["keras"]
-    assert fast["epochs_run"] == keras_["epochs_run"] == 100
-    for split in ("train", "validation", "test"):
-        for name, value in keras_[split].items():
-            assert fast[split][name] == pytest.approx(value, rel=1e-4, abs=1e-6), (split, name)
-    for mine, theirs in zip(histories["fast"], histories["keras"], strict=True):
-        assert {k: float(v) for k, v in mine.items()} == pytest.approx(
-            {k: float(v) for k, v in theirs.items()}, rel=1e-4, abs=1e-6)
-    assert fast["test"]["accuracy"] > 0.85
+    assert scores["numpy_files"] == scores["fast_files"] == scores["keras_files"]
+    keras_ = scores["keras"]
+    for engine in ("numpy", "fast"):
+        mine = scores[engine]
+        assert mine["epochs_run"] == keras_["epochs_run"] == 100
+        for split in ("train", "validation", "test"):
+            for name, value in keras_[split].items():
+                assert mine[split][name] == pytest.approx(value, rel=1e-4, abs=1e-6), (engine, split, name)
+        for row, theirs in zip(histories[engine], histories["keras"], strict=True):
+            assert {k: float(v) for k, v in row.items()} == pytest.approx(
+                {k: float(v) for k, v in theirs.items()}, rel=1e-4, abs=1e-6)
+        assert mine["test"]["accuracy"] > 0.85
 
 
 def test_same_seed_same_metrics(tmp_path):
@@ -145,7 +147,7 @@ def test_regression_head_and_metrics(tmp_path):
                    model={"layers": [16, 16], "activation": "tanh"},
                    training={"epochs": 3, "metrics": ["mae", "rmse"]})
     m = train(load_config(path), tmp_path / "runs").metrics
-    assert m["task"] == "regression" and m["engine"] == "fast"
+    assert m["task"] == "regression" and m["engine"] == "numpy"  # auto, on the CPU
     assert set(m["test"]) == {"loss", "mae", "rmse"}
     assert m["test"]["rmse"] == pytest.approx(m["test"]["loss"] ** 0.5, rel=1e-4)
 
@@ -282,7 +284,7 @@ def test_the_expect_outcome_is_recorded(tmp_path):
 # --- regression targets in their own units ------------------------------------------------
 
 
-@pytest.mark.parametrize("engine", ["fast", "keras"])
+@pytest.mark.parametrize("engine", ["numpy", "fast", "keras"])
 def test_a_target_in_the_tens_of_thousands_is_learned_in_its_own_units(tmp_path, engine):
     write_prices(tmp_path / "prices.csv")
     path = tmp_path / "prices.yaml"

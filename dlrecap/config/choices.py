@@ -27,7 +27,7 @@ INITIALIZERS = (
 # Initializers whose spread the config may set (`mean`/`stddev` or `minval`/`maxval`).
 PARAMETRIC_INITIALIZERS = ("random_normal", "truncated_normal", "random_uniform")
 TASKS = ("auto", "binary", "multiclass", "regression")
-ENGINES = ("auto", "fast", "keras")
+ENGINES = ("auto", "numpy", "fast", "keras")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTES = ("auto", "none", "mirrored", "multi_worker")
 MISSING = ("error", "drop", "mean")

@@ -406,7 +406,8 @@ class TrainingConfig(Section):
         "weighted. Classification only."
     )
     engine: Annotated[str, OneOf(c.ENGINES, "engine")] = Field(
-        "auto", description="auto | fast (in-memory compiled loop) | keras (Model.fit)."
+        "auto", description="auto | numpy (small dense networks in NumPy, CPU) | fast "
+        "(in-memory compiled loop) | keras (Model.fit)."
     )
     precision: Annotated[str, OneOf(c.PRECISIONS, "precision")] = Field(
         "float32", description="float32 | mixed_float16 | mixed_bfloat16 (GPUs)."

@@ -143,13 +143,17 @@ def _train_slot(job: SweepJob, storage: Any, study: Any, trial: Any, slot: int,
 
 
 def init_worker(threads: int) -> None:
-    """Size TensorFlow's thread pools so that all jobs together use the cores once.
+    """Size TensorFlow's thread pools, and the BLAS library's that the NumPy engine's matrix
+    products use, so that all jobs together use the cores once.
 
     Args:
         threads: threads per pool for this process, e.g. cores // jobs.
     """
+    from threadpoolctl import threadpool_limits
+
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
+    threadpool_limits(threads, user_api="blas")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     signals.handle_for_good(_on_interrupt, (signal.SIGINT,))
     threading.Thread(target=_exit_with_parent, daemon=True).start()

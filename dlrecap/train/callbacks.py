@@ -122,8 +122,10 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
 class HistoryWriter(keras.callbacks.Callback):
     """Rewrites history.csv (atomically) after every epoch, so it is current at any crash.
 
-    When the fast engine trains several epochs per call, the file is rewritten once per
-    call, at its last epoch (`weights_current`); every epoch's row is still there.
+    When an engine trains epochs whose weights the model does not hold (`weights_current`),
+    the file is rewritten at the next epoch whose weights it holds (where checkpoints are
+    written), or `WRITE_EVERY_S` after the last write for a live view; every epoch's row is
+    still there.
 
     Args:
         run_dir: the run directory.
@@ -137,17 +139,24 @@ class HistoryWriter(keras.callbacks.Callback):
         # Rows may be replaced before training (a resume); the lines follow them lazily.
         self.rows: list[dict[str, float]] = []
         self._lines: list[str] = []  # formatted once: rewriting stays linear per epoch
+        self._written = -math.inf  # when the file was last written (time.monotonic)
 
     chunk_safe = True
+    WRITE_EVERY_S = 0.5
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         self.rows.append(row)
-        if weights_current(self.model):
-            self._lines += [runs.history_line(r, self.columns) for r in self.rows[len(self._lines):]]
-            runs.write_history(self.run_dir, self.columns, self._lines)
+        if weights_current(self.model) or time.monotonic() - self._written >= self.WRITE_EVERY_S:
+            self.flush()
         if self.progress:
             self.progress.epoch(epoch + 1, row)
+
+    def flush(self) -> None:
+        """Rewrite the file with every row so far."""
+        self._lines += [runs.history_line(r, self.columns) for r in self.rows[len(self._lines):]]
+        runs.write_history(self.run_dir, self.columns, self._lines)
+        self._written = time.monotonic()
 
 
 class TargetUnits(keras.callbacks.Callback):

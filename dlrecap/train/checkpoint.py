@@ -188,8 +188,13 @@ class Checkpointer(keras.callbacks.Callback):
             return  # the fast engine's call ran on: saved, or stopped, at its last epoch
         if self.stop.requested:
             self.model.stop_training = True
-        if self.stop.requested or time.monotonic() - self.last_save >= self.interval:
+        if self.due():
             self.save(epoch + 1)
+
+    def due(self) -> bool:
+        """Whether the next epoch whose weights the model holds is saved: a stop was asked
+        for, or the last checkpoint is `interval` seconds old."""
+        return bool(self.stop.requested) or time.monotonic() - self.last_save >= self.interval
 
     def save(self, epochs_done: int) -> None:
         """Write the checkpoint after `epochs_done` epochs; an OSError names its folder."""

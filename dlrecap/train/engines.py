@@ -71,10 +71,11 @@ class Engine(Protocol):
 
 
 def pick_engine(requested: str, head: Head, x: Any, *, tensorboard: bool = False,
-                distribute: str = "none") -> Engine:
+                distribute: str = "none", config: Any = None, on_gpu: bool = False) -> Engine:
     """The engine for `training.engine: requested` under `distribute`.
 
-    On one device: the fast engine when it can, else Keras `fit`. Under `mirrored` or
+    On one device: the NumPy engine when it can (given the `config`; never on a GPU,
+    `on_gpu`), else the fast engine when it can, else Keras `fit`. Under `mirrored` or
     `multi_worker`: the fast engine's loop with each batch split among the replicas
     (`DistributedEngine`) when it can, else Keras `fit` under `mirrored`; under
     `multi_worker` that is an error, as Keras 3 `fit` does not work there (keras#20585).
@@ -85,6 +86,16 @@ def pick_engine(requested: str, head: Head, x: Any, *, tensorboard: bool = False
     from dlrecap.train.distributed import DistributedEngine
     from dlrecap.train.fast_engine import FastEngine
     from dlrecap.train.keras_engine import KerasEngine
+    from dlrecap.train.numpy_engine import NumpyEngine, why_not
+
+    if requested in ("auto", "numpy") and config is not None:
+        why = why_not(config, head, x, on_gpu) if distribute == "none" else \
+            f"training.distribute is {distribute}"
+        if why is None:
+            return NumpyEngine()
+        if requested == "numpy":
+            raise ConfigError(f"the numpy engine cannot train this config: {why}",
+                              key="training.engine", fix="use auto or fast")
 
     fast = DistributedEngine() if distribute in ("mirrored", "multi_worker") else FastEngine()
     keras_fit = KerasEngine()

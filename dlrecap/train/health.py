@@ -75,6 +75,9 @@ class HealthMonitor(keras.callbacks.Callback):
     # It probes at `reads_weights` epochs only: where the model is current, or inside the
     # engine's call (`graph_probe`).
     chunk_safe = True
+    # Set by an engine that walks the model as a plain stack of Dense layers itself and
+    # hands over the probe's values (`probed`): the check on a few rows is then not needed.
+    stack_checked = False
 
     def __init__(
         self,
@@ -125,7 +128,7 @@ class HealthMonitor(keras.callbacks.Callback):
             return
         self._layers = _dense_layers(self.model)
         self._stack = _Stack.of(self.model, self._layers)
-        if not self._layers or not self._is_plain_stack():
+        if not self._layers or not (self.stack_checked or self._is_plain_stack()):
             self._warn("model", "stack", "diagnostics skipped: the model is not a plain stack "
                        "of Dense layers")
             return

@@ -1,0 +1,101 @@
+"""Keras' SGD and Adam steps, written out in NumPy over one vector of weights.
+
+Each reads its state (step count, momenta) from the model's Keras optimizer and writes it
+back, so checkpoints and model.keras hold the same state whichever engine trained. The
+formulas and their order are Keras' (`keras.optimizers.SGD.update_step`,
+`keras.optimizers.Adam.update_step`), in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dlrecap.train.callbacks import inner_optimizer
+
+F32 = np.float32
+# The optimizers written out here, by Keras class name.
+SUPPORTED = ("SGD", "Adam")
+
+
+def _flat(slots: list[Any], parts: list[slice], size: int) -> np.ndarray:
+    out = np.zeros(size, F32)
+    for slot, part in zip(slots, parts, strict=True):
+        out[part] = np.asarray(slot.numpy(), F32).reshape(-1)
+    return out
+
+
+def _store(slots: list[Any], parts: list[slice], values: np.ndarray) -> None:
+    for slot, part in zip(slots, parts, strict=True):
+        slot.assign(values[part].reshape(tuple(slot.shape)))
+
+
+class NumpyOptimizer:
+    """The state and step of a Keras optimizer over one weight vector.
+
+    Args:
+        optimizer: the model's Keras optimizer, built for `model.trainable_variables`.
+        parts: each trainable variable's slice of the weight vector, in that order.
+        size: the weight vector's length.
+    """
+
+    def __init__(self, optimizer: Any, parts: list[slice], size: int):
+        self.keras = inner_optimizer(optimizer)
+        self.parts, self.size = parts, size
+        self.iterations = int(self.keras.iterations.numpy())
+        kind = type(self.keras).__name__
+        if kind == "Adam":
+            self.slots = [list(self.keras._momentums), list(self.keras._velocities)]
+            self.beta_1, self.beta_2 = F32(self.keras.beta_1), F32(self.keras.beta_2)
+            self.epsilon = F32(self.keras.epsilon)
+            self.keep_1, self.keep_2 = F32(1) - self.beta_1, F32(1) - self.beta_2
+        else:
+            self.momentum = F32(self.keras.momentum)
+            self.slots = [list(self.keras.momentums)] if self.momentum else []
+        self.state = [_flat(slots, parts, size) for slots in self.slots]
+        self._scratch, self._step = np.zeros(size, F32), np.zeros(size, F32)
+        self.kind = kind
+
+    def learning_rate(self) -> F32:
+        """The rate now (`reduce_on_plateau` may have lowered it between epochs)."""
+        return F32(self.keras.learning_rate.numpy())
+
+    def step(self, weights: np.ndarray, grad: np.ndarray, lr: F32) -> None:
+        """One update of `weights` in place from `grad`."""
+        if self.kind == "Adam":
+            self._adam(weights, grad, lr)
+        elif self.momentum:
+            (m,) = self.state
+            m *= self.momentum
+            np.multiply(grad, lr, out=self._scratch)
+            m -= self._scratch
+            weights += m
+        else:
+            np.multiply(grad, lr, out=self._scratch)
+            weights -= self._scratch
+        self.iterations += 1
+
+    def _adam(self, weights: np.ndarray, grad: np.ndarray, lr: F32) -> None:
+        m, v = self.state
+        scratch, step = self._scratch, self._step
+        t = F32(self.iterations + 1)
+        alpha = lr * np.sqrt(F32(1) - self.beta_2 ** t) / (F32(1) - self.beta_1 ** t)
+        np.subtract(grad, m, out=scratch)
+        scratch *= self.keep_1
+        m += scratch
+        np.square(grad, out=scratch)
+        scratch -= v
+        scratch *= self.keep_2
+        v += scratch
+        np.sqrt(v, out=scratch)
+        scratch += self.epsilon
+        np.multiply(m, alpha, out=step)
+        step /= scratch
+        weights -= step
+
+    def write(self) -> None:
+        """Give the Keras optimizer this step count and these momenta."""
+        self.keras.iterations.assign(self.iterations)
+        for slots, values in zip(self.slots, self.state, strict=True):
+            _store(slots, self.parts, values)
