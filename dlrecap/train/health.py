@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import keras
 import numpy as np
 
 from dlrecap import runs
+from dlrecap.train.callbacks import weights_current
 from dlrecap.vocab import SATURATED_ROWS, SATURATION_MARGIN
 
 MAX_ROWS = 256
@@ -59,8 +61,9 @@ class HealthMonitor(keras.callbacks.Callback):
         keep_until: a resumed run's epoch (its checkpoint's): keep the rows already in
             `path` up to it and drop later ones, which the run trains again.
 
-    The file is rewritten atomically after each probe, so that a crash at any moment leaves
-    a whole file.
+    The file is rewritten atomically after a probe (at most every `WRITE_EVERY_S` between
+    epochs whose weights the model does not hold), so that a crash at any moment leaves a
+    whole file.
 
     Example:
 
@@ -75,6 +78,7 @@ class HealthMonitor(keras.callbacks.Callback):
     # It probes at `reads_weights` epochs only: where the model is current, or inside the
     # engine's call (`graph_probe`).
     chunk_safe = True
+    WRITE_EVERY_S = 0.5
     # Set by an engine that walks the model as a plain stack of Dense layers itself and
     # hands over the probe's values (`probed`): the check on a few rows is then not needed.
     stack_checked = False
@@ -115,6 +119,8 @@ class HealthMonitor(keras.callbacks.Callback):
         # history.csv's way: each row formatted once, the file rewritten whole after a probe.
         self._lines = _kept_lines(self.path, math.inf if append else keep_until)
         self._stale = not append and self.path.is_file()  # rows to drop before training
+        self._written = -math.inf  # when the file was last written (time.monotonic)
+        self._pending = False  # rows not in the file yet
 
     # --- the callback interface ---------------------------------------------------------
 
@@ -291,8 +297,21 @@ class HealthMonitor(keras.callbacks.Callback):
             self.on_warning(text)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
+        """Add `rows` to the file: rewritten now where the model holds its epoch's weights
+        (checkpoints are written there), else at most every `WRITE_EVERY_S`."""
         self._lines += [",".join(_cell(r[c]) for c in COLUMNS) for r in rows]
+        self._pending = True
+        if weights_current(self.model) or time.monotonic() - self._written >= self.WRITE_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Rewrite the file with every row so far."""
         runs.write_text(self.path, "\n".join([",".join(COLUMNS), *self._lines]) + "\n")
+        self._written, self._pending = time.monotonic(), False
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._pending:
+            self.flush()
 
 
 def _kept_lines(path: Path, until: float) -> list[str]:

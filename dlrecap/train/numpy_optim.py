@@ -8,6 +8,7 @@ formulas and their order are Keras' (`keras.optimizers.SGD.update_step`,
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -79,8 +80,9 @@ class NumpyOptimizer:
     def _adam(self, weights: np.ndarray, grad: np.ndarray, lr: F32) -> None:
         m, v = self.state
         scratch, step = self._scratch, self._step
-        t = F32(self.iterations + 1)
-        alpha = lr * np.sqrt(F32(1) - self.beta_2 ** t) / (F32(1) - self.beta_1 ** t)
+        # In Python floats, cheaper than NumPy scalars per step; the betas are Keras' float32s.
+        t = self.iterations + 1
+        alpha = F32(float(lr) * math.sqrt(1 - float(self.beta_2) ** t) / (1 - float(self.beta_1) ** t))
         np.subtract(grad, m, out=scratch)
         scratch *= self.keep_1
         m += scratch
