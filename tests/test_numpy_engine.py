@@ -305,3 +305,16 @@ def test_gradients_equal_finite_differences_with_dropout_and_penalties(activatio
             continue
         assert grad[i] == pytest.approx((right + left) / 2, rel=0.03, abs=3e-3), i
     assert kinks <= 5
+
+
+def test_asking_for_numpy_where_it_cannot_train_is_a_config_error_at_the_key(tmp_path):
+    from helpers import invoke
+
+    path = tmp_path / "bn.yaml"
+    path.write_text("seed: 0\ndata:\n  dataset: xor\nmodel:\n  layers: [4]\n  batch_norm: true\n"
+                    "training:\n  engine: numpy\n  epochs: 2\n")
+    result = invoke("train", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 2
+    assert (f"{path}:8:11: training.engine: the numpy engine cannot train this config: "
+            "batch normalization") in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
