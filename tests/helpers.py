@@ -30,6 +30,31 @@ training: {learning_rate: 0.05, batch_size: 16, epochs: 6}
 ENV = {"NO_COLOR": "1", "COLUMNS": "120"}
 
 
+def whole_and_resumed(path: Path, folder: Path, stop_after: int) -> tuple[Any, Any]:
+    """The config at `path` trained whole, and trained again with Ctrl-C pressed after epoch
+    `stop_after`, then resumed: the two `TrainResult`s."""
+    from dlrecap.config.load import load_config
+    from dlrecap.errors import Interrupted
+    from dlrecap.pipeline import train
+
+    whole = train(load_config(path), folder / "whole")
+    with pytest.raises(Interrupted):
+        train(load_config(path), folder / "cut", progress=CtrlCAfter(stop_after))
+    (cut,) = (folder / "cut").iterdir()
+    return whole, train(load_config(path), folder / "cut", resume=cut)
+
+
+def config_over(base: dict[str, Any], path: Path, data: dict | None = None,
+                model: dict | None = None, **training: Any) -> Path:
+    """Write `base` with its `data`, `model` and `training` keys updated to `path` (YAML)."""
+    config = json.loads(json.dumps(base))
+    config["data"].update(data or {})
+    config["model"].update(model or {})
+    config["training"].update(training)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def invoke(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Any:
     """Run `dlrecap ARGS` in this process; stdout and stderr come back separately.
 

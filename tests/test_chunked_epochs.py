@@ -8,19 +8,17 @@ scores and the saved weights.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from dlrecap.config.load import load_config
-from dlrecap.errors import Interrupted, TrainingError
+from dlrecap.errors import TrainingError
 from dlrecap.pipeline import train
 
-from helpers import CtrlCAfter
+from helpers import config_over, whole_and_resumed
 
 keras = pytest.importorskip("keras")
 
@@ -45,13 +43,7 @@ def long_calls(monkeypatch):
 
 def write_config(tmp_path: Path, data: dict | None = None, model: dict | None = None,
                  **training: Any) -> Path:
-    config = json.loads(json.dumps(BASE))
-    config["data"].update(data or {})
-    config["model"].update(model or {})
-    config["training"].update(training)
-    path = tmp_path / "chunks.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return config_over(BASE, tmp_path / "chunks.yaml", data, model, **training)
 
 
 def train_both(tmp_path: Path, monkeypatch, path: Path) -> dict[bool, Any]:
@@ -215,11 +207,7 @@ def test_an_interrupted_and_resumed_run_ends_as_an_uninterrupted_one(tmp_path, m
     path = write_config(tmp_path, data={"dataset": "moons", "samples": 300, "noise": 0.2},
                         model={"layers": [16], "dropout": 0.1}, epochs=120, batch_size=32,
                         early_stopping={"patience": 200})
-    whole = train(load_config(path), tmp_path / "whole")
-    with pytest.raises(Interrupted):
-        train(load_config(path), tmp_path / "cut", progress=CtrlCAfter(7))
-    (cut,) = (tmp_path / "cut").iterdir()
-    resumed = train(load_config(path), tmp_path / "cut", resume=cut)
+    whole, resumed = whole_and_resumed(path, tmp_path, stop_after=7)
     assert 7 <= resumed.metrics["resumed_from_epoch"] < 120
     assert history_text(resumed.run_dir) == history_text(whole.run_dir)
     assert resumed.metrics["best_epoch"] == whole.metrics["best_epoch"]

@@ -21,6 +21,8 @@ from dlrecap.config.load import load_config
 from dlrecap.errors import ConfigError
 from dlrecap.pipeline import train
 
+from helpers import config_over, whole_and_resumed
+
 keras = pytest.importorskip("keras")
 
 BASE: dict[str, Any] = {
@@ -36,13 +38,7 @@ RTOL, ATOL = 2e-4, 2e-5
 
 def write_config(tmp_path: Path, data: dict | None = None, model: dict | None = None,
                  **training: Any) -> Path:
-    config = json.loads(json.dumps(BASE))
-    config["data"].update(data or {})
-    config["model"].update(model or {})
-    config["training"].update(training)
-    path = tmp_path / "numpy.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return config_over(BASE, tmp_path / "numpy.yaml", data, model, **training)
 
 
 def train_both(tmp_path: Path, path: Path) -> dict[str, Any]:
@@ -181,16 +177,8 @@ def head_of(run_dir: Path) -> Any:
 def test_a_resumed_run_trains_as_an_uninterrupted_one(tmp_path):
     """Shuffle and dropout come from (seed, epoch), and the optimizer's state goes through
     the checkpoint: stopped after epoch 2 and resumed, the run is the one never stopped."""
-    from dlrecap.errors import Interrupted
-
-    from helpers import CtrlCAfter
-
     path = write_config(tmp_path, model={"layers": [16], "dropout": 0.3}, epochs=5)
-    whole = train(load_config(path), tmp_path / "whole")
-    with pytest.raises(Interrupted):
-        train(load_config(path), tmp_path / "cut", progress=CtrlCAfter(2))
-    (cut,) = (tmp_path / "cut").iterdir()
-    resumed = train(load_config(path), tmp_path / "cut", resume=cut)
+    whole, resumed = whole_and_resumed(path, tmp_path, stop_after=2)
     assert 2 <= resumed.metrics["resumed_from_epoch"] < 5
     assert (resumed.run_dir / "history.csv").read_text() == (whole.run_dir / "history.csv").read_text()
     for a, b in zip(weights(resumed.run_dir), weights(whole.run_dir), strict=True):

@@ -10,12 +10,14 @@ engine would draw, and hands the weights back: without dropout both engines trai
 run (to float32 rounding), and model.keras, checkpoints, resuming and every callback work
 as with the other engines.
 
-Callbacks run once per epoch. The Keras model holds the epoch's weights only where one
-needs them (`callbacks.weights_current`): at epochs a callback reads them
-(`reads_weights`), when a checkpoint is due, and at the last epoch; the engine computes the
-health probes and boundary frames itself (their `probed` values) and keeps early stopping's
-best weights, as the fast engine's compiled loop does. Each epoch's shuffle and dropout
-masks come from `(seed, epoch)`, so a resumed run trains as an uninterrupted one would.
+Callbacks run once per epoch. Copying the weights into the Keras model costs more than a
+small epoch, so the model holds the epoch's weights only where a callback needs them
+(`callbacks.weights_current`): at epochs another callback reads them (`reads_weights`),
+when a checkpoint is due or a stop is asked for, where early stopping may stop, and at the
+last epoch. The engine computes the health probes and boundary frames itself (their
+`probed` values) and keeps early stopping's best weights, as the fast engine's compiled
+loop does. Each epoch's shuffle and dropout masks come from `(seed, epoch)`, so a resumed
+run trains as an uninterrupted one would.
 
 It trains what `why_not` lets through: numeric inputs, Dense layers with linear, relu,
 tanh or sigmoid units, dropout, L1/L2, a sigmoid, softmax or linear output with its
@@ -282,7 +284,6 @@ class _Loop:
             outputs = net.outputs(logits)
         logs = {"loss": float(loss), LEARNING_RATE: float(lr)}
         return {**logs, **{m: metric(m, self.head, y, outputs) for m in self.head.metrics}}
-
 
     # --- what the callbacks see -----------------------------------------------------------
 

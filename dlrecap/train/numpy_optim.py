@@ -16,8 +16,6 @@ import numpy as np
 from dlrecap.train.callbacks import inner_optimizer
 
 F32 = np.float32
-# The optimizers written out here, by Keras class name.
-SUPPORTED = ("SGD", "Adam")
 
 
 def _flat(slots: list[Any], parts: list[slice], size: int) -> np.ndarray:
