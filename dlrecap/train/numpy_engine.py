@@ -102,7 +102,8 @@ class NumpyEngine(FastEngine):
         # Small data is standardized once, large data a batch at a time (no second copy).
         scaled = net.standardize(x) if x.nbytes <= PRESCALED_BYTES else None
         weight = _row_weights(head, train[1])
-        val = (validation[0], _targets(head, validation[1])) if validation is not None else None
+        val = ((net.standardize(validation[0]), _targets(head, validation[1]))
+               if validation is not None else None)
         hooks = keras.callbacks.CallbackList(callbacks, model=model)
         model.stop_training = False
         self.epochs_per_call = None
@@ -116,7 +117,7 @@ class NumpyEngine(FastEngine):
             order, rng = orders.of(epoch)
             logs = loop.train_epoch(x, scaled, y, weight, training.batch_size, order, rng)
             if val is not None and np.isfinite(logs["loss"]):
-                scores = score(loop.net, head, *val)
+                scores = score(loop.net, head, *val, standardized=True)
                 logs.update({VALIDATION_PREFIX + k: v for k, v in scores.items()})
             loop.end_epoch(hooks, epoch, logs, last=epoch == training.epochs - 1)
             if model.stop_training:
@@ -145,8 +146,11 @@ def epoch_order(seed: int, epoch: int, rows: int) -> tuple[np.ndarray, np.random
     """
     import tensorflow as tf
 
-    order = tf.random.experimental.stateless_shuffle(
-        _row_numbers(rows), seed=tf.constant([seed, epoch], tf.int64))
+    # What tf.random.experimental.stateless_shuffle(rows, seed) runs, without its Python
+    # layers (a third of its time here).
+    key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=np.array([seed, epoch], np.int64))
+    order = tf.raw_ops.StatelessShuffle(value=_row_numbers(rows), key=key, counter=counter,
+                                        alg=tf.random.Algorithm.AUTO_SELECT.value)
     return order.numpy(), np.random.default_rng([seed, epoch])
 
 
@@ -176,19 +180,21 @@ class _Orders:
         return self.ahead.pop(epoch)
 
 
-def score(net: DenseStack, head: Head, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Loss and metrics of rows `x` in inference mode, as the fast engine's `evaluate`."""
+def score(net: DenseStack, head: Head, x: np.ndarray, y: np.ndarray,
+          standardized: bool = False) -> dict[str, float]:
+    """Loss and metrics of rows `x` (`standardized` already or not) in inference mode, as the
+    fast engine's `evaluate`."""
     with np.errstate(all="ignore"):
-        logits = logits_of(net, x)
+        logits = logits_of(net, x, standardized)
         loss = float(net.row_losses(logits, y).mean(dtype=np.float64) + net.penalty())
         outputs = net.outputs(logits)
     return {"loss": loss, **{m: metric(m, head, y, outputs) for m in head.metrics}}
 
 
-def logits_of(net: DenseStack, x: np.ndarray) -> np.ndarray:
+def logits_of(net: DenseStack, x: np.ndarray, standardized: bool = False) -> np.ndarray:
     """The network's logits for rows `x` (inference mode), `EVAL_BATCH` rows at a time."""
-    parts = [net.forward(net.standardize(x[i:i + EVAL_BATCH]), None)[2]
-             for i in range(0, len(x), EVAL_BATCH)]
+    scale = (lambda rows: rows) if standardized else net.standardize
+    parts = [net.forward(scale(x[i:i + EVAL_BATCH]), None)[2] for i in range(0, len(x), EVAL_BATCH)]
     return np.concatenate(parts) if parts else np.zeros((0, net.head.units), F32)
 
 
@@ -228,6 +234,7 @@ class _Loop:
         # What writes files lazily between the epochs whose weights the model holds.
         self.writers = [c for c in callbacks if isinstance(c, (HistoryWriter, HealthMonitor))]
         self.frames = [c for c in callbacks if isinstance(c, BoundaryFrames)]
+        self.grids: dict[int, np.ndarray] = {}
         self.health = [c for c in callbacks if isinstance(c, HealthMonitor)]
         for health in self.health:
             health.stack_checked = True  # `DenseStack.of` walked it
@@ -280,7 +287,7 @@ class _Loop:
                 losses = losses * weight
             seen = _rows_until_divergence(losses, batch)
             logits, y = logits[:seen], y[:seen]
-            loss = losses[:seen].mean(dtype=np.float64) + penalty / n
+            loss = np.add.reduce(losses[:seen], dtype=np.float64) / max(seen, 1) + penalty / n
             outputs = net.outputs(logits)
         logs = {"loss": float(loss), LEARNING_RATE: float(lr)}
         return {**logs, **{m: metric(m, self.head, y, outputs) for m in self.head.metrics}}
@@ -298,7 +305,9 @@ class _Loop:
             self.hand_back()
         stopper = self.stopper
         before = (stopper.best, stopper.best_epoch) if stopper is not None else None
-        setattr(self.model, STALE_WEIGHTS, not self.current)
+        stale = not self.current
+        if stale:  # (setting a model's attribute costs Keras' tracking: only when it changes)
+            setattr(self.model, STALE_WEIGHTS, True)
         try:
             with self.probed(epoch):
                 # Each callback directly: the list's own call would check every log value
@@ -306,7 +315,8 @@ class _Loop:
                 for callback in hooks.callbacks:
                     callback.on_epoch_end(epoch, logs)
         finally:
-            setattr(self.model, STALE_WEIGHTS, False)
+            if stale:
+                setattr(self.model, STALE_WEIGHTS, False)
         if (stopper is not None and not needed and stopper.restore_best_weights
                 and (stopper.best, stopper.best_epoch) != before):
             # The callback skipped reading the weights the model did not hold: kept here.
@@ -326,6 +336,12 @@ class _Loop:
             self.net.write()
             self.optimizer.write()
             self.current = True
+
+    def grid_of(self, frames: BoundaryFrames) -> np.ndarray:
+        """The frames' grid, standardized once."""
+        if id(frames) not in self.grids:
+            self.grids[id(frames)] = self.net.standardize(np.asarray(frames.grid, F32))
+        return self.grids[id(frames)]
 
     def probed_at_end(self) -> _Probed:
         """Sets the frames' last values: of the weights the model ends with, which early
@@ -378,8 +394,8 @@ class _Probed:
         loop, epoch = self.loop, self.epoch
         for frames in loop.frames:
             if epoch < 0 or frames.reads_weights(epoch):
-                grid = np.asarray(frames.grid, F32)
-                frames.probed = loop.net.outputs(logits_of(loop.net, grid))
+                grid = loop.grid_of(frames)
+                frames.probed = loop.net.outputs(logits_of(loop.net, grid, standardized=True))
         for health in loop.health if self.with_health else ():
             if epoch >= 0 and health.reads_weights(epoch):
                 health.probed = loop.health_values(health.x, health.y)

@@ -251,9 +251,10 @@ class DenseStack:
         """Each row's loss from its logits, in float32 as Keras computes it (a diverging
         regression overflows to inf as there)."""
         if self.kind == "linear":
-            return np.mean((z - y) ** 2, axis=-1)
-        if self.kind == "sigmoid":
-            return np.mean(np.logaddexp(0, z) - y * z, axis=-1)
+            squared = np.square(z - y)
+            return squared[:, 0] if squared.shape[1] == 1 else squared.mean(axis=-1)
+        if self.kind == "sigmoid":  # one unit
+            return (np.logaddexp(F32(0), z) - y * z)[:, 0]
         lse = np.logaddexp.reduce(z, axis=-1)
         return lse - z[np.arange(len(z)), y.reshape(-1).astype(np.intp)]
 
