@@ -17,8 +17,10 @@ import matplotlib.backends.backend_agg  # noqa: E402,F401
 import matplotlib.figure  # noqa: E402,F401
 import optuna.storages  # noqa: E402,F401
 import sklearn.model_selection  # noqa: E402,F401
+import threadpoolctl  # noqa: E402,F401
 
 import dlrecap.pipeline  # noqa: E402,F401
 import dlrecap.plots  # noqa: E402,F401
 import dlrecap.sweep.worker  # noqa: E402,F401
 import dlrecap.train.fast_engine  # noqa: E402,F401
+import dlrecap.train.numpy_engine  # noqa: E402,F401

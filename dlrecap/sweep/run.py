@@ -299,6 +299,7 @@ def _work_in_processes(job: SweepJob, plan: SweepPlan, study: Any, jobs: int,
     watch = _Watch(plan, study, progress)
     try:
         futures = [executor.submit(work, job) for _ in range(jobs)]
+        _ready_to_draw()
         while futures:
             done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
             with st.reaching(job.url):
@@ -316,6 +317,15 @@ def _work_in_processes(job: SweepJob, plan: SweepPlan, study: Any, jobs: int,
         executor.shutdown(wait=True, cancel_futures=True)
     with st.reaching(job.url):
         watch.poll()
+
+
+def _ready_to_draw() -> None:
+    """Import what sweep.png is drawn with while the workers start: this process waits for
+    them anyway, and would otherwise import it after the last trial (half a second)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
 
 
 def _worker_context() -> Any:
