@@ -320,13 +320,17 @@ def locked(run_dir: Path, *, wait_s: float = 1.0) -> Iterator[None]:
         deadline = time.monotonic() + wait_s  # readers hold it shared for a moment
         while not _try_lock(fd, fcntl.LOCK_EX):
             if time.monotonic() > deadline:
-                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+                lines = os.pread(fd, 200, 0).decode("utf-8", "replace").splitlines()
+                holder = lines[0].split() if lines else []
                 who = f"process {holder[1]} on {holder[0]}" if len(holder) == 2 else "another process"
                 raise RunError(f"{run_dir} is in use by {who}",
                                fix="wait for it to finish, or stop it first")
             time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{socket.gethostname()} {os.getpid()}\n".encode(), 0)
+        # Written before the old text is cut: a process reading it meanwhile finds a whole
+        # first line (this holder's or the last one's), never an empty file.
+        holder_line = f"{socket.gethostname()} {os.getpid()}\n".encode()
+        os.pwrite(fd, holder_line, 0)
+        os.ftruncate(fd, len(holder_line))
         yield
     finally:
         os.close(fd)  # closing releases the lock
