@@ -101,7 +101,7 @@ def test_same_seed_same_metrics(tmp_path):
     assert other["train"] != first["train"]
 
 
-@pytest.mark.parametrize("engine", ["fast", "keras"])
+@pytest.mark.parametrize("engine", ["numpy", "fast", "keras"])
 def test_divergence_fails_naming_the_epoch(tmp_path, engine):
     path = _config(tmp_path, data={"dataset": "linear", "samples": 100, "noise": 0.1},
                    model={"layers": [32, 32], "activation": "relu", "initializer":

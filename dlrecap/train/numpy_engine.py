@@ -244,6 +244,7 @@ class _Loop:
         self.always = len(stoppers) > 1 or not all(getattr(c, "chunk_safe", False)
                                                    for c in callbacks)
         self.current = True  # whether the Keras model holds the latest weights
+        self.before = net.weights.copy()  # the weights before this epoch
         # Only reduce_on_plateau changes the rate between epochs; reading it costs as much as
         # a small epoch.
         self.rate = optimizer.learning_rate()
@@ -260,6 +261,7 @@ class _Loop:
         `scaled`: the rows `x` standardized already, or None to standardize each batch."""
         net, optimizer = self.net, self.optimizer
         self.current = False
+        np.copyto(self.before, net.weights)  # put back if this epoch's loss is not finite
         n = len(x)
         # In the epoch's order: small data all at once (a batch is then a slice, cheaper
         # than gathering its rows), large data a batch at a time (no second copy).
@@ -297,6 +299,9 @@ class _Loop:
     def end_epoch(self, hooks: keras.callbacks.CallbackList, epoch: int, logs: dict[str, float],
                   last: bool) -> None:
         """Run the epoch's callbacks, with the model's weights current where they are read."""
+        if not np.isfinite(logs["loss"]):
+            # As the NaN guard does: the model keeps the last finite epoch's weights.
+            np.copyto(self.net.weights, self.before)
         needed = (self.always or last or not np.isfinite(logs["loss"])
                   or any(c.reads_weights(epoch) for c in self.readers)
                   or any(c.due() for c in self.checkpointers)
