@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--columns", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--engine", default="auto", choices=("auto", "fast", "keras"))
+    parser.add_argument("--engine", default="auto", choices=("auto", "numpy", "fast", "keras"))
     args = parser.parse_args()
     dlrecap = Path(sys.executable).parent / "dlrecap"
 

@@ -74,3 +74,26 @@ def test_history_writer_rewrites_the_file_after_every_epoch(tmp_path):
     assert read_history(tmp_path) == [{"epoch": 1, "loss": 0.5, "val_loss": 0.625}]
     writer.on_epoch_end(1, {"loss": 0.25})
     assert path.read_text() == "epoch,loss,val_loss\n1,0.5,0.625\n2,0.25,\n"
+
+
+def test_history_writer_waits_for_current_weights_or_half_a_second(tmp_path, monkeypatch):
+    """Between epochs whose weights the model does not hold, the file is rewritten at most
+    every WRITE_EVERY_S (a live view still moves), and at once at an epoch it does hold."""
+    from dlrecap.train import callbacks
+
+    clock = [100.0]
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    writer = HistoryWriter(tmp_path, ["epoch", "loss"])
+    writer.set_model(model)
+    setattr(model, callbacks.STALE_WEIGHTS, True)
+    writer.on_epoch_end(0, {"loss": 0.5})  # never written yet: written
+    writer.on_epoch_end(1, {"loss": 0.4})
+    assert [r["epoch"] for r in read_history(tmp_path)] == [1]
+    clock[0] += HistoryWriter.WRITE_EVERY_S
+    writer.on_epoch_end(2, {"loss": 0.3})
+    assert [r["epoch"] for r in read_history(tmp_path)] == [1, 2, 3]
+    writer.on_epoch_end(3, {"loss": 0.2})
+    setattr(model, callbacks.STALE_WEIGHTS, False)
+    writer.on_epoch_end(4, {"loss": 0.1})
+    assert [r["epoch"] for r in read_history(tmp_path)] == [1, 2, 3, 4, 5]

@@ -50,7 +50,9 @@ def train_both(tmp_path: Path, path: Path) -> dict[str, Any]:
         one = tmp_path / f"{engine}.yaml"
         one.write_text(yaml.safe_dump(config))
         results[engine] = train(load_config(one), tmp_path / f"runs-{engine}")
-        assert json.loads((results[engine].run_dir / "metrics.json").read_text())["engine"] == engine
+        recorded = json.loads((results[engine].run_dir / "metrics.json").read_text())
+        assert recorded["engine"] == engine
+        assert recorded["engine_reason"] == ("training.engine is numpy" if engine == "numpy" else None)
     return results
 
 
@@ -154,7 +156,7 @@ def test_dropout_is_inverted_and_drawn_from_the_seed(tmp_path):
     # The masks keep about half the units and scale them by 2, so the mean is kept.
     order, rng = numpy_engine.epoch_order(3, 0, 10)
     assert sorted(order) == list(range(10))
-    stack = numpy_engine.DenseStack.of(weights_model(first.run_dir), head_of(first.run_dir))
+    stack = numpy_engine.DenseStack.of(weights_model(first.run_dir), binary_head())
     x = np.ones((4000, stack.layers[0].kernel.shape[0]), np.float32)
     _, masks, _ = stack.forward(x, rng)
     mask = masks[0][1]
@@ -168,7 +170,7 @@ def weights_model(run_dir: Path) -> Any:
     return keras.saving.load_model(run_dir / "model.keras", compile=False)
 
 
-def head_of(run_dir: Path) -> Any:
+def binary_head() -> Any:
     from dlrecap.model import Head
 
     return Head(1, "sigmoid", "binary_crossentropy", False, ("accuracy",))
@@ -198,7 +200,7 @@ def test_what_it_cannot_train_goes_to_the_fast_engine(tmp_path, model, training,
     from dlrecap.train.numpy_engine import why_not
 
     config = load_config(write_config(tmp_path, model=model, **training)).config
-    head = head_of(tmp_path)
+    head = binary_head()
     if "metrics" in training:
         from dataclasses import replace
         head = replace(head, metrics=tuple(training["metrics"]))
@@ -215,11 +217,13 @@ def test_auto_picks_numpy_on_the_cpu_only(tmp_path):
 
     config = load_config(write_config(tmp_path)).config
     x = np.zeros((4, 30), np.float32)
-    assert pick_engine("auto", head_of(tmp_path), x, config=config).name == "numpy"
-    assert pick_engine("auto", head_of(tmp_path), x, config=config, on_gpu=True).name == "fast"
-    assert pick_engine("fast", head_of(tmp_path), x, config=config).name == "fast"
+    chosen = pick_engine("auto", binary_head(), x, config=config)
+    assert chosen.name == "numpy" and "NumPy trains it" in (chosen.reason or "")
+    assert pick_engine("numpy", binary_head(), x, config=config).reason == "training.engine is numpy"
+    assert pick_engine("auto", binary_head(), x, config=config, on_gpu=True).name == "fast"
+    assert pick_engine("fast", binary_head(), x, config=config).name == "fast"
     columns = {"a": np.zeros((4, 1), np.float32)}
-    assert pick_engine("auto", head_of(tmp_path), columns, config=config).name != "numpy"
+    assert pick_engine("auto", binary_head(), columns, config=config).name != "numpy"
 
 
 def test_the_evaluator_scores_as_the_fast_engine_does(tmp_path):
@@ -306,3 +310,27 @@ def test_asking_for_numpy_where_it_cannot_train_is_a_config_error_at_the_key(tmp
     assert (f"{path}:8:11: training.engine: the numpy engine cannot train this config: "
             "batch normalization") in result.stderr
     assert "Traceback" not in result.output and not (tmp_path / "runs").exists()
+
+
+def test_a_callback_not_known_to_be_chunk_safe_sees_every_epochs_weights(tmp_path):
+    from dlrecap.train.numpy_engine import NumpyEngine
+
+    config = load_config(write_config(tmp_path, epochs=4)).config
+    model = small_model("tanh", "sigmoid", 1)
+    engine = NumpyEngine()
+    engine.compile(model, binary_head(), config, train_rows=64)
+    seen: list[np.ndarray] = []
+
+    class Reader(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            seen.append(self.model.get_weights()[0].copy())
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, :1] > 0).astype(np.float32)
+    first = model.get_weights()[0].copy()
+    engine.fit(model, binary_head(), config, (x, y), None, [Reader()])
+    assert len(seen) == 4
+    for before, after in zip([first, *seen], seen, strict=False):
+        assert not np.array_equal(before, after)  # each epoch's own weights, not stale ones
+    np.testing.assert_array_equal(seen[-1], model.get_weights()[0])

@@ -92,7 +92,11 @@ def pick_engine(requested: str, head: Head, x: Any, *, tensorboard: bool = False
         why = why_not(config, head, x, on_gpu) if distribute == "none" else \
             f"training.distribute is {distribute}"
         if why is None:
-            return NumpyEngine()
+            numpy_engine = NumpyEngine()
+            numpy_engine.reason = ("training.engine is numpy" if requested == "numpy" else
+                                   "a small dense network on the CPU: NumPy trains it without "
+                                   "compiling a graph")
+            return numpy_engine
         if requested == "numpy":
             raise ConfigError(f"the numpy engine cannot train this config: {why}",
                               key="training.engine", fix="use auto or fast")

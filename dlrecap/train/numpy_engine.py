@@ -33,6 +33,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from dlrecap.inference import metric
 from dlrecap.model import Head
@@ -85,7 +86,8 @@ def why_not(config: Any, head: Head, x: Any, on_gpu: bool) -> str | None:
 class NumpyEngine(FastEngine):
     """Trains with NumPy (see the module's docstring); compiles and scores as the fast engine.
 
-    `pick_engine` chooses it only when `why_not` says nothing against it.
+    `pick_engine` chooses it only when `why_not` says nothing against it, and says why the
+    fast engine does not train the run in `reason` (metrics.json's `engine_reason`).
     """
 
     name = "numpy"
@@ -144,8 +146,6 @@ def epoch_order(seed: int, epoch: int, rows: int) -> tuple[np.ndarray, np.random
     masks come from NumPy. Both depend on `(seed, epoch)` alone: a resumed run sees the
     batches and masks it would have seen without the interruption.
     """
-    import tensorflow as tf
-
     # What tf.random.experimental.stateless_shuffle(rows, seed) runs, without its Python
     # layers (a third of its time here).
     key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=np.array([seed, epoch], np.int64))
@@ -157,8 +157,6 @@ def epoch_order(seed: int, epoch: int, rows: int) -> tuple[np.ndarray, np.random
 @functools.lru_cache(maxsize=4)
 def _row_numbers(rows: int) -> Any:
     """0 ... rows - 1 as a tensor, made once per run: making it costs as much as the shuffle."""
-    import tensorflow as tf
-
     return tf.range(rows, dtype=tf.int64)
 
 
