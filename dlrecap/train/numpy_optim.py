@@ -41,7 +41,7 @@ class NumpyOptimizer:
 
     def __init__(self, optimizer: Any, parts: list[slice], size: int):
         self.keras = inner_optimizer(optimizer)
-        self.parts, self.size = parts, size
+        self.parts = parts
         self.iterations = int(self.keras.iterations.numpy())
         kind = type(self.keras).__name__
         if kind == "Adam":
