@@ -142,8 +142,9 @@ class EpochProgress:
             self.progress.update(self.task, completed=epoch, stats=stats, counter=counter,
                                  times=times)
         elif epoch == 1 or epoch == self.epochs or epoch % max(1, self.epochs // 20) == 0:
-            self.console.print(f"epoch {epoch}/{self.epochs}  {self._stats(logs)}  ({elapsed:.1f}s)",
-                               markup=False)
+            # `out`, not `print`: a plain line, without print's layout (a seventh of its cost).
+            self.console.out(f"epoch {epoch}/{self.epochs}  {self._stats(logs)}  ({elapsed:.1f}s)",
+                             highlight=False)
 
     def finish(self) -> None:
         if self.progress is not None:

@@ -154,15 +154,15 @@ def test_dropout_is_inverted_and_drawn_from_the_seed(tmp_path):
     again = train(load_config(path), tmp_path / "b")
     assert (first.run_dir / "history.csv").read_text() == (again.run_dir / "history.csv").read_text()
     # The masks keep about half the units and scale them by 2, so the mean is kept.
-    order, rng = numpy_engine.epoch_order(3, 0, 10)
+    order, rng = numpy_engine.epoch_order(3, 0, 10), numpy_engine.dropout_masks(3, 0)
     assert sorted(order) == list(range(10))
     stack = numpy_engine.DenseStack.of(weights_model(first.run_dir), binary_head())
     x = np.ones((4000, stack.layers[0].kernel.shape[0]), np.float32)
-    _, masks, _ = stack.forward(x, rng)
+    _, masks, _ = stack.forward(stack.inputs(x), rng)
     mask = masks[0][1]
     assert set(np.unique(mask)) == {0.0, 2.0}
     assert mask.mean() == pytest.approx(1.0, abs=0.02)
-    _, no_masks, _ = stack.forward(x, None)
+    _, no_masks, _ = stack.forward(stack.inputs(x), None)
     assert no_masks[0][1] is None  # inference: no dropout
 
 
@@ -274,7 +274,7 @@ def test_gradients_equal_finite_differences_with_dropout_and_penalties(activatio
     h = Head(units, out, loss, False, ("accuracy",) if loss != "mse" else ("mae",))
     stack = DenseStack.of(model, h)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(16, 4)).astype(np.float32)
+    x = stack.inputs(rng.normal(size=(16, 4)).astype(np.float32))
     y = _targets(h, rng.integers(0, units, 16) if loss != "mse" else rng.normal(size=(16, units)))
     weight = rng.uniform(0.5, 2.0, 16).astype(np.float32)
 

@@ -54,6 +54,15 @@ def weights_current(model: keras.Model) -> bool:
     return not getattr(model, STALE_WEIGHTS, False)
 
 
+def set_stale(model: keras.Model, stale: bool) -> None:
+    """Say whether `model` lacks the weights of the epoch whose callbacks run (`weights_current`).
+
+    Written to the instance's dict: Keras' own attribute tracking would cost more than the
+    rest of a small epoch's bookkeeping, for a flag that holds no variable.
+    """
+    vars(model)[STALE_WEIGHTS] = stale
+
+
 def learning_rate(optimizer: keras.optimizers.Optimizer, iterations: int | None = None) -> float:
     """The rate of the optimizer's last step (its first, before any), schedules included.
 

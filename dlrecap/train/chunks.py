@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dlrecap.train.callbacks import STALE_WEIGHTS, TargetUnits, inner_optimizer, learning_rate
+from dlrecap.train.callbacks import TargetUnits, inner_optimizer, learning_rate, set_stale
 from dlrecap.vocab import LEARNING_RATE, VALIDATION_PREFIX
 
 # How long one call should run: long enough that returning to Python costs little next to
@@ -325,7 +325,7 @@ class ChunkedLoop:
         current = len(rows) - 1 if finite[-1] else len(rows) - 2
         try:
             for i, row in enumerate(rows):
-                setattr(self.model, STALE_WEIGHTS, i < current)
+                set_stale(self.model, i < current)
                 if i == current and chunks.best and first <= best_epoch < first + i:
                     # An earlier epoch of the call was the best: its weights were kept in the graph.
                     self.stopper.best_weights = [v.numpy() for v in chunks.best]  # type: ignore[union-attr]
@@ -337,7 +337,7 @@ class ChunkedLoop:
                     raise RuntimeError(f"a callback stopped training in epoch {first + i + 1}, "
                                        "inside a compiled call of several epochs")
         finally:
-            setattr(self.model, STALE_WEIGHTS, False)
+            set_stale(self.model, False)
             for probe in probes:
                 probe.callback.probed = None
 

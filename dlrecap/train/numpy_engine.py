@@ -28,6 +28,7 @@ else goes to the fast engine.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +38,7 @@ import tensorflow as tf
 
 from dlrecap.inference import metric
 from dlrecap.model import Head
-from dlrecap.train.callbacks import STALE_WEIGHTS, BoundaryFrames, HistoryWriter
+from dlrecap.train.callbacks import BoundaryFrames, HistoryWriter, set_stale
 from dlrecap.train.checkpoint import Checkpointer
 from dlrecap.train.fast_engine import EVAL_BATCH, FastEngine
 from dlrecap.train.health import SATURATION_Z, HealthMonitor
@@ -49,7 +50,7 @@ from dlrecap.vocab import LEARNING_RATE, VALIDATION_PREFIX
 METRICS = ("accuracy", "mae", "mse", "rmse")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "reduce_on_plateau")
-# Training rows up to this size are standardized once rather than a batch at a time.
+# Training rows up to this size are prepared (`DenseStack.inputs`) once rather than a batch at a time.
 PRESCALED_BYTES = 8 << 20
 
 
@@ -101,32 +102,37 @@ class NumpyEngine(FastEngine):
                                    net.weights.size)
         loop = _Loop(model, net, optimizer, head, callbacks)
         x, y = train[0], _targets(head, train[1])
-        # Small data is standardized once, large data a batch at a time (no second copy).
-        scaled = net.standardize(x) if x.nbytes <= PRESCALED_BYTES else None
+        # Small data is prepared once, large data a batch at a time (no second copy).
+        prepared = net.inputs(x) if x.nbytes <= PRESCALED_BYTES else None
         weight = _row_weights(head, train[1])
-        val = ((net.standardize(validation[0]), _targets(head, validation[1]))
+        val = ((net.inputs(validation[0]), _targets(head, validation[1]))
                if validation is not None else None)
         hooks = keras.callbacks.CallbackList(callbacks, model=model)
         model.stop_training = False
         self.epochs_per_call = None
-        with loop.probed(-1):  # the frame of the untrained network
-            hooks.on_train_begin()
         training = config.training
         orders = _Orders(config.seed, len(x), training.epochs)
-        for epoch in range(initial_epoch, training.epochs):
-            for callback in hooks.callbacks:
-                callback.on_epoch_begin(epoch)
-            order, rng = orders.of(epoch)
-            logs = loop.train_epoch(x, scaled, y, weight, training.batch_size, order, rng)
-            if val is not None and np.isfinite(logs["loss"]):
-                scores = score(loop.net, head, *val, standardized=True)
-                logs.update({VALIDATION_PREFIX + k: v for k, v in scores.items()})
-            loop.end_epoch(hooks, epoch, logs, last=epoch == training.epochs - 1)
-            if model.stop_training:
-                break
-        loop.hand_back()
-        with loop.probed_at_end():
-            hooks.on_train_end()
+        dropout = any(layer.dropout for layer in net.layers)
+        # Once for the whole loop (entering it costs as much as a small step): a diverging
+        # run shows as a non-finite loss, not as warnings.
+        with np.errstate(all="ignore"):
+            with loop.probed(-1):  # the frame of the untrained network
+                hooks.on_train_begin()
+            for epoch in range(initial_epoch, training.epochs):
+                for callback in hooks.callbacks:
+                    callback.on_epoch_begin(epoch)
+                rng = dropout_masks(config.seed, epoch) if dropout else None
+                logs = loop.train_epoch(x, prepared, y, weight, training.batch_size,
+                                        orders.of(epoch), rng)
+                if val is not None and math.isfinite(logs["loss"]):
+                    scores = score(loop.net, head, *val, prepared=True)
+                    logs.update({VALIDATION_PREFIX + k: v for k, v in scores.items()})
+                loop.end_epoch(hooks, epoch, logs, last=epoch == training.epochs - 1)
+                if model.stop_training:
+                    break
+            loop.hand_back()
+            with loop.probed_at_end():
+                hooks.on_train_end()
 
     def evaluator(self, model: keras.Model, head: Head) -> Callable[[Any, Any], dict[str, float]]:
         """A function `(x, y) -> {loss, metrics}`, in NumPy as during training; the fast
@@ -135,23 +141,31 @@ class NumpyEngine(FastEngine):
             net = DenseStack.of(model, head)
         except ValueError:
             return super().evaluator(model, head)
-        return lambda x, y: score(net, head, np.asarray(x, F32), _targets(head, y))
+
+        def evaluate(x: Any, y: Any) -> dict[str, float]:
+            with np.errstate(all="ignore"):
+                return score(net, head, np.asarray(x, F32), _targets(head, y))
+
+        return evaluate
 
 
-def epoch_order(seed: int, epoch: int, rows: int) -> tuple[np.ndarray, np.random.Generator]:
-    """The order of the rows in `epoch` and the generator of its dropout masks.
-
-    The order is the fast engine's (TensorFlow's stateless shuffle of `(seed, epoch)`, about
-    50 microseconds), so that without dropout both engines train the same run; dropout
-    masks come from NumPy. Both depend on `(seed, epoch)` alone: a resumed run sees the
-    batches and masks it would have seen without the interruption.
+def epoch_order(seed: int, epoch: int, rows: int) -> np.ndarray:
+    """The order of the rows in `epoch`: the fast engine's (TensorFlow's stateless shuffle of
+    `(seed, epoch)`, about 35 microseconds), so that without dropout both engines train the
+    same run. It depends on `(seed, epoch)` alone, as `dropout_masks` does: a resumed run
+    sees the batches and masks it would have seen without the interruption.
     """
     # What tf.random.experimental.stateless_shuffle(rows, seed) runs, without its Python
     # layers (a third of its time here).
     key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=np.array([seed, epoch], np.int64))
     order = tf.raw_ops.StatelessShuffle(value=_row_numbers(rows), key=key, counter=counter,
                                         alg=tf.random.Algorithm.AUTO_SELECT.value)
-    return order.numpy(), np.random.default_rng([seed, epoch])
+    return order.numpy()
+
+
+def dropout_masks(seed: int, epoch: int) -> np.random.Generator:
+    """The generator of `epoch`'s dropout masks."""
+    return np.random.default_rng([seed, epoch])
 
 
 @functools.lru_cache(maxsize=4)
@@ -169,9 +183,9 @@ class _Orders:
 
     def __init__(self, seed: int, rows: int, epochs: int):
         self.seed, self.rows, self.epochs = seed, rows, epochs
-        self.ahead: dict[int, tuple[np.ndarray, np.random.Generator]] = {}
+        self.ahead: dict[int, np.ndarray] = {}
 
-    def of(self, epoch: int) -> tuple[np.ndarray, np.random.Generator]:
+    def of(self, epoch: int) -> np.ndarray:
         if epoch not in self.ahead:
             count = max(1, min(self.epochs - epoch, self.AHEAD_ROWS // max(self.rows, 1)))
             self.ahead = {e: epoch_order(self.seed, e, self.rows) for e in range(epoch, epoch + count)}
@@ -179,20 +193,21 @@ class _Orders:
 
 
 def score(net: DenseStack, head: Head, x: np.ndarray, y: np.ndarray,
-          standardized: bool = False) -> dict[str, float]:
-    """Loss and metrics of rows `x` (`standardized` already or not) in inference mode, as the
-    fast engine's `evaluate`."""
-    with np.errstate(all="ignore"):
-        logits = logits_of(net, x, standardized)
-        loss = float(net.row_losses(logits, y).mean(dtype=np.float64) + net.penalty())
-        outputs = net.outputs(logits)
+          prepared: bool = False) -> dict[str, float]:
+    """Loss and metrics of rows `x` (through `DenseStack.inputs` already, or not) in inference
+    mode, as the fast engine's `evaluate`. Overflows are the caller's to silence."""
+    logits = logits_of(net, x, prepared)
+    loss = float(net.row_losses(logits, y).mean(dtype=np.float64) + net.penalty())
+    outputs = net.outputs(logits)
     return {"loss": loss, **{m: metric(m, head, y, outputs) for m in head.metrics}}
 
 
-def logits_of(net: DenseStack, x: np.ndarray, standardized: bool = False) -> np.ndarray:
+def logits_of(net: DenseStack, x: np.ndarray, prepared: bool = False) -> np.ndarray:
     """The network's logits for rows `x` (inference mode), `EVAL_BATCH` rows at a time."""
-    scale = (lambda rows: rows) if standardized else net.standardize
-    parts = [net.forward(scale(x[i:i + EVAL_BATCH]), None)[2] for i in range(0, len(x), EVAL_BATCH)]
+    prepare = (lambda rows: rows) if prepared else net.inputs
+    parts = [net.forward(prepare(x[i:i + EVAL_BATCH]), None)[2] for i in range(0, len(x), EVAL_BATCH)]
+    if len(parts) == 1:
+        return parts[0]
     return np.concatenate(parts) if parts else np.zeros((0, net.head.units), F32)
 
 
@@ -250,45 +265,45 @@ class _Loop:
 
     # --- the computation ------------------------------------------------------------------
 
-    def train_epoch(self, x: np.ndarray, scaled: np.ndarray | None, y: np.ndarray,
+    def train_epoch(self, x: np.ndarray, prepared: np.ndarray | None, y: np.ndarray,
                     weight: np.ndarray | None, batch: int, order: np.ndarray,
-                    rng: np.random.Generator) -> dict[str, float]:
-        """One epoch of mini-batch steps over the rows in `order`, dropout drawn by `rng`;
-        the epoch's logs.
+                    rng: np.random.Generator | None) -> dict[str, float]:
+        """One epoch of mini-batch steps over the rows in `order`, dropout drawn by `rng`
+        (None: the network has none); the epoch's logs.
 
-        `scaled`: the rows `x` standardized already, or None to standardize each batch."""
+        `prepared`: the rows `x` through `DenseStack.inputs` already, or None to prepare
+        each batch."""
         net, optimizer = self.net, self.optimizer
         self.current = False
         np.copyto(self.before, net.weights)  # put back if this epoch's loss is not finite
         n = len(x)
         # In the epoch's order: small data all at once (a batch is then a slice, cheaper
         # than gathering its rows), large data a batch at a time (no second copy).
-        shuffled = scaled[order] if scaled is not None else None
+        shuffled = prepared[order] if prepared is not None else None
         y, weight = y[order], None if weight is None else weight[order]
         logits = np.empty((n, self.head.units), F32)
         if self.rate_changes:
             self.rate = optimizer.learning_rate()
         lr = self.rate
         penalty = 0.0
-        with np.errstate(all="ignore"):  # a diverging run shows as a non-finite loss
-            for start in range(0, n, batch):
-                end = min(start + batch, n)
-                xb = (shuffled[start:end] if shuffled is not None
-                      else net.standardize(x[order[start:end]]))
-                inputs, masks, z = net.forward(xb, rng)
-                logits[start:end] = z
-                if net.l1 or net.l2:
-                    penalty += net.penalty() * (end - start)
-                dz = net.logits_grad(z, y[start:end], None if weight is None else weight[start:end])
-                net.backward(inputs, masks, dz)
-                optimizer.step(net.weights, net.grad, lr)
-            losses = net.row_losses(logits, y)
-            if weight is not None:
-                losses = losses * weight
-            seen = _rows_until_divergence(losses, batch)
-            logits, y = logits[:seen], y[:seen]
-            loss = np.add.reduce(losses[:seen], dtype=np.float64) / max(seen, 1) + penalty / n
-            outputs = net.outputs(logits)
+        for start in range(0, n, batch):
+            end = min(start + batch, n)
+            xb = (shuffled[start:end] if shuffled is not None
+                  else net.inputs(x[order[start:end]]))
+            inputs, masks, z = net.forward(xb, rng)
+            logits[start:end] = z
+            if net.l1 or net.l2:
+                penalty += net.penalty() * (end - start)
+            dz = net.logits_grad(z, y[start:end], None if weight is None else weight[start:end])
+            net.backward(inputs, masks, dz)
+            optimizer.step(net.weights, net.grad, lr)
+        losses = net.row_losses(logits, y)
+        if weight is not None:
+            losses = losses * weight
+        seen = _rows_until_divergence(losses, batch)
+        logits, y = logits[:seen], y[:seen]
+        loss = np.add.reduce(losses[:seen], dtype=np.float64) / max(seen, 1) + penalty / n
+        outputs = net.outputs(logits)
         logs = {"loss": float(loss), LEARNING_RATE: float(lr)}
         return {**logs, **{m: metric(m, self.head, y, outputs) for m in self.head.metrics}}
 
@@ -297,10 +312,11 @@ class _Loop:
     def end_epoch(self, hooks: keras.callbacks.CallbackList, epoch: int, logs: dict[str, float],
                   last: bool) -> None:
         """Run the epoch's callbacks, with the model's weights current where they are read."""
-        if not np.isfinite(logs["loss"]):
+        finite = math.isfinite(logs["loss"])
+        if not finite:
             # As the NaN guard does: the model keeps the last finite epoch's weights.
             np.copyto(self.net.weights, self.before)
-        needed = (self.always or last or not np.isfinite(logs["loss"])
+        needed = (self.always or last or not finite
                   or any(c.reads_weights(epoch) for c in self.readers)
                   or any(c.due() for c in self.checkpointers)
                   or (self.stopper is not None and self.stopper.wait + 1 >= self.stopper.patience))
@@ -309,8 +325,8 @@ class _Loop:
         stopper = self.stopper
         before = (stopper.best, stopper.best_epoch) if stopper is not None else None
         stale = not self.current
-        if stale:  # (setting a model's attribute costs Keras' tracking: only when it changes)
-            setattr(self.model, STALE_WEIGHTS, True)
+        if stale:
+            set_stale(self.model, True)
         try:
             with self.probed(epoch):
                 # Each callback directly: the list's own call would check every log value
@@ -319,7 +335,7 @@ class _Loop:
                     callback.on_epoch_end(epoch, logs)
         finally:
             if stale:
-                setattr(self.model, STALE_WEIGHTS, False)
+                set_stale(self.model, False)
         if (stopper is not None and not needed and stopper.restore_best_weights
                 and (stopper.best, stopper.best_epoch) != before):
             # The callback skipped reading the weights the model did not hold: kept here.
@@ -341,9 +357,9 @@ class _Loop:
             self.current = True
 
     def grid_of(self, frames: BoundaryFrames) -> np.ndarray:
-        """The frames' grid, standardized once."""
+        """The frames' grid, through `DenseStack.inputs` once."""
         if id(frames) not in self.grids:
-            self.grids[id(frames)] = self.net.standardize(np.asarray(frames.grid, F32))
+            self.grids[id(frames)] = self.net.inputs(np.asarray(frames.grid, F32))
         return self.grids[id(frames)]
 
     def probed_at_end(self) -> _Probed:
@@ -364,7 +380,7 @@ class _Loop:
         norm (of the unweighted loss, without the penalty)."""
         net = self.net
         pre: list[np.ndarray] = []
-        x = net.standardize(x)
+        x = net.inputs(x)
         with np.errstate(all="ignore"):
             inputs, masks, z = net.forward(x, None, pre)
             widest = max(p.shape[1] for p in pre)
@@ -398,7 +414,7 @@ class _Probed:
         for frames in loop.frames:
             if epoch < 0 or frames.reads_weights(epoch):
                 grid = loop.grid_of(frames)
-                frames.probed = loop.net.outputs(logits_of(loop.net, grid, standardized=True))
+                frames.probed = loop.net.outputs(logits_of(loop.net, grid, prepared=True))
         for health in loop.health if self.with_health else ():
             if epoch >= 0 and health.reads_weights(epoch):
                 health.probed = loop.health_values(health.x, health.y)

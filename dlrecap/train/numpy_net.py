@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 from scipy.special import expit
 
 from dlrecap.model import Head
@@ -45,6 +46,19 @@ HEADS = {
 EPSILON = 1e-7
 
 
+def read_variable(variable: Any) -> Array:
+    """A Keras variable's value, by TensorFlow's own op: a third of the cost of
+    `variable.numpy()` the first time, which a short run pays for each variable."""
+    return tf.raw_ops.ReadVariableOp(resource=variable.value.handle, dtype=variable.value.dtype).numpy()
+
+
+def assign_variable(variable: Any, value: Array | int) -> None:
+    """Give a Keras variable `value` (of its shape), by TensorFlow's own op: a tenth of the
+    cost of `variable.assign` the first time."""
+    tf.raw_ops.AssignVariableOp(resource=variable.value.handle,
+                                value=np.asarray(value, variable.dtype))
+
+
 def _sigmoid(z: Array) -> Array:
     return expit(z)  # one ufunc call, without overflow for large |z|
 
@@ -56,14 +70,25 @@ def _softmax(z: Array) -> Array:
 
 @dataclass
 class Layer:
-    """One Dense layer: views of its kernel and bias in the weight vector (and the gradient)."""
+    """One Dense layer: views of its weights in the weight vector, and of their gradient.
 
-    kernel: Array
-    bias: Array | None
-    grad_kernel: Array
-    grad_bias: Array | None
+    With a bias, `weights` is the kernel's rows followed by the bias as one more row (the
+    order Keras keeps them in), so the layer is one matrix product of its input with a
+    column of ones appended: one NumPy call each way instead of two, which is a good part of
+    a small network's step. `kernel`, `bias` and their gradients are views of those rows.
+    """
+
+    weights: Array
+    grad: Array
+    biased: bool
     activation: str
     dropout: float
+
+    def __post_init__(self) -> None:
+        rows = slice(None, -1) if self.biased else slice(None)
+        self.kernel, self.grad_kernel = self.weights[rows], self.grad[rows]
+        self.bias = self.weights[-1] if self.biased else None
+        self.grad_bias = self.grad[-1] if self.biased else None
 
 
 class DenseStack:
@@ -82,20 +107,26 @@ class DenseStack:
         self.weights = np.zeros(sum(sizes), F32)
         self.grad = np.zeros_like(self.weights)
         self.variables: list[tuple[Any, slice]] = []
-        views, grads, start = {}, {}, 0
+        start = 0
         for variable, size in zip(variables, sizes, strict=True):
-            part = slice(start, start + size)
-            self.variables.append((variable, part))
-            views[id(variable)] = self.weights[part].reshape(tuple(variable.shape))
-            grads[id(variable)] = self.grad[part].reshape(tuple(variable.shape))
+            self.variables.append((variable, slice(start, start + size)))
             start += size
         self.read()
         self.layers = []
         for dense, activation, dropout in layers:
-            kernel = id(dense.kernel)
-            bias = id(dense.bias) if dense.bias is not None else -1
-            self.layers.append(Layer(views[kernel], views.get(bias), grads[kernel], grads.get(bias),
-                                     activation, dropout))
+            kernel = next(part for v, part in self.variables if v is dense.kernel)
+            rows, units = (int(n) for n in dense.kernel.shape)
+            if dense.bias is not None:
+                bias = next(part for v, part in self.variables if v is dense.bias)
+                if bias.start != kernel.stop:
+                    raise ValueError(f"the bias of {dense.name!r} does not follow its kernel")
+                rows, kernel = rows + 1, slice(kernel.start, bias.stop)
+            self.layers.append(Layer(self.weights[kernel].reshape(rows, units),
+                                     self.grad[kernel].reshape(rows, units),
+                                     dense.bias is not None, activation, dropout))
+        # Each hidden layer's output for a number of rows, with its column of ones for the
+        # next layer's bias: made once, then written over at each step.
+        self._outputs: dict[tuple[int, int, bool], Array] = {}
         self.head = head
         self.kind = HEADS[(head.activation, head.loss)]
         self.shift: Array | None = None
@@ -142,12 +173,12 @@ class DenseStack:
     def read(self) -> None:
         """Take the Keras variables' values."""
         for variable, part in self.variables:
-            self.weights[part] = np.asarray(variable.numpy(), F32).reshape(-1)
+            self.weights[part] = np.asarray(read_variable(variable), F32).reshape(-1)
 
     def write(self) -> None:
         """Give the Keras variables these values."""
         for variable, part in self.variables:
-            variable.assign(self.weights[part].reshape(tuple(variable.shape)))
+            assign_variable(variable, self.weights[part].reshape(tuple(variable.shape)))
 
     def as_keras_weights(self, model: Any) -> list[Array]:
         """What `model.get_weights()` would return if the model held these weights."""
@@ -164,39 +195,66 @@ class DenseStack:
 
     # --- the computation ------------------------------------------------------------------
 
-    def standardize(self, x: Array) -> Array:
-        """Rows as the first Dense layer takes them: through the model's standardization."""
+    def inputs(self, x: Array) -> Array:
+        """Rows as the first Dense layer takes them: through the model's standardization,
+        with a column of ones for its bias (see `Layer`)."""
         x = np.asarray(x, F32)
-        return x if self.shift is None else (x - self.shift) / self.scale
+        if not self.layers[0].biased:
+            return x if self.shift is None else (x - self.shift) / self.scale
+        out = np.empty((len(x), x.shape[1] + 1), F32)
+        if self.shift is None:
+            out[:, :-1] = x
+        else:
+            np.subtract(x, self.shift, out=out[:, :-1])
+            out[:, :-1] /= self.scale
+        out[:, -1] = 1
+        return out
 
     def forward(self, x: Array, rng: np.random.Generator | None,
                 pre: list[Array] | None = None) -> tuple[list[Array], list[Any], Array]:
-        """The logits of rows `x`, and what `backward` needs: each layer's input, and each
-        hidden layer's output with its dropout mask (`rng` draws them; None: inference, no
-        dropout). `pre`, when given, receives each layer's pre-activation. The rows are
-        standardized already (`standardize`)."""
+        """The logits of rows `x` (made by `inputs`), and what `backward` needs: each layer's
+        input, and each hidden layer's output with its dropout mask (`rng` draws them;
+        None: inference, no dropout). `pre`, when given, receives each layer's
+        pre-activation. The arrays but the logits are written over by the next call."""
         h = x
         inputs: list[Array] = []
         masks: list[Any] = []
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             inputs.append(h)
-            z = h @ layer.kernel
-            if layer.bias is not None:
-                z += layer.bias
+            if i == last:
+                z = h @ layer.weights
+                if pre is not None:
+                    pre.append(z.copy())
+                return inputs, masks, z
+            out = self._output(i, len(h), dropped=False)
+            z = out[:, :layer.weights.shape[1]]
+            np.matmul(h, layer.weights, out=z)
             if pre is not None:
                 pre.append(z.copy())
-            if i == last:
-                return inputs, masks, z
             if (activate := ACTIVATE[layer.activation]) is not None:
-                z = activate(z)
+                activate(z)
             mask = None
             if layer.dropout > 0 and rng is not None:
                 keep = F32(1 - layer.dropout)
                 mask = (rng.random(z.shape, dtype=F32) < keep) / keep  # inverted dropout
+                kept = self._output(i, len(h), dropped=True)
+                np.multiply(z, mask, out=kept[:, :z.shape[1]])
+                out = kept
             masks.append((z, mask))
-            h = z if mask is None else z * mask
+            h = out
         raise AssertionError("a model has an output layer")
+
+    def _output(self, i: int, rows: int, dropped: bool) -> Array:
+        """Hidden layer `i`'s output array for `rows` rows, with the next layer's column of
+        ones; `dropped`: the one its dropout writes."""
+        key = (i, rows, dropped)
+        if (out := self._outputs.get(key)) is None:
+            if len(self._outputs) >= 32:  # a handful of sizes recur: batch, last batch, chunks
+                self._outputs.clear()
+            units, ones = self.layers[i].weights.shape[1], int(self.layers[i + 1].biased)
+            out = self._outputs[key] = np.ones((rows, units + ones), F32)
+        return out
 
     def backward(self, inputs: list[Array], masks: list[Any], dz: Array,
                  penalty: bool = True) -> None:
@@ -204,9 +262,7 @@ class DenseStack:
         weight penalty's gradient, unless `penalty` is False)."""
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
-            np.matmul(inputs[i].T, dz, out=layer.grad_kernel)
-            if layer.grad_bias is not None:
-                np.add.reduce(dz, axis=0, out=layer.grad_bias)
+            np.matmul(inputs[i].T, dz, out=layer.grad)  # the bias' row: the sum of `dz`
             if i == 0:
                 break
             dz = dz @ layer.kernel.T

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from dlrecap.train.callbacks import inner_optimizer
+from dlrecap.train.numpy_net import assign_variable, read_variable
 
 F32 = np.float32
 
@@ -21,13 +22,13 @@ F32 = np.float32
 def _flat(slots: list[Any], parts: list[slice], size: int) -> np.ndarray:
     out = np.zeros(size, F32)
     for slot, part in zip(slots, parts, strict=True):
-        out[part] = np.asarray(slot.numpy(), F32).reshape(-1)
+        out[part] = np.asarray(read_variable(slot), F32).reshape(-1)
     return out
 
 
 def _store(slots: list[Any], parts: list[slice], values: np.ndarray) -> None:
     for slot, part in zip(slots, parts, strict=True):
-        slot.assign(values[part].reshape(tuple(slot.shape)))
+        assign_variable(slot, values[part].reshape(tuple(slot.shape)))
 
 
 class NumpyOptimizer:
@@ -42,7 +43,7 @@ class NumpyOptimizer:
     def __init__(self, optimizer: Any, parts: list[slice], size: int):
         self.keras = inner_optimizer(optimizer)
         self.parts = parts
-        self.iterations = int(self.keras.iterations.numpy())
+        self.iterations = int(read_variable(self.keras.iterations))
         kind = type(self.keras).__name__
         if kind == "Adam":
             self.slots = [list(self.keras._momentums), list(self.keras._velocities)]
@@ -52,13 +53,20 @@ class NumpyOptimizer:
         else:
             self.momentum = F32(self.keras.momentum)
             self.slots = [list(self.keras.momentums)] if self.momentum else []
-        self.state = [_flat(slots, parts, size) for slots in self.slots]
+        # Adam's two moments side by side in one array, so both move in the same few calls.
+        moments = np.concatenate([_flat(slots, parts, size) for slots in self.slots]
+                                 or [np.zeros(0, F32)])
+        self.state = [moments[i * size:(i + 1) * size] for i in range(len(self.slots))]
+        self._moments = moments
         self._scratch, self._step = np.zeros(size, F32), np.zeros(size, F32)
+        if kind == "Adam":
+            self._targets = np.zeros(2 * size, F32)  # what each moment moves towards: g, g^2
+            self._keep = np.repeat(np.array([self.keep_1, self.keep_2], F32), size)
         self.kind = kind
 
     def learning_rate(self) -> F32:
         """The rate now (`reduce_on_plateau` may have lowered it between epochs)."""
-        return F32(self.keras.learning_rate.numpy())
+        return F32(read_variable(self.keras.learning_rate))  # a variable: no schedule here
 
     def step(self, weights: np.ndarray, grad: np.ndarray, lr: F32) -> None:
         """One update of `weights` in place from `grad`."""
@@ -77,17 +85,17 @@ class NumpyOptimizer:
 
     def _adam(self, weights: np.ndarray, grad: np.ndarray, lr: F32) -> None:
         m, v = self.state
-        scratch, step = self._scratch, self._step
+        scratch, step, targets = self._scratch, self._step, self._targets
         # In Python floats, cheaper than NumPy scalars per step; the betas are Keras' float32s.
         t = self.iterations + 1
         alpha = F32(float(lr) * math.sqrt(1 - float(self.beta_2) ** t) / (1 - float(self.beta_1) ** t))
-        np.subtract(grad, m, out=scratch)
-        scratch *= self.keep_1
-        m += scratch
-        np.square(grad, out=scratch)
-        scratch -= v
-        scratch *= self.keep_2
-        v += scratch
+        # m += (g - m) * (1 - beta_1) and v += (g^2 - v) * (1 - beta_2), as Keras, both at once.
+        size = len(grad)
+        np.copyto(targets[:size], grad)
+        np.square(grad, out=targets[size:])
+        targets -= self._moments
+        targets *= self._keep
+        self._moments += targets
         np.sqrt(v, out=scratch)
         scratch += self.epsilon
         np.multiply(m, alpha, out=step)
@@ -96,6 +104,6 @@ class NumpyOptimizer:
 
     def write(self) -> None:
         """Give the Keras optimizer this step count and these momenta."""
-        self.keras.iterations.assign(self.iterations)
+        assign_variable(self.keras.iterations, self.iterations)
         for slots, values in zip(self.slots, self.state, strict=True):
             _store(slots, self.parts, values)
