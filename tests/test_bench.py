@@ -138,6 +138,12 @@ def test_sweep_section_gives_medians_ratios_and_targets():
     assert "`--jobs 2` is 0.93x as fast as `--jobs 1` (target at least 1x: **missed** by 0.07)" in text
     text = "\n".join(sweep_speed.lines({"train": [10.0], "sweep_jobs1": [12.0], "sweep_jobs2": [6.0]}))
     assert "1.20x one train (target at most 1.5x: met)" in text and "2.00x as fast" in text
+    assert "a few seconds" not in text  # the long-trial pair only where it was measured
+    text = "\n".join(sweep_speed.lines({"train": [10.0], "sweep_jobs1": [12.0], "sweep_jobs2": [6.0],
+                                        "long_jobs1": [30.0, 24.0, 26.0], "long_jobs2": [20.0, 21.0, 19.0]}))
+    assert "| the same sweep, trials of a few seconds, `--jobs 2` | 20.00 |" in text
+    assert ("with trials of a few seconds, `--jobs 2` is 1.30x as fast as `--jobs 1` "
+            "(target at least 1x: met)") in text
     assert run.parse_args(["--only", "sweep"]).only == ["SWEEP"]
     assert "### Sweeps" in report.render(dataclasses.replace(_context(("W1",)), sweeps=["| x |"]))
 

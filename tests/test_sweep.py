@@ -6,6 +6,7 @@ import csv
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -312,7 +313,7 @@ def test_running_the_same_sweep_again_trains_only_what_did_not_complete(tmp_path
 
 
 @pytest.mark.slow
-def test_parallel_tpe_search_runs_trials_in_worker_processes(tmp_path):
+def test_jobs_2_trains_short_trials_in_the_sweep_process_without_starting_workers(tmp_path):
     config = write(tmp_path, TINY)
     args = ["sweep", str(config), "--search", "tpe", "--trials", "3", "--seed", "1",
             "--range", "training.learning_rate=0.001:0.01:log", "--jobs", "2",
@@ -323,11 +324,51 @@ def test_parallel_tpe_search_runs_trials_in_worker_processes(tmp_path):
     rows = read_csv(sweep_dir)
     assert len(rows) == 3 and {r["status"] for r in rows} == {"completed"}
     assert all(0.001 <= float(r["training.learning_rate"]) <= 0.01 for r in rows)
+    # Three trials of a fraction of a second: a worker would start after they are done.
     pids = {json.loads((sweep_dir / r["run"] / "metrics.json").read_text())["pid"] for r in rows}
-    assert os.getpid() not in pids
+    assert pids == {os.getpid()}
     state = json.loads((sweep_dir / "sweep.json").read_text())
     assert [t["status"] for t in state["trials"]] == ["completed"] * 3
 
     again = invoke(*args)
     assert again.exit_code == 0 and "3 trial(s) were already done" in again.stderr
     assert read_csv(sweep_dir) == rows
+
+
+@pytest.mark.parametrize(("left", "trial_s", "start_s", "worth"), [
+    (5, 0.3, 3.5, False),   # the bench's XOR grid: 1.5 s of work left, a 3.5 s start
+    (5, 1.5, 3.5, True),    # 7.5 s left: a worker ready at 3.5 s takes half of the rest
+    (2, 3.5, 3.5, False),   # 7 s: exactly twice the start is not enough
+    (0, 60.0, 3.5, False),  # nothing left to share
+    (3, 60.0, 3.5, True),
+])
+def test_workers_start_once_the_trials_left_take_more_than_twice_their_start(left, trial_s,
+                                                                               start_s, worth):
+    from dlrecap.sweep.run import worth_helpers
+
+    assert worth_helpers(left, trial_s, start_s) is worth
+
+
+def test_the_pace_of_trials_starts_the_workers_once_and_only_when_they_pay(monkeypatch):
+    from dlrecap.sweep import run, worker
+    from dlrecap.sweep import study as st
+
+    left = [5]
+    monkeypatch.setattr(st, "unfinished", lambda study: (left[0], 1))
+    monkeypatch.setattr(worker, "_import_s", 3.0)
+    monkeypatch.setattr(run, "import_seconds", worker.import_seconds)
+    helpers = run._Helpers(job=SimpleNamespace(url="sqlite://"), plan=None, study=None,
+                           count=1, progress=None)
+    started: list[bool] = []
+    monkeypatch.setattr(helpers, "start", lambda: (started.append(True),
+                                                   setattr(helpers, "executor", object())))
+    helpers.pace(1.0)  # 5 s left against a 3 s start: not yet
+    assert started == []
+    helpers.pace(2.0)  # weighed again only after LOOK_S
+    assert started == []
+    helpers.next_look = 0.0
+    helpers.pace(2.0)  # 10 s left
+    assert started == [True]
+    helpers.next_look = 0.0
+    helpers.pace(50.0)
+    assert started == [True]  # started once

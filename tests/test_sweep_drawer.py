@@ -1,4 +1,4 @@
-"""A `--jobs 1` sweep draws its trials' pictures in a process of its own (`sweep/drawer.py`)."""
+"""A sweep draws its trials' pictures in a process of its own (`sweep/drawer.py`)."""
 
 from __future__ import annotations
 
@@ -157,3 +157,25 @@ def test_a_worker_takes_a_trial_of_the_shape_it_trained_last_then_one_nobody_tra
     # tpe slots carry no values until taken: they keep their order.
     blank = [SimpleNamespace(system_attrs={}, name=str(i)) for i in range(3)]
     assert names(shape_order(space, {"waiting": blank, "running": []}, last)) == ["0", "1", "2"]
+
+
+def test_at_close_the_sweep_process_draws_queued_runs_too(tmp_path, monkeypatch):
+    from dlrecap.sweep import drawer as drawer_module
+
+    folders = [tmp_path / f"r{i}" for i in range(3)]
+    for folder in folders:
+        folder.mkdir()
+    runs = [trained_undrawn(folder) for folder in folders]
+    drawn_here: list[Path] = []
+    real = drawer_module.draw_and_complete
+    monkeypatch.setattr(drawer_module, "draw_and_complete",
+                        lambda run_dir: (drawn_here.append(run_dir), real(run_dir))[1])
+    drawer = drawer_module.Drawer()
+    for run_dir in runs:
+        drawer.submit(run_dir)
+    assert drawer.close() == []
+    # The drawing process takes one run at a time; the others wait in its queue, and
+    # drawing one takes far longer than it takes `close` to take them.
+    assert 1 <= len(drawn_here) <= 3
+    assert all(status(r) == "completed" for r in runs)
+    assert all((r / name).is_file() for r in runs for name in PICTURES)

@@ -1,4 +1,5 @@
-"""Sweep workers end with their parent: kill -9 of `sweep --jobs 2` leaves no process behind."""
+"""`sweep --jobs 2` with long trials: a worker process joins the sweep process, Ctrl-C stops
+both, and kill -9 of the sweep leaves no process behind."""
 
 from __future__ import annotations
 
@@ -64,15 +65,40 @@ def test_workers_exit_when_the_sweep_parent_is_killed(tmp_path):
                                "--runs-dir", str(runs_dir)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
+        # The sweep process trains one trial; its first epochs say the trials are long, so
+        # it starts a worker process, which takes the other.
         assert _wait_until(lambda: len(_trial_pids(runs_dir)) == 2, timeout=240), "trials never started"
-        workers = _trial_pids(runs_dir)
-        assert parent.pid not in workers
+        workers = _trial_pids(runs_dir) - {parent.pid}
+        assert len(workers) == 1
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         assert _wait_until(lambda: not any(_alive(p) for p in workers), timeout=60), \
             f"workers still running: {[p for p in workers if _alive(p)]}"
     finally:
         os.killpg(parent.pid, signal.SIGKILL) if _group_alive(parent.pid) else None
+
+
+@pytest.mark.slow
+def test_a_worker_joins_long_trials_and_ctrl_c_stops_both_trials_resumably(tmp_path):
+    config = tmp_path / "orphans.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    runs_dir = tmp_path / "runs"
+    sweep = subprocess.Popen([sys.executable, "-m", "dlrecap", "sweep", str(config), "--jobs", "2",
+                              "--runs-dir", str(runs_dir)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        assert _wait_until(lambda: len(_trial_pids(runs_dir)) == 2, timeout=240), "trials never started"
+        assert sweep.pid in _trial_pids(runs_dir)  # one trial trains in the sweep process
+        os.killpg(sweep.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole group
+        _, err = sweep.communicate(timeout=120)
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL) if _group_alive(sweep.pid) else None
+    assert sweep.returncode == 130, err
+    assert "sweep interrupted with 0 of 2 trials completed" in err
+    statuses = sorted(json.loads(m.read_text())["status"] for m in runs_dir.glob("*/*/metrics.json"))
+    assert statuses == ["interrupted", "interrupted"]
+    assert _wait_until(lambda: not _group_alive(sweep.pid), timeout=60), "processes left behind"
 
 
 def _group_alive(pgid: int) -> bool:

@@ -61,7 +61,7 @@ class SweepDisplay:
         self.finished = sum(r.status == "completed" for r in rows)
         before = f", {self.finished} done before" if self.finished else ""
         console.note(f"sweep {sweep_dir}: {self.total} trials{before}, "
-                     f"{plan.jobs} at a time, ranked by {plan.metric}")
+                     f"{'up to ' if plan.jobs > 1 else ''}{plan.jobs} at a time, ranked by {plan.metric}")
         if self.live_mode:
             from rich.live import Live
 

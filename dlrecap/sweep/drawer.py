@@ -1,10 +1,11 @@
 """A sweep's trial pictures, drawn in a process of their own while the next trial trains.
 
 A trial of a small network keeps one core busy; drawing its learning curves, decision
-boundary and confusion matrix takes about as long again. With `--jobs 1` the other core is
-idle, so the pictures are handed to a drawing process: it draws them from the run directory
-with NumPy alone (as `dlrecap plot` does) and then marks the run completed, so that, as for
-any run, `completed` means every file is written. The sweep waits for it before it ends.
+boundary and confusion matrix takes about as long again. The sweep process trains one trial
+at a time, so the pictures are handed to a drawing process: it draws them from the run
+directory with NumPy alone (as `dlrecap plot` does) and then marks the run completed, so
+that, as for any run, `completed` means every file is written. Once the trials are trained,
+the sweep process draws the queued ones alongside, and waits for the rest before it ends.
 """
 
 from __future__ import annotations
@@ -43,10 +44,19 @@ class Drawer:
     def close(self) -> list[str]:
         """Wait until every submitted run is drawn and completed; return the warnings.
 
-        Runs the drawing process left (it died) are drawn here.
+        The runs still queued are drawn here too, as the drawing process draws the one it
+        took (this process has nothing else to do by then), and so are those the drawing
+        process left (it died).
         """
-        self._tasks.put(_DONE)
         warnings = []
+        while self._pending:
+            try:  # (a short wait: the drawing process may hold the queue's lock a moment)
+                run_dir = self._tasks.get(timeout=0.05)
+            except queue.Empty:
+                break
+            self._pending.remove(run_dir)
+            warnings.append(draw_and_complete(Path(run_dir)))
+        self._tasks.put(_DONE)
         while self._pending:
             try:
                 run_dir, warning = self._done.get(timeout=0.2)

@@ -50,6 +50,7 @@ class Row:
     config_text: str | None = None
     curve: tuple[list[int], list[float]] | None = None
     warnings: list[str] = field(default_factory=list)
+    worker: str | None = None  # `host:pid` of the process that took it
 
 
 def score_of(metrics: dict[str, Any], metric: str) -> float | None:
@@ -102,7 +103,8 @@ def study_row(trial: Trial, frozen: Any) -> Row:
     state = frozen.state.name
     if state in ("WAITING", "RUNNING"):
         start = frozen.datetime_start.timestamp() if frozen.datetime_start else None
-        return Row(trial, "pending" if state == "WAITING" else "running", duration_s=start)
+        return Row(trial, "pending" if state == "WAITING" else "running", duration_s=start,
+                   worker=attrs.get("worker"))
     status = attrs.get("status") or "failed"
     error = attrs.get("error")
     if "status" not in attrs:
@@ -113,7 +115,7 @@ def study_row(trial: Trial, frozen: Any) -> Row:
                metrics=attrs.get("metrics") or {}, score=attrs.get("score"),
                duration_s=attrs.get("duration_s"), error=error, config_text=attrs.get("config"),
                curve=(curve[0], curve[1]) if curve else None,
-               warnings=attrs.get("warnings") or [])
+               warnings=attrs.get("warnings") or [], worker=attrs.get("worker"))
 
 
 def ranked(rows: list[Row], direction: str) -> list[Row]:

@@ -18,7 +18,9 @@ import multiprocessing
 import os
 import signal
 import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,7 +44,7 @@ from dlrecap.sweep.results import (
     write_csv,
 )
 from dlrecap.sweep.seeds import SUMMARY_FILE, write_summary
-from dlrecap.sweep.worker import SweepJob, init_worker, work
+from dlrecap.sweep.worker import SweepJob, import_seconds, init_worker, work
 
 SWEEP_FILE = "sweep.json"
 
@@ -125,8 +127,6 @@ def run_sweep(
         StorageError: the database cannot be reached, or its study holds another sweep.
         Interrupted: after queuing the interrupted trials again (rerun to go on).
     """
-    if plan.jobs > 1:
-        _worker_context()  # start importing TensorFlow for the workers now
     sweep_dir, state = _open(plan, runs_dir, resume, fresh)
     job = _job(plan, sweep_dir, storage, device)
     _save(sweep_dir, plan, state)
@@ -138,8 +138,9 @@ def run_sweep(
     reused = sum(r.status == "completed" for r in before)
     if progress:
         progress.start(plan, before, sweep_dir)
-    # One job leaves a core idle: a drawing process draws each trial's pictures meanwhile.
-    drawer = Drawer() if plan.jobs == 1 and reused < plan.total_trials else None
+    # This process trains one trial at a time, which leaves a core idle: a drawing process
+    # draws each trial's pictures meanwhile.
+    drawer = Drawer() if reused < plan.total_trials else None
     try:
         _train_trials(job, plan, storage, study, progress, drawer)
         with st.reaching(job.url):
@@ -280,52 +281,129 @@ def _stop_workers(executor: Any) -> None:
 
 def _work(job: SweepJob, plan: SweepPlan, storage: Any, study: Any,
           progress: SweepProgress | None, drawer: Drawer | None = None) -> None:
-    """Run the worker loop here (`--jobs 1`) or in `--jobs` processes, until the study is
-    done; trials run here hand their pictures to `drawer` when there is one."""
+    """Train the study's waiting trials here, one at a time, until it is done; with `--jobs N`,
+    N - 1 worker processes join once the trials left would repay their start (`_Helpers`).
+    Trials run here hand their pictures to `drawer` when there is one."""
     with st.reaching(job.url):
         waiting = st.unfinished(study)[0]
     jobs = min(plan.jobs, max(1, waiting))
-    if jobs > 1:
-        _work_in_processes(job, plan, study, jobs, progress)
-    # here: `--jobs 1`, or what dead worker processes left
-    work(job, progress, storage, drawer.submit if drawer else None)
-
-
-def _work_in_processes(job: SweepJob, plan: SweepPlan, study: Any, jobs: int,
-                       progress: SweepProgress | None) -> None:
-    threads = max(1, available_cores() // jobs)
-    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=_worker_context(),
-                                   initializer=init_worker, initargs=(threads,))
-    watch = _Watch(plan, study, progress)
+    pictures = drawer.submit if drawer else None
+    if jobs == 1:
+        work(job, progress, storage, pictures)
+        return
+    helpers = _Helpers(job, plan, study, jobs - 1, progress)
     try:
-        futures = [executor.submit(work, job) for _ in range(jobs)]
-        _ready_to_draw()
-        while futures:
-            done, _ = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
-            with st.reaching(job.url):
-                watch.poll()
-            for future in done:
-                futures.remove(future)
-                try:
-                    future.result()
-                except BrokenProcessPool:  # a worker died: its trial goes stale and is retried
-                    pass
+        work(job, progress, storage, pictures, pace=helpers.pace)
     except BaseException:
-        _stop_workers(executor)
+        helpers.stop()
         raise
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-    with st.reaching(job.url):
-        watch.poll()
+    helpers.close()
+    # what worker processes that died left
+    work(job, progress, storage, pictures)
 
 
-def _ready_to_draw() -> None:
-    """Import what sweep.png is drawn with while the workers start: this process waits for
-    them anyway, and would otherwise import it after the last trial (half a second)."""
-    import matplotlib
+def worth_helpers(trials_left: int, trial_s: float, start_s: float) -> bool:
+    """Whether worker processes started now end a sweep sooner than this process alone.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
+    Alone, it trains the trials left in `trials_left * trial_s`. A worker starts in about
+    `start_s` (it imports what a trial needs, as this process did for its first trial), on a
+    core that the pictures and this process use too, and only then takes trials: it pays
+    once the work left is more than twice its start.
+    """
+    return trials_left * trial_s > HELPERS_PAY_AFTER * start_s
+
+
+# A worker process is started once the trials left take this many times its start.
+HELPERS_PAY_AFTER = 2.0
+# A worker's start when this process cannot time its own (its libraries were loaded before
+# the sweep): about what importing TensorFlow takes on a small machine.
+DEFAULT_START_S = 4.0
+
+
+class _Helpers:
+    """The N - 1 worker processes of `--jobs N`, started when they pay (`worth_helpers`).
+
+    Until then the sweep process trains alone, as `--jobs 1` does: a sweep of short trials
+    is over before a worker would have imported TensorFlow, and two imports at once on a
+    machine with few cores slow each other down. Once started, the workers take trials from
+    the study like this process; a thread tells the display what they do.
+    """
+
+    def __init__(self, job: SweepJob, plan: SweepPlan, study: Any, count: int,
+                 progress: SweepProgress | None):
+        self.job, self.plan, self.study, self.count, self.progress = job, plan, study, count, progress
+        self.executor: ProcessPoolExecutor | None = None
+        self.futures: list[Any] = []
+        self.finished = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.next_look = 0.0
+
+    def pace(self, trial_s: float) -> None:
+        """Start the workers if, at `trial_s` seconds a trial (at least), they pay
+        (`worker.Pace`)."""
+        now = time.monotonic()
+        if self.executor is not None or now < self.next_look:
+            return
+        self.next_look = now + LOOK_S
+        start_s = import_seconds()
+        with st.reaching(self.job.url):
+            left = st.unfinished(self.study)[0]
+        if worth_helpers(left, trial_s, DEFAULT_START_S if start_s is None else start_s):
+            self.start()
+
+    def start(self) -> None:
+        threads = max(1, available_cores() // (self.count + 1))
+        self.executor = ProcessPoolExecutor(max_workers=self.count, mp_context=_worker_context(),
+                                            initializer=init_worker, initargs=(threads,))
+        # Submitting waits for the fork server's imports: in a thread, while trials train here.
+        for target in (self._submit, self._watch):
+            thread = threading.Thread(target=target, name=f"dlrecap-sweep{target.__name__}",
+                                      daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _submit(self) -> None:
+        try:
+            for _ in range(self.count):
+                self.futures.append(self.executor.submit(work, self.job))  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - shut down meanwhile (interrupted), or no fork server
+            pass  # this process trains what is left, as with --jobs 1
+
+    def _watch(self) -> None:
+        """Tell the display the workers' trials, as they start and finish."""
+        storage = st.open_storage(self.job.url)  # its own connection: this runs in a thread
+        with st.reaching(self.job.url):
+            watch = _Watch(self.plan, st.load_study(storage, self.plan.name, self.plan.fingerprint()),
+                           self.progress, skip=st.worker_name())
+            while not self.finished.wait(WATCH_S):
+                watch.poll()
+            watch.poll()
+
+    def stop(self) -> None:
+        """On an interruption: have the workers' running trials stop at their next epoch
+        end, and wait for the workers to exit."""
+        if self.executor is not None:
+            _stop_workers(self.executor)
+            self.executor.shutdown(wait=True, cancel_futures=True)
+        self.finished.set()
+
+    def close(self) -> None:
+        """Wait for the workers to end (they end when the study has nothing left)."""
+        if self.executor is None:
+            return
+        self.threads[0].join()  # every worker submitted
+        for future in self.futures:
+            try:
+                future.result()
+            except BrokenProcessPool:  # a worker died: its trial goes stale and is retried
+                pass
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.finished.set()
+        self.threads[1].join()  # the display told of the last trials
+
+
+# How often the display hears of the workers' trials; how often a trial's pace is weighed.
+WATCH_S, LOOK_S = 0.5, 1.0
 
 
 def _worker_context() -> Any:
@@ -347,16 +425,19 @@ def _worker_context() -> Any:
 
 
 class _Watch:
-    """Tells the display what the worker processes did, from the study's rows."""
+    """Tells the display what the worker processes did, from the study's rows; trials of the
+    worker named `skip` (this process, which tells the display itself) are left out."""
 
-    def __init__(self, plan: SweepPlan, study: Any, progress: SweepProgress | None):
-        self.plan, self.study, self.progress = plan, study, progress
+    def __init__(self, plan: SweepPlan, study: Any, progress: SweepProgress | None, skip: str = ""):
+        self.plan, self.study, self.progress, self.skip = plan, study, progress, skip
         self.seen = {r.trial.index: r.status for r in study_rows(plan, study)}
 
     def poll(self) -> None:
         if self.progress is None:
             return
         for row in study_rows(self.plan, self.study):
+            if row.worker == self.skip:
+                continue
             before = self.seen.get(row.trial.index)
             if row.status == before:
                 continue

@@ -1,8 +1,8 @@
 """Sweep workers: take the study's waiting trials one at a time and train each as a plain run.
 
-`work` is the loop every worker runs, whether it is the sweep command itself (`--jobs 1`),
-one of its `--jobs N` processes, or the same command started on another machine: all of
-them meet in the study's database (`study.py`).
+`work` is the loop every worker runs, whether it is the sweep command itself, one of the
+processes `--jobs N` adds, or the same command started on another machine: all of them meet
+in the study's database (`study.py`).
 
 This module imports nothing heavy at the top: worker processes are spawned fresh and must
 size TensorFlow's thread pools (through the environment) before TensorFlow loads.
@@ -16,8 +16,10 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +28,13 @@ from dlrecap import runs, signals
 _stop_requested = False
 # How often a worker with nothing to take looks again while other workers' trials run.
 POLL_S = 1.0
+# A trial's pace is told (`Pace`) from this far into its training, and at its end.
+PACE_AFTER_S = 0.5
+
+# Called with how long a trial of the sweep takes at least, in seconds (without the
+# process' one-off imports): its time so far at each epoch end, the whole at its end. A
+# lower bound, not an extrapolation from its epochs: early stopping may end it any time.
+Pace = Callable[[float], None]
 
 
 class TrialProgress(Protocol):
@@ -71,7 +80,7 @@ class SweepJob:
 
 
 def work(job: SweepJob, progress: TrialProgress | None = None, storage: Any = None,
-         pictures: Any = None) -> None:
+         pictures: Any = None, pace: Pace | None = None) -> None:
     """Train waiting trials until the study has none left waiting or running.
 
     While other workers' trials run, this one waits: one of them may die, and its trial,
@@ -83,6 +92,8 @@ def work(job: SweepJob, progress: TrialProgress | None = None, storage: Any = No
         storage: the study's storage when this process opened it already (`open_storage`).
         pictures: where trials hand their pictures to be drawn (`Drawer.submit`), or None
             to draw them in the trial.
+        pace: told how long a trial takes, during and after each (`--jobs N` starts its
+            worker processes by it), or None.
 
     Raises:
         StorageError: the database cannot be reached (exit 2).
@@ -103,7 +114,7 @@ def work(job: SweepJob, progress: TrialProgress | None = None, storage: Any = No
             if taken is not None:
                 trial_study, trial, slot = taken
                 last = st.decode(job, trial.params)
-                _train_slot(job, storage, trial_study, trial, slot, progress, pictures)
+                _train_slot(job, storage, trial_study, trial, slot, progress, pictures, pace)
             elif sum(st.unfinished(study)) == 0:
                 return
             else:
@@ -111,7 +122,7 @@ def work(job: SweepJob, progress: TrialProgress | None = None, storage: Any = No
 
 
 def _train_slot(job: SweepJob, storage: Any, study: Any, trial: Any, slot: int,
-                progress: TrialProgress | None, pictures: Any = None) -> None:
+                progress: TrialProgress | None, pictures: Any = None, pace: Pace | None = None) -> None:
     from dlrecap.errors import Interrupted
     from dlrecap.sweep import study as st
     from dlrecap.sweep.plan import Trial, trial_name
@@ -128,7 +139,7 @@ def _train_slot(job: SweepJob, storage: Any, study: Any, trial: Any, slot: int,
     try:
         with st.Heartbeat(storage, trial._trial_id):
             outcome = run_trial(job.config_path, [*job.overrides, *item.overrides()],
-                                job.sweep_dir, job.device, pictures)
+                                job.sweep_dir, job.device, pictures, pace)
     except (KeyboardInterrupt, Interrupted):
         st.requeue(study, trial, slot)
         raise
@@ -140,6 +151,8 @@ def _train_slot(job: SweepJob, storage: Any, study: Any, trial: Any, slot: int,
     st.finish(study, trial, attrs, row.score if row.status == "completed" else None)
     if progress:
         progress.trial_finished(row)
+    if pace is not None:
+        pace(outcome["duration_s"] - outcome["import_s"])
 
 
 def init_worker(threads: int) -> None:
@@ -194,22 +207,30 @@ def _on_interrupt(_signum: int) -> None:
     _stop_requested = True
 
 
-class _StopAtEpochEnd:
-    """A trainer `progress` that ends the trial at an epoch boundary once a stop was asked."""
+class _TrialProgress:
+    """A trainer `progress` that ends the trial at an epoch boundary once a stop was asked,
+    and tells `pace` how long the trial has trained so far."""
+
+    def __init__(self, pace: Pace | None = None):
+        self.pace = pace
+        self.begin = 0.0
 
     def start(self, epochs: int, columns: list[str], done: int = 0) -> None:
-        pass
+        self.begin = time.perf_counter()
 
     def epoch(self, epoch: int, logs: dict[str, float]) -> None:
         if _stop_requested:
             raise KeyboardInterrupt  # the trainer records the run as interrupted
+        elapsed = time.perf_counter() - self.begin
+        if self.pace is not None and elapsed >= PACE_AFTER_S:
+            self.pace(elapsed)
 
     def finish(self) -> None:
         pass
 
 
 def run_trial(config_path: str, overrides: list[str], runs_dir: str, device: str = "auto",
-              pictures: Any = None) -> dict[str, Any]:
+              pictures: Any = None, pace: Pace | None = None) -> dict[str, Any]:
     """Train one trial; never raises for a trial that fails, only for an interruption.
 
     Args:
@@ -218,9 +239,12 @@ def run_trial(config_path: str, overrides: list[str], runs_dir: str, device: str
         runs_dir: the sweep directory; the trial's run directory is created inside it.
         device: `auto`, `cpu` or `gpu`.
         pictures: draws the trial's pictures elsewhere (`pipeline.train`'s), or None.
+        pace: told how long the trial has trained, at its epoch ends, or None.
 
     Returns:
-        `{"status": "completed"|"failed", "run", "error", "unmet", "warnings", "duration_s"}`.
+        `{"status": "completed"|"failed", "run", "error", "unmet", "warnings", "duration_s",
+        "import_s"}`; `import_s`: the part of `duration_s` this process spent on its one-off
+        imports (the libraries every trial needs, with the first trial).
 
     Raises:
         Interrupted, KeyboardInterrupt: the trial was stopped by a signal.
@@ -232,15 +256,15 @@ def run_trial(config_path: str, overrides: list[str], runs_dir: str, device: str
     clock = time.perf_counter()
     warnings: list[str] = []
     outcome: dict[str, Any] = {"status": "failed", "run": None, "error": None, "unmet": [],
-                               "warnings": warnings}
+                               "warnings": warnings, "import_s": 0.0}
     try:
         loaded = load_config(config_path, overrides)
         # The trial is a plain run: its config.yaml carries no sweep block to re-sweep.
         loaded = dataclasses.replace(loaded, config=loaded.config.model_copy(update={"sweep": None}))
-        _fresh_keras_state()
+        outcome["import_s"] = _fresh_keras_state()
         if _stop_requested:
             raise KeyboardInterrupt
-        result = train(loaded, Path(runs_dir), device=device, progress=_StopAtEpochEnd(),
+        result = train(loaded, Path(runs_dir), device=device, progress=_TrialProgress(pace),
                        on_warning=warnings.append, pictures=pictures)
         outcome.update(status="completed", run=str(result.run_dir), unmet=result.unmet)
     except Interrupted:
@@ -253,9 +277,13 @@ def run_trial(config_path: str, overrides: list[str], runs_dir: str, device: str
     return outcome
 
 
-def _fresh_keras_state() -> None:
-    global _libraries_loaded
+def _fresh_keras_state() -> float:
+    """Clear what the last trial left; the seconds spent importing the libraries, which the
+    first trial of a process does (`import_seconds`)."""
+    global _libraries_loaded, _import_s
+    imported = 0.0
     if not _libraries_loaded:
+        start, loaded_before = time.perf_counter(), "tensorflow" in sys.modules
         # Before the first trial: import what every trial needs, then freeze it (TensorFlow's
         # and Keras' objects live as long as the process), so that the garbage collector never
         # scans it again: a full collection would take a third of a second.
@@ -265,6 +293,9 @@ def _fresh_keras_state() -> None:
         gc.freeze()
         _libraries_loaded = True
         warm.ENABLED = True  # a trial of the same shape reuses the last one's compiled functions
+        imported = time.perf_counter() - start
+        if not loaded_before:
+            _import_s = imported
     # Trials share a process: each builds new compiled functions, which TensorFlow would
     # report as "retracing" although it is expected here.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -274,6 +305,15 @@ def _fresh_keras_state() -> None:
 
     keras.backend.clear_session(free_memory=False)
     gc.collect()
+    return imported
+
+
+def import_seconds() -> float | None:
+    """How long this process' first trial took to import the libraries, or None when none
+    was trained here or they were loaded already (a worker process takes about as long to
+    start: it imports the same, `sweep.preload`)."""
+    return _import_s
 
 
 _libraries_loaded = False
+_import_s: float | None = None
