@@ -353,22 +353,28 @@ def test_the_pace_of_trials_starts_the_workers_once_and_only_when_they_pay(monke
     from dlrecap.sweep import run, worker
     from dlrecap.sweep import study as st
 
-    left = [5]
+    left = [1]
     monkeypatch.setattr(st, "unfinished", lambda study: (left[0], 1))
-    monkeypatch.setattr(worker, "_import_s", 3.0)
+    monkeypatch.setattr(worker, "_import_s", 3.0)  # a worker starts in about 3 s
     monkeypatch.setattr(run, "import_seconds", worker.import_seconds)
-    helpers = run._Helpers(job=SimpleNamespace(url="sqlite://"), plan=None, study=None,
-                           count=1, progress=None)
+    helpers = run._Helpers(job=SimpleNamespace(url="sqlite://"),
+                           plan=SimpleNamespace(total_trials=6), study=None, count=1, progress=None)
     started: list[bool] = []
     monkeypatch.setattr(helpers, "start", lambda: (started.append(True),
                                                    setattr(helpers, "executor", object())))
-    helpers.pace(1.0)  # 5 s left against a 3 s start: not yet
+
+    def pace(trial_s: float) -> None:
+        helpers.next_look = 0.0  # (it weighs the pace at most every LOOK_S)
+        helpers.pace(trial_s)
+
+    pace(4.0)  # one trial left: 4 s against a 3 s start
     assert started == []
-    helpers.pace(2.0)  # weighed again only after LOOK_S
+    left[0] = 5
+    pace(1.0)  # 5 s left
     assert started == []
-    helpers.next_look = 0.0
-    helpers.pace(2.0)  # 10 s left
+    helpers.pace(2.0)  # 10 s left, but weighed again only after LOOK_S
+    assert started == []
+    pace(2.0)
     assert started == [True]
-    helpers.next_look = 0.0
-    helpers.pace(50.0)
+    pace(50.0)
     assert started == [True]  # started once

@@ -297,9 +297,8 @@ def _work(job: SweepJob, plan: SweepPlan, storage: Any, study: Any,
     except BaseException:
         helpers.stop()
         raise
-    helpers.close()
-    # what worker processes that died left
-    work(job, progress, storage, pictures)
+    if helpers.close():
+        work(job, progress, storage, pictures)  # what worker processes that died left
 
 
 def worth_helpers(trials_left: int, trial_s: float, start_s: float) -> bool:
@@ -345,10 +344,13 @@ class _Helpers:
         if self.executor is not None or now < self.next_look:
             return
         self.next_look = now + LOOK_S
-        start_s = import_seconds()
+        measured = import_seconds()
+        start_s = DEFAULT_START_S if measured is None else measured
+        if not worth_helpers(self.plan.total_trials, trial_s, start_s):
+            return  # not even were every trial left: no need to ask the study
         with st.reaching(self.job.url):
             left = st.unfinished(self.study)[0]
-        if worth_helpers(left, trial_s, DEFAULT_START_S if start_s is None else start_s):
+        if worth_helpers(left, trial_s, start_s):
             self.start()
 
     def start(self) -> None:
@@ -387,10 +389,11 @@ class _Helpers:
             self.executor.shutdown(wait=True, cancel_futures=True)
         self.finished.set()
 
-    def close(self) -> None:
-        """Wait for the workers to end (they end when the study has nothing left)."""
+    def close(self) -> bool:
+        """Wait for the workers to end (they end when the study has nothing left); whether
+        any had started."""
         if self.executor is None:
-            return
+            return False
         self.threads[0].join()  # every worker submitted
         for future in self.futures:
             try:
@@ -400,6 +403,7 @@ class _Helpers:
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.finished.set()
         self.threads[1].join()  # the display told of the last trials
+        return True
 
 
 # How often the display hears of the workers' trials; how often a trial's pace is weighed.
