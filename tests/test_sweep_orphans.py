@@ -56,14 +56,21 @@ def _wait_until(predicate, timeout: float) -> bool:
     return predicate()
 
 
-@pytest.mark.slow
-def test_workers_exit_when_the_sweep_parent_is_killed(tmp_path):
+def _start_sweep(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """`dlrecap sweep --jobs 2` of CONFIG's two endless trials, in a process group of its own."""
     config = tmp_path / "orphans.yaml"
     config.write_text(CONFIG, encoding="utf-8")
     runs_dir = tmp_path / "runs"
-    parent = subprocess.Popen([sys.executable, "-m", "dlrecap", "sweep", str(config), "--jobs", "2",
-                               "--runs-dir", str(runs_dir)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    sweep = subprocess.Popen([sys.executable, "-m", "dlrecap", "sweep", str(config), "--jobs", "2",
+                              "--runs-dir", str(runs_dir)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    return sweep, runs_dir
+
+
+@pytest.mark.slow
+def test_workers_exit_when_the_sweep_parent_is_killed(tmp_path):
+    parent, runs_dir = _start_sweep(tmp_path)
     try:
         # The sweep process trains one trial; its first epochs say the trials are long, so
         # it starts a worker process, which takes the other.
@@ -80,13 +87,7 @@ def test_workers_exit_when_the_sweep_parent_is_killed(tmp_path):
 
 @pytest.mark.slow
 def test_a_worker_joins_long_trials_and_ctrl_c_stops_both_trials_resumably(tmp_path):
-    config = tmp_path / "orphans.yaml"
-    config.write_text(CONFIG, encoding="utf-8")
-    runs_dir = tmp_path / "runs"
-    sweep = subprocess.Popen([sys.executable, "-m", "dlrecap", "sweep", str(config), "--jobs", "2",
-                              "--runs-dir", str(runs_dir)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    sweep, runs_dir = _start_sweep(tmp_path)
     try:
         assert _wait_until(lambda: len(_trial_pids(runs_dir)) == 2, timeout=240), "trials never started"
         assert sweep.pid in _trial_pids(runs_dir)  # one trial trains in the sweep process
