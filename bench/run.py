@@ -253,9 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         sweeps = None
         if SWEEPS in args.only:
             print(f"{SWEEPS}: {sweep_speed.__doc__.splitlines()[0]}", file=sys.stderr)
-            # At least 3: one sweep's wall time swings by a second or two with the machine's
-            # load, which moves a single ratio by 0.2 or more.
-            sweeps = sweep_speed.measure(1 if args.quick else max(3, args.reps))
+            # At least 5: one sweep's wall time swings by a second or two with the machine's
+            # load (the same command took 6.9-8.5 s in one run), which moves a single ratio
+            # by 0.2 or more and a median of 3 by 0.1.
+            sweeps = sweep_speed.measure(1 if args.quick else max(5, args.reps))
         loads.append(report.load_average())
     except (ChildFailed, RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}\n(logs kept in {work})", file=sys.stderr)

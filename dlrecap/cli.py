@@ -481,7 +481,9 @@ def sweep(
         help="Train every setting with each of these seeds (the grid key `seed`), then judge "
              "the settings by mean ± std."),
     jobs: int | None = typer.Option(None, "--jobs", "-j", metavar="N",
-                                    help="Trials at once, each in its own process (default: cores/2)."),
+                                    help="Trials at once, at most: N - 1 worker processes join the "
+                                         "sweep's own once the trials left repay their start "
+                                         "(default: cores/2)."),
     metric: str | None = typer.Option(None, "--metric", metavar="NAME",
                                       help="Rank by this, e.g. val_accuracy (default: the monitor)."),
     overrides: list[str] = SetOption,

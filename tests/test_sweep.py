@@ -158,7 +158,7 @@ def test_default_jobs_follow_the_cores(monkeypatch):
     import dlrecap.sweep.plan as sweep_plan
 
     monkeypatch.setattr(sweep_plan, "available_cores", lambda: 2)
-    assert sweep_plan.default_jobs(12) == 1  # measured: 2 processes on 2 cores are slower
+    assert sweep_plan.default_jobs(12) == 1  # half the cores
     monkeypatch.setattr(sweep_plan, "available_cores", lambda: 6)
     assert sweep_plan.default_jobs(12) == 3
     assert sweep_plan.default_jobs(2) == 2

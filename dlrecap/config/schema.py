@@ -555,7 +555,8 @@ class SweepConfig(Section):
         0, description="random/tpe: seed of the search, for repeatable trials."
     )
     jobs: Annotated[int, Field(ge=1, le=256)] | None = Field(
-        None, description="Trials at once, each in its own process (default: half the cores)."
+        None, description="Trials at once, at most: N - 1 worker processes join the sweep's "
+        "own once the trials left repay their start (default: half the cores)."
     )
     metric: str | None = Field(
         None, description="What ranks the trials, e.g. val_accuracy "

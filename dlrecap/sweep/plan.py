@@ -283,9 +283,10 @@ def _check_settings(loaded: LoadedConfig, settings: dict, origins: dict, trials_
 def default_jobs(n_trials: int) -> int:
     """Trials at once: half the cores, at most MAX_DEFAULT_JOBS, never more than the trials.
 
-    Half, because a small network's trial is mostly single-threaded Python (tracing, files,
-    plots) plus TensorFlow threads: on a 2-core machine busy with other work, `--jobs 2`
-    measured 0.9-1.2x as fast as `--jobs 1` (docs/sweeps.md), no reliable gain.
+    Half, because each trial keeps a second core busy too: the sweep process hands its
+    trials' pictures to a drawing process, a worker draws its own, and TensorFlow runs
+    threads beside the trial's Python. Each worker also holds TensorFlow's memory. On two
+    cores `--jobs 2` gains only with trials of seconds (1.17x; docs/sweeps.md).
     """
     return max(1, min(available_cores() // 2, MAX_DEFAULT_JOBS, n_trials))
 
