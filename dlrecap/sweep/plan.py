@@ -286,7 +286,7 @@ def default_jobs(n_trials: int) -> int:
     Half, because each trial keeps a second core busy too: the sweep process hands its
     trials' pictures to a drawing process, a worker draws its own, and TensorFlow runs
     threads beside the trial's Python. Each worker also holds TensorFlow's memory. On two
-    cores `--jobs 2` gains only with trials of seconds (1.17x; docs/sweeps.md).
+    cores `--jobs 2` gains only with trials of seconds (about 1.2x; docs/sweeps.md).
     """
     return max(1, min(available_cores() // 2, MAX_DEFAULT_JOBS, n_trials))
 
