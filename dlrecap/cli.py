@@ -408,7 +408,12 @@ def validate(
     """Check CONFIG and print it resolved, every default filled in."""
     import yaml
 
+    from dlrecap.train.numpy_scope import config_why_not, refusal
+
     loaded = _load_and_lint(config, overrides, strict)
+    # What `train` would refuse before reading any data, refused here too.
+    if loaded.config.training.engine == "numpy" and (why := config_why_not(loaded.config)):
+        raise loaded.locate(refusal(why))
     console.result(yaml.safe_dump(loaded.config.resolved(), sort_keys=False,
                                   allow_unicode=True).rstrip())
 

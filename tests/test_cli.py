@@ -330,6 +330,16 @@ def test_validate_error_line_format(tmp_path):
         f"error: {config}:5:15: model.activation: unknown activation 'rleu' (did you mean 'relu'?)\n")
 
 
+def test_validate_refuses_the_numpy_engine_where_train_would(tmp_path):
+    numpy = TINY.replace("  epochs: 3\n", "  engine: numpy\n  epochs: 3\n")
+    config = write(tmp_path, "bn.yaml", numpy.replace("layers: [4]", "layers: [4]\n  batch_norm: true"))
+    result = invoke("validate", str(config))
+    assert_clean_failure(result)
+    assert result.stderr == (f"error: {config}:8:11: training.engine: the numpy engine cannot "
+                             "train this config: batch normalization (use auto or fast)\n")
+    assert invoke("validate", str(write(tmp_path, "ok.yaml", numpy))).exit_code == 0
+
+
 def test_schema_is_a_json_schema_of_the_config():
     result = invoke("schema")
     assert result.exit_code == 0, result.output

@@ -212,6 +212,13 @@ def test_what_it_cannot_train_goes_to_the_fast_engine(tmp_path, model, training,
     assert caught.value.key == "training.engine"
 
 
+def test_the_config_scope_names_the_activations_the_engine_differentiates():
+    from dlrecap.train.numpy_net import DERIVATIVES
+    from dlrecap.train.numpy_scope import HIDDEN_ACTIVATIONS
+
+    assert set(HIDDEN_ACTIVATIONS) == set(DERIVATIVES)
+
+
 def test_auto_picks_numpy_on_the_cpu_only(tmp_path):
     from dlrecap.train.engines import pick_engine
 

@@ -87,6 +87,7 @@ def pick_engine(requested: str, head: Head, x: Any, *, tensorboard: bool = False
     from dlrecap.train.fast_engine import FastEngine
     from dlrecap.train.keras_engine import KerasEngine
     from dlrecap.train.numpy_engine import NumpyEngine, why_not
+    from dlrecap.train.numpy_scope import refusal
 
     if requested in ("auto", "numpy") and config is not None:
         why = why_not(config, head, x, on_gpu) if distribute == "none" else \
@@ -98,8 +99,7 @@ def pick_engine(requested: str, head: Head, x: Any, *, tensorboard: bool = False
                                    "compiling a graph")
             return numpy_engine
         if requested == "numpy":
-            raise ConfigError(f"the numpy engine cannot train this config: {why}",
-                              key="training.engine", fix="use auto or fast")
+            raise refusal(why)
 
     fast = DistributedEngine() if distribute in ("mirrored", "multi_worker") else FastEngine()
     keras_fit = KerasEngine()

@@ -42,14 +42,11 @@ from dlrecap.train.callbacks import BoundaryFrames, HistoryWriter, set_stale
 from dlrecap.train.checkpoint import Checkpointer
 from dlrecap.train.fast_engine import EVAL_BATCH, FastEngine
 from dlrecap.train.health import SATURATION_Z, HealthMonitor
-from dlrecap.train.numpy_net import DERIVATIVES, F32, HEADS, DenseStack
+from dlrecap.train.numpy_net import F32, HEADS, DenseStack
 from dlrecap.train.numpy_optim import NumpyOptimizer
+from dlrecap.train.numpy_scope import config_why_not
 from dlrecap.vocab import LEARNING_RATE, VALIDATION_PREFIX
 
-# Epoch metrics computed here; the counted ones (AUC, precision...) need the fast engine.
-METRICS = ("accuracy", "mae", "mse", "rmse")
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "reduce_on_plateau")
 # Training rows up to this size are prepared (`DenseStack.inputs`) once rather than a batch at a time.
 PRESCALED_BYTES = 8 << 20
 
@@ -58,30 +55,17 @@ def why_not(config: Any, head: Head, x: Any, on_gpu: bool) -> str | None:
     """Why the NumPy engine cannot train this job, or None when it can.
 
     Args:
-        config: the validated config.
+        config: the validated config (`numpy_scope.config_why_not` reads its settings).
         head: the output head.
         x: the training rows (a matrix of numbers, or a dict of columns).
         on_gpu: whether TensorFlow has a GPU (the fast engine then uses it).
     """
-    training, spec = config.training, config.model
-    hidden = [layer.activation or spec.activation for layer in spec.layers]
-    batch_norm = [spec.batch_norm if layer.batch_norm is None else layer.batch_norm
-                  for layer in spec.layers]
     checks = (
         (on_gpu, "a GPU is there to train on"),
         (not isinstance(x, np.ndarray), "text columns need Keras' one-hot layers"),
-        (training.precision != "float32", f"precision {training.precision}"),
-        (training.tensorboard, "TensorBoard logging"),
-        (training.optimizer not in OPTIMIZERS, f"optimizer {training.optimizer}"),
-        (training.clipnorm is not None or training.clipvalue is not None, "gradient clipping"),
-        (training.lr_schedule.name not in SCHEDULES, f"lr_schedule {training.lr_schedule.name}"),
-        (any(batch_norm), "batch normalization"),
-        (any(a not in DERIVATIVES for a in hidden), "a hidden activation other than "
-         + ", ".join(DERIVATIVES)),
         ((head.activation, head.loss) not in HEADS, f"{head.activation} output with {head.loss}"),
-        (any(m not in METRICS for m in head.metrics), "a counted metric (auc, precision...)"),
     )
-    return next((why for failed, why in checks if failed), None)
+    return next((why for failed, why in checks if failed), None) or config_why_not(config)
 
 
 class NumpyEngine(FastEngine):
