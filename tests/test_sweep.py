@@ -378,3 +378,40 @@ def test_the_pace_of_trials_starts_the_workers_once_and_only_when_they_pay(monke
     assert started == [True]
     pace(50.0)
     assert started == [True]  # started once
+
+
+def test_the_display_hears_of_the_workers_trials_but_not_twice_of_this_process(monkeypatch):
+    from dlrecap.sweep import run
+    from dlrecap.sweep.plan import Trial
+    from dlrecap.sweep.results import Row
+
+    here, worker = "host:1", "host:2"
+    mine, theirs = Trial(1, "t-01", {}), Trial(2, "t-02", {})
+    states = iter([
+        [Row(mine, "pending"), Row(theirs, "pending")],  # when the watch starts
+        [Row(mine, "running", worker=here), Row(theirs, "running", worker=worker)],
+        [Row(mine, "completed", worker=here), Row(theirs, "completed", worker=worker)],
+    ])
+    monkeypatch.setattr(run, "study_rows", lambda plan, study: next(states))
+    heard: list[tuple[str, int]] = []
+    progress = SimpleNamespace(trial_started=lambda t: heard.append(("started", t.index)),
+                               trial_finished=lambda r: heard.append(("finished", r.trial.index)))
+    watch = run._Watch(plan=None, study=None, progress=progress, skip=here)
+    watch.poll()
+    watch.poll()
+    # This process tells the display of its own trials itself.
+    assert heard == [("started", 2), ("finished", 2)]
+
+
+def test_a_process_that_had_tensorflow_already_does_not_time_a_workers_start_by_it(monkeypatch):
+    import tensorflow  # noqa: F401 - loaded before the sweep's first trial
+
+    from dlrecap.sweep import worker
+    from dlrecap.train import warm
+
+    monkeypatch.setattr(worker, "_libraries_loaded", False)
+    monkeypatch.setattr(worker, "_import_s", None)
+    monkeypatch.setattr(warm, "ENABLED", warm.ENABLED)
+    assert worker._fresh_keras_state() >= 0.0
+    # Its import took no time worth the name: the sweep assumes DEFAULT_START_S instead.
+    assert worker.import_seconds() is None
