@@ -380,10 +380,7 @@ class _Loop:
                 net.backward(inputs, masks, net.logits_grad(z, _targets(self.head, y), None),
                              penalty=False)
                 for i, layer in enumerate(net.layers):
-                    total = np.square(layer.grad_kernel).sum()
-                    if layer.grad_bias is not None:
-                        total += np.square(layer.grad_bias).sum()
-                    norms[i] = np.sqrt(total)
+                    norms[i] = np.sqrt(np.square(layer.grad).sum())  # kernel and bias
         return active, saturated, norms
 
 

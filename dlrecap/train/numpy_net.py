@@ -75,7 +75,7 @@ class Layer:
     With a bias, `weights` is the kernel's rows followed by the bias as one more row (the
     order Keras keeps them in), so the layer is one matrix product of its input with a
     column of ones appended: one NumPy call each way instead of two, which is a good part of
-    a small network's step. `kernel`, `bias` and their gradients are views of those rows.
+    a small network's step. `kernel` and `grad_kernel` are views of the kernel's rows.
     """
 
     weights: Array
@@ -87,8 +87,6 @@ class Layer:
     def __post_init__(self) -> None:
         rows = slice(None, -1) if self.biased else slice(None)
         self.kernel, self.grad_kernel = self.weights[rows], self.grad[rows]
-        self.bias = self.weights[-1] if self.biased else None
-        self.grad_bias = self.grad[-1] if self.biased else None
 
 
 class DenseStack:
