@@ -245,9 +245,16 @@ def run_cv(loaded: LoadedConfig, folds: int, runs_dir: Path, *, fresh: bool = Fa
         "name": name, "config": str(loaded.source) if loaded.source else None, "folds": folds,
         "fingerprint": print_, "created_at": _read_state(cv_dir).get("created_at", now)})
     done, reused = [], 0
+    said: set[str] = set()
+
+    def once(line: str) -> None:  # every fold reads the same data: what it says of it, once
+        if on_warning and line not in said:
+            said.add(line)
+            on_warning(line)
+
     for fold, fold_rows in enumerate(rows, start=1):
         run_dir, kept = _run_fold(loaded, cv_dir, name, fold, folds, fold_rows, device, progress,
-                                  on_warning)
+                                  once)
         reused += kept
         done.append(run_dir)
     scores = [_metrics(r).get("test") or {} for r in done]

@@ -114,7 +114,7 @@ def train(
             pause_point("startup")
             if resume is not None:
                 held.enter_context(resuming(resume, loaded))  # before anything is read or written
-            splits, head = load_data(loaded, saved_rows(resume) if resume is not None else rows)
+            splits, head = load_data(loaded, saved_rows(resume) if resume else rows, warn)
             scale = scale_target(config, splits)
             device_label, cluster = prepare_device(loaded, runs_dir, device, deterministic, warn)
             engine = pick_engine(loaded, head, splits, cluster, device_label)
@@ -171,11 +171,13 @@ def saved_rows(run_dir: Path) -> Rows | None:
     return load_rows(run_dir / ROWS_FILE)
 
 
-def load_data(loaded: LoadedConfig, rows: Rows | None = None) -> tuple[Splits, Head]:
+def load_data(loaded: LoadedConfig, rows: Rows | None = None,
+              warn: Warn | None = None) -> tuple[Splits, Head]:
     """The config's data, split (or cut into the given `rows`), and the output head its task calls for.
 
     The network's size is checked here too, before TensorFlow loads: one too large for the
     memory there is is refused (a ConfigError at `model.layers`) instead of being built.
+    Columns the network gets but cannot learn from are named to `warn`.
     """
     from dlrecap.data import load_splits
     from dlrecap.model import check_memory, input_width, plan_head, weigh_classes, weight_count
@@ -187,8 +189,27 @@ def load_data(loaded: LoadedConfig, rows: Rows | None = None) -> tuple[Splits, H
         head = weigh_classes(plan_head(config, splits.task, splits.n_classes), config,
                              splits.y_train, splits.label_names)
         check_memory(weight_count(config, input_width(splits), head))
+    if warn is not None:
+        warn_unhelpful(loaded, splits, warn)
     pause_point("data")
     return splits, head
+
+
+def warn_unhelpful(loaded: LoadedConfig, splits: Splits, warn: Warn) -> None:
+    """Name each column of the data file that the network gets but cannot learn from."""
+    from dlrecap.data.columns import CONSTANT
+
+    data = loaded.config.data
+    for column, why in splits.unhelpful.items():
+        if why != CONSTANT:  # an ID: worse than useless
+            why += "; a network can memorize it, and it says nothing about new rows"
+        listed = data.features or []
+        key = f"data.features[{listed.index(column)}]" if column in listed else "data.path"
+        fix = "remove it from data.features" if column in listed else \
+            "leave it out: list the other columns in data.features"
+        error = ConfigError(f"column {column!r} of {Path(str(data.path)).name}: {why}",
+                            key=key, fix=fix)
+        warn(loaded.locate(error).render())
 
 
 def prepare_device(loaded: LoadedConfig, runs_dir: Path, device: str, deterministic: bool,

@@ -11,13 +11,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 from dlrecap import runs
 from dlrecap.errors import ConfigError, DataError, DlrecapError, printable
@@ -140,6 +136,7 @@ def _study(data_file: Path, target: str) -> _Facts:
     import pandas as pd
 
     from dlrecap.config.schema import DataConfig
+    from dlrecap.data.columns import not_a_feature
     from dlrecap.data.files import read_table, select_columns
     from dlrecap.data.split import load_splits
 
@@ -174,42 +171,6 @@ def _study(data_file: Path, target: str) -> _Facts:
             notes[column] = "numeric"
     return _Facts(data_file, target, splits.task, splits.label_names, notes, left_out, width, rows,
                   incomplete, missing)
-
-
-# In fewer rows, unique values are as likely chance as an ID: a toy table keeps them.
-MIN_ROWS_FOR_IDS = 20
-# The last word of a column name that says "this identifies the row".
-_ID_WORDS = {"id", "uuid", "guid", "index", "key"}
-
-
-def _named_like_id(name: str) -> bool:
-    """`id`, `ID`, `user_id`, `userId`, `row-index`: yes; `paid`, `width`: no."""
-    words = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", name)
-    return bool(words) and words[-1].lower() in _ID_WORDS
-
-
-def not_a_feature(column: pd.Series, name: str) -> str | None:
-    """Why a column cannot help a model predict (an ID, or constant), or None.
-
-    A column unique per row identifies rows when it is text, consecutive integers, or named
-    like an ID; a model would memorize it, and it says nothing about new rows. A unique
-    float column is an ordinary measurement.
-    """
-    import pandas as pd
-
-    values = column.dropna()
-    if values.nunique() <= 1:
-        return "the same value in every row, nothing to learn from"
-    if len(values) < max(len(column), MIN_ROWS_FOR_IDS) or values.nunique() < len(values):
-        return None
-    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_float_dtype(values):
-        return "unique per row and named like an ID" if _named_like_id(name) else None
-    if pd.api.types.is_integer_dtype(values):
-        ordered = np.sort(values.to_numpy())
-        if np.all(np.diff(ordered) == 1):
-            return "consecutive integers, unique per row: a row number or ID"
-        return "unique per row and named like an ID" if _named_like_id(name) else None
-    return "unique text per row: an ID or name, not a feature"
 
 
 def _data_path(data_file: Path, output: Path) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""`init` reads a stranger's table like a practitioner: IDs and constants are no features."""
+"""IDs and constants are no features: `init` leaves them out, `train`, `cv` and `sweep` name
+them when a config feeds them to the network."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ import pytest
 import yaml
 
 from dlrecap.config import load_config
+from dlrecap.data.columns import not_a_feature
 from dlrecap.errors import DataError, DlrecapError
-from dlrecap.starter import not_a_feature, write_starter
+from dlrecap.starter import write_starter
+from dlrecap.sweep.plan import Trial
+from dlrecap.sweep.results import Row
+from dlrecap.sweep.run import trial_warnings
+
+from helpers import invoke
 
 
 def people(tmp_path: Path, label=lambda w: "heavy" if w > 85 else "light") -> Path:
@@ -58,6 +65,11 @@ SHUFFLED = [(i * 7) % N for i in range(N)]  # 0..24 in another order
     ("flag", [1] * (N - 1) + [None], "the same value in every row"),
     ("score", SHUFFLED[:-1] + [None], None),  # a missing value: not an ID
     ("row", SHUFFLED[:19], None),  # 19 rows: too few to tell an ID from chance
+    ("row", [v - 12 for v in SHUFFLED], "consecutive integers"),  # from -12 to 12
+    ("count", [v if v != 12 else 13 for v in SHUFFLED], None),  # spans 25 values, one twice
+    ("count", [v if v != 24 else 3 for v in SHUFFLED], None),  # spans 24 values
+    ("order", [1000 * v for v in SHUFFLED], None),  # unique integers with gaps
+    ("speed", [2.5] * N, "the same value in every row"),
 ])
 def test_not_a_feature(name, values, why):
     found = not_a_feature(pd.Series(values), name)
@@ -90,3 +102,69 @@ def test_a_table_of_only_ids_is_refused(tmp_path):
     pd.DataFrame({"id": range(20), "y": [0, 1] * 10}).to_csv(path, index=False)
     with pytest.raises(DataError, match="no column can be a feature"):
         write_starter(path, "y", tmp_path / "ids.yaml")
+
+
+def table_yaml(tmp_path: Path, features: list[str] | None = None) -> Path:
+    data = {"path": str(people(tmp_path)), "target": "label", "test_split": 0.2,
+            "validation_split": 0.2}
+    if features is not None:
+        data["features"] = features
+    config = {"name": "people", "data": data, "model": {"layers": [4]},
+              "training": {"epochs": 2, "batch_size": 16}}
+    path = tmp_path / "people.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def warnings_of(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+
+
+def test_train_names_the_id_and_constant_columns_it_was_given(tmp_path):
+    config = table_yaml(tmp_path)
+    result = invoke("train", str(config), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    assert result.exit_code == 0, result.output
+    said = warnings_of(result)
+    [customer] = [line for line in said if "'customer_id'" in line]
+    path_line = next(i for i, text in enumerate(config.read_text(encoding="utf-8").splitlines(), 1)
+                     if text.startswith("  path: "))
+    assert customer.startswith(f"warning: {config}:{path_line}:") and ": data.path: column " in customer
+    assert "consecutive integers, unique per row" in customer and "memorize" in customer
+    assert "(leave it out: list the other columns in data.features)" in customer
+    assert any("'name'" in line and "unique text per row" in line for line in said)
+    [country] = [line for line in said if "'country'" in line]
+    assert "the same value in every row" in country and "memorize" not in country
+    assert not any("'height'" in line or "'weight'" in line for line in said)
+
+
+def test_a_listed_id_column_is_named_at_its_place_in_data_features(tmp_path):
+    config = table_yaml(tmp_path, ["height", "customer_id", "weight"])
+    result = invoke("train", str(config), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    assert result.exit_code == 0, result.output
+    [line] = warnings_of(result)
+    line_no = config.read_text(encoding="utf-8").splitlines().index("  - customer_id") + 1
+    assert line.startswith(f"warning: {config}:{line_no}:") and "data.features[1]:" in line
+    assert line.endswith("(remove it from data.features)")
+
+
+def test_measurements_alone_give_no_column_warning(tmp_path):
+    config = table_yaml(tmp_path, ["height", "weight"])
+    result = invoke("train", str(config), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert not [line for line in warnings_of(result) if "column " in line]
+
+
+def test_cross_validation_names_a_column_once_not_once_per_fold(tmp_path):
+    config = table_yaml(tmp_path, ["height", "customer_id"])
+    result = invoke("cv", str(config), "--folds", "2", "--runs-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    assert len([line for line in warnings_of(result) if "'customer_id'" in line]) == 1
+
+
+def test_a_sweep_names_a_warning_every_trial_gave_once():
+    def row(index: int, *warnings: str) -> Row:
+        return Row(Trial(index, f"t{index}", {}), "completed", warnings=list(warnings))
+
+    rows = [row(2, "data", "slow"), row(1, "data"), row(3, "data", "slow", "slow")]
+    assert trial_warnings(rows) == ["every trial: data", "#2, #3: slow"]
+    assert trial_warnings([row(1, "data")]) == ["#1: data"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dlrecap.config.choices import did_you_mean
+from dlrecap.data.columns import not_a_feature
 from dlrecap.errors import ConfigError, DataError, first_line
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class Table:
         categorical: the string and boolean feature columns.
         labels: class `i` is `labels[i]`; `None` for regression.
         task: `"binary"`, `"multiclass"` or `"regression"`.
+        unhelpful: the model's raw input columns that cannot help it predict (row IDs,
+            constants), each with the reason (`columns.not_a_feature`).
     """
 
     name: str
@@ -57,6 +60,7 @@ class Table:
     categorical: tuple[str, ...]
     labels: list[str] | None
     task: str
+    unhelpful: dict[str, str] = field(default_factory=dict)
 
 
 def read_table(path: str | Path, *, raw: bool = False) -> pd.DataFrame:
@@ -313,6 +317,8 @@ def load_table(data: Any) -> Table:
     target, features = select_columns(frame, data.target, data.features, path,
                                        getattr(data, "derive", None))
     categorical = tuple(c for c in features if is_categorical(frame[c], path))
+    inputs = features if data.features is None else data.features  # not those `derive` reads
+    unhelpful = {c: why for c in inputs if (why := not_a_feature(frame[c], c))}
     columns = {c: category_values(frame[c]) if c in categorical else numeric_values(frame[c], path)
                for c in features}
     target_is_text = is_categorical(frame[target], path)
@@ -333,7 +339,7 @@ def load_table(data: Any) -> Table:
         x = np.empty((len(y), len(features)), dtype=np.float32)
         for i, c in enumerate(features):
             x[:, i] = columns.pop(c)  # pop: free each float64 column once copied
-    return Table(str(path), x, y, target, features, categorical, labels, task)
+    return Table(str(path), x, y, target, features, categorical, labels, task, unhelpful)
 
 
 # Rows checked at a time for non-finite values: a small temporary, however large the file.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class Splits:
             a finished run can be scored on the same rows without splitting again; a fourth
             array, when there is one, numbers the rows no split holds (`dlrecap cv` keeps
             the test rows out of its folds).
+        unhelpful: raw input columns of a data file that cannot help the model predict
+            (row IDs, constants), each with the reason.
     """
 
     task: str
@@ -51,6 +53,7 @@ class Splits:
     y_test: np.ndarray
     categorical: tuple[str, ...] = ()
     rows: Rows | None = None
+    unhelpful: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_features(self) -> int:
@@ -284,7 +287,8 @@ def _file_splits(data, seed: int, rows: Rows | None = None) -> Splits:
     if getattr(data, "missing", "error") == "mean":
         parts = impute(parts, table.features, table.categorical, table.name)
     return Splits(table.task, table.features, table.labels, parts[0], y[tr], parts[1], y[va],
-                  parts[2], y[te], categorical=table.categorical, rows=rows)
+                  parts[2], y[te], categorical=table.categorical, rows=rows,
+                  unhelpful=table.unhelpful)
 
 
 def _check_class_sizes(y, table, needed: int) -> None:
