@@ -86,11 +86,14 @@ def describe_run(config: Config, splits: Splits, model: keras.Model, monitor: st
                  scale: TargetScale | None = None) -> dict[str, Any]:
     """metrics.json as a run starts: what is trained, on what, with which library versions.
 
-    A standardized regression target adds `target_scale`: the mean and std it trains with.
+    A standardized regression target adds `target_scale`: the mean and std it trains with;
+    a data file's row IDs and constant columns among the features add `unhelpful_features`.
     """
     from dlrecap.model import parameter_count
 
-    scaled = {"target_scale": {"mean": scale.mean, "std": scale.std}} if scale else {}
+    extra: dict[str, Any] = {"target_scale": {"mean": scale.mean, "std": scale.std}} if scale else {}
+    if splits.unhelpful:
+        extra["unhelpful_features"] = splits.unhelpful
     return {
         "name": config.name,
         "status": "running",
@@ -107,7 +110,7 @@ def describe_run(config: Config, splits: Splits, model: keras.Model, monitor: st
         "device": device_label,
         "distribute": cluster.label,
         "seed": config.seed,
-        **scaled,
+        **extra,
         "versions": _versions(),
     }
 

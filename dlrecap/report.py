@@ -161,7 +161,9 @@ def _overview(info: dict[str, Any]) -> str:
     body = "".join(f"<tr><th class='l'>{_e(k)}</th><td class='l'>{_e(_fmt(v))}</td></tr>"
                    for k, v in facts if v not in (None, ""))
     error = f"<p class='warn'>{_e(info['error'])}</p>" if info.get("error") else ""
-    return f"<h2>Run</h2>{error}<table>{body}</table>"
+    unhelpful = "".join(f"<p class='warn'>feature {_e(repr(column))}: {_e(why)}</p>"
+                        for column, why in (info.get("unhelpful_features") or {}).items())
+    return f"<h2>Run</h2>{error}{unhelpful}<table>{body}</table>"
 
 
 def _metrics(info: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ import yaml
 from dlrecap.config import load_config
 from dlrecap.data.columns import not_a_feature
 from dlrecap.errors import DataError, DlrecapError
+from dlrecap.runs import read_metrics
 from dlrecap.starter import write_starter
 from dlrecap.sweep.plan import Trial
 from dlrecap.sweep.results import Row
@@ -135,6 +136,12 @@ def test_train_names_the_id_and_constant_columns_it_was_given(tmp_path):
     [country] = [line for line in said if "'country'" in line]
     assert "the same value in every row" in country and "memorize" not in country
     assert not any("'height'" in line or "'weight'" in line for line in said)
+    [run_dir] = (tmp_path / "runs").iterdir()
+    recorded = read_metrics(run_dir)["unhelpful_features"]
+    assert sorted(recorded) == ["country", "customer_id", "name"]
+    assert invoke("report", str(run_dir)).exit_code == 0
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "feature &#x27;customer_id&#x27;: consecutive integers" in page
 
 
 def test_a_listed_id_column_is_named_at_its_place_in_data_features(tmp_path):
@@ -152,6 +159,8 @@ def test_measurements_alone_give_no_column_warning(tmp_path):
     result = invoke("train", str(config), "--runs-dir", str(tmp_path / "runs"), "--quiet")
     assert result.exit_code == 0, result.output
     assert not [line for line in warnings_of(result) if "column " in line]
+    [run_dir] = (tmp_path / "runs").iterdir()
+    assert "unhelpful_features" not in read_metrics(run_dir)
 
 
 def test_cross_validation_names_a_column_once_not_once_per_fold(tmp_path):
