@@ -77,6 +77,19 @@ def test_every_format_gives_the_same_rows(tmp_path, fmt):
     assert sorted(map(tuple, rows.round(5))) == sorted(map(tuple, x.round(5)))
 
 
+def test_a_spreadsheets_semicolon_csv_reads_like_a_comma_one(tmp_path):
+    comma = read_table(numbers_csv(tmp_path))
+    semicolon = csv(tmp_path, (tmp_path / "d.csv").read_text(encoding="utf-8").replace(",", ";"),
+                    "semi.csv")
+    pd.testing.assert_frame_equal(read_table(semicolon), comma)
+
+
+def test_a_header_with_commas_keeps_commas_as_the_separator(tmp_path):
+    frame = read_table(csv(tmp_path, "a,note;x,y\n1,p;q,0\n2,r;s,1\n"))
+    assert list(frame.columns) == ["a", "note;x", "y"]
+    assert list(frame["note;x"]) == ["p;q", "r;s"]
+
+
 def test_npz_needs_no_target_and_names_columns_x1_x2(tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, x=np.arange(40.0).reshape(20, 2), y=np.arange(20) % 2)

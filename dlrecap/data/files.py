@@ -131,7 +131,7 @@ def shown_path(path: str | Path) -> Path:
         return path
 
 
-def _read_csv(path: Path, raw: bool, sep: str = ",") -> pd.DataFrame:
+def _read_csv(path: Path, raw: bool, sep: str | None = None) -> pd.DataFrame:
     # low_memory=False: one dtype per column (chunked guessing mixes types and warns).
     # index_col=False: rows with one field more than the header (a trailing comma on each)
     # would otherwise make the first column the index and shift every value one column left;
@@ -139,6 +139,7 @@ def _read_csv(path: Path, raw: bool, sep: str = ",") -> pd.DataFrame:
     # cells keep their text; only empty ones are read as missing, so that they can be dropped.
     options: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_values": [""]} \
         if raw else {}
+    sep = sep or _csv_separator(path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
@@ -149,6 +150,18 @@ def _read_csv(path: Path, raw: bool, sep: str = ",") -> pd.DataFrame:
                             fix="name every column in the first line, or remove the extra "
                             "fields") from None
     return frame.fillna("") if raw else frame
+
+
+# How much of a .csv file's first line is looked at for its separator.
+HEADER_BYTES = 65536
+
+
+def _csv_separator(path: Path) -> str:
+    """`,`; or `;` when the header line has semicolons and no comma: spreadsheets save CSV
+    that way where the comma is the decimal mark."""
+    with path.open("rb") as file:
+        header = file.readline(HEADER_BYTES)
+    return ";" if b";" in header and b"," not in header else ","
 
 
 def _read_npz(path: Path, _raw: bool) -> pd.DataFrame:
