@@ -177,9 +177,10 @@ def load_data(loaded: LoadedConfig, rows: Rows | None = None,
 
     The network's size is checked here too, before TensorFlow loads: one too large for the
     memory there is is refused (a ConfigError at `model.layers`) instead of being built.
-    Columns the network gets but cannot learn from are named to `warn`.
+    What the data holds that a learner should know (`data.notes`) goes to `warn`.
     """
     from dlrecap.data import load_splits
+    from dlrecap.data.notes import warn_about_data
     from dlrecap.model import check_memory, input_width, plan_head, weigh_classes, weight_count
 
     config = loaded.config
@@ -190,26 +191,9 @@ def load_data(loaded: LoadedConfig, rows: Rows | None = None,
                              splits.y_train, splits.label_names)
         check_memory(weight_count(config, input_width(splits), head))
     if warn is not None:
-        warn_unhelpful(loaded, splits, warn)
+        warn_about_data(loaded, splits, warn)
     pause_point("data")
     return splits, head
-
-
-def warn_unhelpful(loaded: LoadedConfig, splits: Splits, warn: Warn) -> None:
-    """Name each column of the data file that the network gets but cannot learn from."""
-    from dlrecap.data.columns import CONSTANT
-
-    data = loaded.config.data
-    for column, why in splits.unhelpful.items():
-        if why != CONSTANT:  # an ID: worse than useless
-            why += "; a network can memorize it, and it says nothing about new rows"
-        listed = data.features or []
-        key = f"data.features[{listed.index(column)}]" if column in listed else "data.path"
-        fix = "remove it from data.features" if column in listed else \
-            "leave it out: list the other columns in data.features"
-        error = ConfigError(f"column {column!r} of {Path(str(data.path)).name}: {why}",
-                            key=key, fix=fix)
-        warn(loaded.locate(error).render())
 
 
 def prepare_device(loaded: LoadedConfig, runs_dir: Path, device: str, deterministic: bool,

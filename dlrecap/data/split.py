@@ -296,9 +296,14 @@ def _check_class_sizes(y, table, needed: int) -> None:
     counts = np.bincount(y, minlength=len(table.labels))
     rarest = int(np.argmin(counts))
     if counts[rarest] < needed:
+        label = table.labels[rarest]
+        twins = [other for other in table.labels
+                 if other != label and other.strip().casefold() == label.strip().casefold()]
+        spelled = f" ({label!r} is {twins[0]!r} spelled another way?)" if twins else ""
         raise DataError(
-            f"{table.name}: target column {table.target!r}: class {table.labels[rarest]!r} has only "
-            f"{counts[rarest]} row(s), but stratified splits need at least {needed} of each class",
+            f"{table.name}: target column {table.target!r}: class {label!r} has only "
+            f"{counts[rarest]} row(s), but stratified splits need at least {needed} of each "
+            f"class{spelled}",
             fix="add rows of it, drop them, or set data.validation_split / data.test_split to 0")
 
 

@@ -1,0 +1,56 @@
+"""Class labels that look like one answer spelled two ways are named, not learned in silence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dlrecap.config.schema import DataConfig
+from dlrecap.data.split import load_splits
+from dlrecap.errors import DataError
+
+from helpers import invoke
+
+
+def answers_csv(folder: Path, spell=lambda i, label: label, rows: int = 80) -> Path:
+    lines = ["x1,x2,answer"]
+    for i in range(rows):
+        a, b = (i * 37 % 100) / 100, (i * 61 % 100) / 100
+        lines.append(f"{a},{b},{spell(i, 'yes' if a + b > 1 else 'no')}")
+    path = folder / "answers.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def train_warnings(folder: Path, data_file: Path) -> list[str]:
+    config = folder / "answers.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"path": str(data_file), "target": "answer"},
+        "model": {"layers": [4]}, "training": {"epochs": 2}}), encoding="utf-8")
+    result = invoke("train", str(config), "--runs-dir", str(folder / "runs"), "--quiet")
+    assert result.exit_code == 0, result.output
+    return [line for line in result.stderr.splitlines() if "data.target" in line]
+
+
+def test_labels_that_differ_only_in_case_are_named_at_data_target(tmp_path):
+    data = answers_csv(tmp_path, lambda i, label: label.capitalize() if i % 3 == 0 else label)
+    said = train_warnings(tmp_path, data)
+    config_line = f"warning: {tmp_path / 'answers.yaml'}:"
+    assert [line.removeprefix(config_line).split(": ", 1)[1] for line in said] == [
+        f"data.target: classes {a!r}, {b!r} of column 'answer' differ only in case or spaces, "
+        "and are learned as different classes (if they are one answer, spell it one way in the "
+        "data file)" for a, b in (("No", "no"), ("Yes", "yes"))]
+    assert all(line.startswith(config_line) for line in said)
+
+
+def test_labels_spelled_one_way_give_no_note(tmp_path):
+    assert train_warnings(tmp_path, answers_csv(tmp_path)) == []
+
+
+def test_a_class_too_rare_to_split_is_named_as_another_spelled_differently(tmp_path):
+    data = answers_csv(tmp_path, lambda i, label: "no " if i == 5 else label)
+    with pytest.raises(DataError, match=r"class 'no ' has only 1 row.*\('no ' is 'no' spelled "
+                                        r"another way\?\)"):
+        load_splits(DataConfig(path=str(data), target="answer"), 0)
