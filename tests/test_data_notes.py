@@ -1,4 +1,5 @@
-"""Class labels that look like one answer spelled two ways are named, not learned in silence."""
+"""What the data says that a learner should hear: class labels that look like one answer
+spelled two ways, a numeric target read as classes (IDs: test_init_columns.py)."""
 
 from __future__ import annotations
 
@@ -24,14 +25,16 @@ def answers_csv(folder: Path, spell=lambda i, label: label, rows: int = 80) -> P
     return path
 
 
-def train_warnings(folder: Path, data_file: Path) -> list[str]:
+def train_warnings(folder: Path, data_file: Path, key: str = "data.target",
+                   **data: str) -> list[str]:
+    """The warning lines at `key` of a short run on `data_file` (its target: `answer`)."""
     config = folder / "answers.yaml"
     config.write_text(yaml.safe_dump({
-        "data": {"path": str(data_file), "target": "answer"},
+        "data": {"path": str(data_file), "target": "answer", **data},
         "model": {"layers": [4]}, "training": {"epochs": 2}}), encoding="utf-8")
     result = invoke("train", str(config), "--runs-dir", str(folder / "runs"), "--quiet")
     assert result.exit_code == 0, result.output
-    return [line for line in result.stderr.splitlines() if "data.target" in line]
+    return [line for line in result.stderr.splitlines() if f": {key}: " in line]
 
 
 def test_labels_that_differ_only_in_case_are_named_at_data_target(tmp_path):
@@ -54,3 +57,20 @@ def test_a_class_too_rare_to_split_is_named_as_another_spelled_differently(tmp_p
     with pytest.raises(DataError, match=r"class 'no ' has only 1 row.*\('no ' is 'no' spelled "
                                         r"another way\?\)"):
         load_splits(DataConfig(path=str(data), target="answer"), 0)
+
+
+def ratings_csv(folder: Path, top: int) -> Path:
+    """`answer` is a whole number from 1 to `top`, growing with x1."""
+    return answers_csv(folder, lambda i, _label: str(1 + (i * 37 % 100) * top // 100))
+
+
+def test_a_rating_that_auto_reads_as_classes_is_named_at_data_task(tmp_path):
+    [line] = train_warnings(tmp_path, ratings_csv(tmp_path, 5), "data.task")
+    assert "auto reads column 'answer' (whole numbers 1 to 5) as 5 classes" in line
+    assert line.endswith("(set data.task: regression to predict it as a number, or multiclass "
+                         "to keep classes and silence this)")
+
+
+@pytest.mark.parametrize("top, task", [(5, "multiclass"), (5, "regression"), (2, "auto")])
+def test_a_task_that_is_chosen_or_binary_gives_no_such_note(tmp_path, top, task):
+    assert train_warnings(tmp_path, ratings_csv(tmp_path, top), "data.task", task=task) == []

@@ -1,5 +1,6 @@
 """What a run says about its data before training: feature columns a network cannot learn
-from (row IDs, constants), and class labels that look like one answer spelled two ways.
+from (row IDs, constants), class labels that look like one answer spelled two ways, and a
+numeric target that `data.task: auto` took as classes.
 
 Each note is a warning line that names the config key it concerns, with file:line:col, so
 that a learner sees where to look; the run still trains.
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 def warn_about_data(loaded: LoadedConfig, splits: Splits, warn: Callable[[str], None]) -> None:
     """Call `warn` with each note on the data `loaded` trains on."""
-    for key, message, fix in [*_unhelpful(loaded, splits), *_spellings(loaded, splits)]:
+    notes = [*_unhelpful(loaded, splits), *_spellings(loaded, splits), *_numbers_as_classes(loaded, splits)]
+    for key, message, fix in notes:
         warn(loaded.locate(ConfigError(message, key=key, fix=fix)).render())
 
 
@@ -51,3 +53,16 @@ def _spellings(loaded: LoadedConfig, splits: Splits) -> list[tuple[str, str, str
              "or spaces, and are learned as different classes",
              "if they are one answer, spell it one way in the data file")
             for labels in groups.values() if len(labels) > 1]
+
+
+def _numbers_as_classes(loaded: LoadedConfig, splits: Splits) -> list[tuple[str, str, str]]:
+    """A data file's target of a few whole numbers that `auto` made more than two classes:
+    a rating or a count may be meant as a number, and as classes 4 is as wrong as 1 for a 5."""
+    data, labels = loaded.config.data, splits.label_names or []
+    if data.path is None or data.task != "auto" or len(labels) <= 2 or not all(
+            label.lstrip("-").isdigit() for label in labels):
+        return []
+    return [("data.task", f"auto reads column {data.target!r} (whole numbers {labels[0]} to "
+             f"{labels[-1]}) as {len(labels)} classes: a near miss counts as wrong as a far one",
+             "set data.task: regression to predict it as a number, or multiclass to keep "
+             "classes and silence this")]
