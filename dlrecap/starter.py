@@ -89,6 +89,8 @@ def starter_text(data_file: Path, target: str, output: Path) -> tuple[str, str]:
         shown = ", ".join(facts.labels[:6]) + (", ..." if len(facts.labels) > 6 else "")
         summary = f"{facts.task} classification of {facts.target!r} ({shown})"
         task_note = f"inferred: {len(facts.labels)} classes ({shown})"
+        if facts.task == "multiclass" and all(c.lstrip("-").isdigit() for c in facts.labels):
+            task_note += "; regression would predict a number"  # a rating, a count
     missing_note = (f"{facts.incomplete} of {facts.rows} rows have a missing value"
                     if facts.incomplete else "no missing values found")
     rows, big = facts.rows, facts.rows >= 10_000

@@ -74,3 +74,14 @@ def test_a_rating_that_auto_reads_as_classes_is_named_at_data_task(tmp_path):
 @pytest.mark.parametrize("top, task", [(5, "multiclass"), (5, "regression"), (2, "auto")])
 def test_a_task_that_is_chosen_or_binary_gives_no_such_note(tmp_path, top, task):
     assert train_warnings(tmp_path, ratings_csv(tmp_path, top), "data.task", task=task) == []
+
+
+def test_init_says_a_numeric_target_it_made_classes_could_be_a_number(tmp_path):
+    from dlrecap.starter import write_starter
+
+    numbers = write_starter(ratings_csv(tmp_path, 5), "answer", tmp_path / "r.yaml").path
+    [task] = [line for line in numbers.read_text(encoding="utf-8").splitlines()
+              if line.startswith("  task:")]
+    assert "task: multiclass" in task and "regression would predict a number" in task
+    words = write_starter(answers_csv(tmp_path), "answer", tmp_path / "w.yaml").path
+    assert "regression would predict" not in words.read_text(encoding="utf-8")
