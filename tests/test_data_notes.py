@@ -1,14 +1,17 @@
-"""What the data says that a learner should hear: class labels that look like one answer
-spelled two ways, a numeric target read as classes (IDs: test_init_columns.py)."""
+"""What the data says that a learner should hear: a column that is the target by another
+name, class labels that look like one answer spelled two ways, a numeric target read as
+classes (IDs and constants: test_init_columns.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from dlrecap.config.schema import DataConfig
+from dlrecap.data.columns import giveaways
 from dlrecap.data.split import load_splits
 from dlrecap.errors import DataError
 
@@ -85,3 +88,42 @@ def test_init_says_a_numeric_target_it_made_classes_could_be_a_number(tmp_path):
     assert "task: multiclass" in task and "regression would predict a number" in task
     words = write_starter(answers_csv(tmp_path), "answer", tmp_path / "w.yaml").path
     assert "regression would predict" not in words.read_text(encoding="utf-8")
+
+
+def test_a_copy_of_the_target_among_the_features_is_named(tmp_path):
+    text = answers_csv(tmp_path).read_text(encoding="utf-8").splitlines()
+    grade = ["x1,x2,grade,answer"] + [
+        line.replace(",yes", ",A,yes" if i % 2 else ",B,yes").replace(",no", ",F,no")
+        for i, line in enumerate(text[1:])]
+    data = tmp_path / "graded.csv"
+    data.write_text("\n".join(grade) + "\n", encoding="utf-8")
+    [line] = train_warnings(tmp_path, data, "data.path")
+    assert "column 'grade' of graded.csv: each of its 3 values goes with one class on every " \
+        "row: the target by another name?" in line and "memorize" not in line
+
+
+def test_giveaways_of_a_class_target():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    columns = {
+        "copy": y * 10.0,  # one value per class
+        "reworded": np.array(["low", "mid", "high"], dtype=object)[y],
+        "finer": y * 2.0 + rng.integers(0, 2, 300),  # six values, each with one class
+        "noisy": np.where(rng.random(300) < 0.02, 1 - y, y) * 1.0,  # 2% of rows differ
+        "measured": rng.normal(size=300),
+        "with_gaps": np.where(np.arange(300) % 7 == 0, np.nan, y * 1.0),  # missing: not counted
+    }
+    assert sorted(giveaways(columns, list(columns), y, 3)) == ["copy", "finer", "reworded",
+                                                               "with_gaps"]
+    few = {"copy": y[:20] * 1.0}  # 3 values on 20 rows: could pair with classes by chance
+    assert giveaways(few, ["copy"], y[:20], 3) == {}
+
+
+def test_giveaways_of_a_number_target():
+    rng = np.random.default_rng(0)
+    price = rng.normal(30_000, 5_000, 200).astype(np.float32)
+    columns = {"in_euros": price * 0.92, "discount": -price, "size": price + rng.normal(0, 500, 200),
+               "text": np.array(["a"] * 200, dtype=object)}
+    found = giveaways(columns, list(columns), price, None)
+    assert sorted(found) == ["discount", "in_euros"]
+    assert "correlation -1.0000" in found["discount"]

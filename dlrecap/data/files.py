@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dlrecap.config.choices import did_you_mean
-from dlrecap.data.columns import not_a_feature
+from dlrecap.data.columns import giveaways, not_a_feature
 from dlrecap.errors import ConfigError, DataError, first_line
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class Table:
         labels: class `i` is `labels[i]`; `None` for regression.
         task: `"binary"`, `"multiclass"` or `"regression"`.
         unhelpful: the model's raw input columns that cannot help it predict (row IDs,
-            constants), each with the reason (`columns.not_a_feature`).
+            constants, the target by another name), each with the reason (`data.columns`).
     """
 
     name: str
@@ -345,6 +345,8 @@ def load_table(data: Any) -> Table:
         target_values = target_values[keep]
     y, labels, task = _classes_or_values(target_values, target, target_is_text,
                                          getattr(data, "task", "auto") or "auto", path)
+    unhelpful.update(giveaways(columns, [c for c in inputs if c not in unhelpful], y,
+                               len(labels) if labels else None))
     if categorical:
         x: Features = {c: v.reshape(-1, 1) if c in categorical else v.astype(np.float32).reshape(-1, 1)
                   for c, v in columns.items()}

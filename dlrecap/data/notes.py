@@ -1,6 +1,6 @@
 """What a run says about its data before training: feature columns a network cannot learn
-from (row IDs, constants), class labels that look like one answer spelled two ways, and a
-numeric target that `data.task: auto` took as classes.
+from (row IDs, constants, the target by another name), class labels that look like one
+answer spelled two ways, and a numeric target that `data.task: auto` took as classes.
 
 Each note is a warning line that names the config key it concerns, with file:line:col, so
 that a learner sees where to look; the run still trains.
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlrecap.data.columns import CONSTANT
+from dlrecap.data.columns import IDS
 from dlrecap.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def _unhelpful(loaded: LoadedConfig, splits: Splits) -> list[tuple[str, str, str
     listed = data.features or []
     notes = []
     for column, why in splits.unhelpful.items():
-        if why != CONSTANT:  # an ID: worse than useless
+        if why in IDS:  # worse than useless
             why += "; a network can memorize it, and it says nothing about new rows"
         key = f"data.features[{listed.index(column)}]" if column in listed else "data.path"
         fix = "remove it from data.features" if column in listed else \
