@@ -1,7 +1,8 @@
-"""Columns that cannot help a model predict: row IDs and constants.
+"""Columns that cannot help a model predict: row IDs, constants, the target by another name.
 
-`init` leaves them out of the config it writes; `train` warns when a config feeds one to
-the network (a model memorizes an ID, and an ID says nothing about new rows).
+`init` leaves IDs and constants out of the config it writes; `train` warns when a config
+feeds any of them to the network (a model memorizes an ID, and an ID says nothing about new
+rows; a copy of the target makes a model look perfect and teaches it nothing).
 """
 
 from __future__ import annotations

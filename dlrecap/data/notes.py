@@ -46,13 +46,18 @@ def _spellings(loaded: LoadedConfig, splits: Splits) -> list[tuple[str, str, str
     network would learn them as different classes."""
     groups: dict[str, list[str]] = {}
     for label in splits.label_names or []:
-        groups.setdefault(label.strip().casefold(), []).append(label)
+        groups.setdefault(spelling(label), []).append(label)
     target = loaded.config.data.target
     return [("data.target",
              f"classes {', '.join(map(repr, labels))} of column {target!r} differ only in case "
              "or spaces, and are learned as different classes",
              "if they are one answer, spell it one way in the data file")
             for labels in groups.values() if len(labels) > 1]
+
+
+def spelling(label: str) -> str:
+    """What labels that mean one answer share: `yes`, `Yes` and ` yes ` give `yes`."""
+    return label.strip().casefold()
 
 
 def _numbers_as_classes(loaded: LoadedConfig, splits: Splits) -> list[tuple[str, str, str]]:

@@ -39,7 +39,7 @@ class Splits:
             array, when there is one, numbers the rows no split holds (`dlrecap cv` keeps
             the test rows out of its folds).
         unhelpful: raw input columns of a data file that cannot help the model predict
-            (row IDs, constants), each with the reason.
+            (row IDs, constants, the target by another name), each with the reason.
     """
 
     task: str
@@ -293,12 +293,14 @@ def _file_splits(data, seed: int, rows: Rows | None = None) -> Splits:
 
 def _check_class_sizes(y, table, needed: int) -> None:
     """Stratified splits need every class in every split: a DataError naming the rarest."""
+    from dlrecap.data.notes import spelling  # here: it loads pandas, which eval does without
+
     counts = np.bincount(y, minlength=len(table.labels))
     rarest = int(np.argmin(counts))
     if counts[rarest] < needed:
         label = table.labels[rarest]
         twins = [other for other in table.labels
-                 if other != label and other.strip().casefold() == label.strip().casefold()]
+                 if other != label and spelling(other) == spelling(label)]
         spelled = f" ({label!r} is {twins[0]!r} spelled another way?)" if twins else ""
         raise DataError(
             f"{table.name}: target column {table.target!r}: class {label!r} has only "
