@@ -171,6 +171,8 @@ def _study(data_file: Path, target: str) -> _Facts:
         else:
             width += 1
             notes[column] = "numeric"
+        if column in splits.unhelpful:  # the target by another name: kept, but said
+            notes[column] += f"; {splits.unhelpful[column]}"
     return _Facts(data_file, target, splits.task, splits.label_names, notes, left_out, width, rows,
                   incomplete, missing)
 

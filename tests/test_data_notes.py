@@ -100,6 +100,11 @@ def test_a_copy_of_the_target_among_the_features_is_named(tmp_path):
     [line] = train_warnings(tmp_path, data, "data.path")
     assert "column 'grade' of graded.csv: each of its 3 values goes with one class on every " \
         "row: the target by another name?" in line and "memorize" not in line
+    from dlrecap.starter import write_starter
+
+    config = write_starter(data, "answer", tmp_path / "init.yaml").path.read_text(encoding="utf-8")
+    [grade] = [line for line in config.splitlines() if line.startswith("    - grade")]
+    assert "the target by another name?" in grade
 
 
 def test_giveaways_of_a_class_target():
