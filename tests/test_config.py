@@ -367,6 +367,13 @@ def test_samples_or_noise_on_a_bundled_set(tmp_path, key):
         "iris has fixed rows (remove it)")
 
 
+@pytest.mark.parametrize("key", ["samples", "noise"])
+def test_samples_or_noise_on_a_data_file(tmp_path, key):
+    assert rendered(tmp_path, f"data:\n  path: a.csv\n  target: y\n  {key}: 100\n") == (
+        f"c.yaml:4:{5 + len(key)}: data.{key}: applies to built-in synthetic sets only; "
+        "a data file has its own rows (remove it)")
+
+
 def test_file_keys_on_a_built_in_set(tmp_path):
     assert rendered(tmp_path, "data:\n  dataset: xor\n  target: y\n") == (
         "c.yaml:3:11: data.target: applies to data files only, not to built-in sets (remove it)")

@@ -405,7 +405,8 @@ def _check_and_fill(config: Config) -> Config:
                           key="data.features", fix="list at least one column, add data.derive, "
                           "or remove data.features to use all")
     if data.dataset is None:
-        _reject_set_keys(data, ("recipe",), "applies to built-in synthetic sets only")
+        _reject_set_keys(data, ("samples", "noise", "recipe"),
+                         "applies to built-in synthetic sets only; a data file has its own rows")
         if data.task != "auto":
             check_task(config, data.task)
         return config
