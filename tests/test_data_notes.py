@@ -29,12 +29,12 @@ def answers_csv(folder: Path, spell=lambda i, label: label, rows: int = 80) -> P
 
 
 def train_warnings(folder: Path, data_file: Path, key: str = "data.target",
-                   **data: str) -> list[str]:
+                   model: dict | None = None, **data: object) -> list[str]:
     """The warning lines at `key` of a short run on `data_file` (its target: `answer`)."""
     config = folder / "answers.yaml"
     config.write_text(yaml.safe_dump({
         "data": {"path": str(data_file), "target": "answer", **data},
-        "model": {"layers": [4]}, "training": {"epochs": 2}}), encoding="utf-8")
+        "model": {"layers": [4], **(model or {})}, "training": {"epochs": 2}}), encoding="utf-8")
     result = invoke("train", str(config), "--runs-dir", str(folder / "runs"), "--quiet")
     assert result.exit_code == 0, result.output
     return [line for line in result.stderr.splitlines() if f": {key}: " in line]
@@ -132,3 +132,18 @@ def test_giveaways_of_a_number_target():
     found = giveaways(columns, list(columns), price, None)
     assert sorted(found) == ["discount", "in_euros"]
     assert "correlation -1.0000" in found["discount"]
+
+
+def test_a_data_files_task_found_by_auto_brings_the_linters_task_warnings(tmp_path):
+    [line] = train_warnings(tmp_path, answers_csv(tmp_path), "model.output_activation",
+                            model={"output_activation": "softmax"})
+    assert "softmax on a binary task needs two outputs" in line
+    [line] = train_warnings(tmp_path, answers_csv(tmp_path), "data.standardize_target",
+                            standardize_target=True)
+    assert "has no effect" in line
+
+
+def test_a_set_task_is_linted_once_before_training_not_again(tmp_path):
+    lines = train_warnings(tmp_path, answers_csv(tmp_path), "data.standardize_target",
+                           standardize_target=True, task="binary")
+    assert len(lines) == 1

@@ -57,6 +57,10 @@ def test_clean_configs_get_no_warning(tmp_path, text):
     ("data:\n  dataset: iris\ntraining:\n  batch_size: 128\n", "training.batch_size",
      "one full-batch step"),
     (CLEAN + "training:\n  momentum: 0.9\n", "training.momentum", "momentum applies to sgd only"),
+    (CLEAN.replace("xor\n", "xor\n  standardize_target: true\n"), "data.standardize_target",
+     "has no effect: a classification target is classes"),
+    ("data:\n  path: d.csv\n  target: y\n  task: binary\ntraining:\n  loss: mse\n",
+     "training.loss", "mse on a classification task"),  # a file's task, when set, is known
     (CLEAN.replace("xor\n", "xor\n  derive: [x1*x2, x2]\n"), "data.derive[1]",
      "x2 is a raw input already (if it is a column of the data: every raw column"),
     (CLEAN.replace("xor\n", "xor\n  features: [x1]\n  derive: [x1^2, x1]\n"), "data.derive[1]",

@@ -33,7 +33,8 @@ def lint(config: Config, task: str | None = None, train_rows: int | None = None)
     task, train_rows = _known_shape(config, task, train_rows)
     return [
         *_shadowed_warnings(config),
-        *_model_warnings(config, task),
+        *_model_warnings(config),
+        *(task_warnings(config, task) if task else []),
         *_early_stopping_warnings(config),
         *_optimizer_warnings(config),
         *_schedule_warnings(config),
@@ -46,8 +47,8 @@ def lint(config: Config, task: str | None = None, train_rows: int | None = None)
 def _known_shape(config: Config, task: str | None, train_rows: int | None) -> tuple[str | None, int | None]:
     """The task and training rows, filled in from the catalogue for a built-in data set."""
     data = config.data
-    if data.dataset not in DATASETS:
-        return task, train_rows
+    if data.dataset not in DATASETS:  # a data file: its task is known once it is read
+        return task or (data.task if data.task != "auto" else None), train_rows
     info = DATASETS[data.dataset]
     task = task or (info.task if data.task == "auto" else data.task)
     rows = info.rows or data.samples
@@ -73,13 +74,20 @@ def _shadowed_warnings(config: Config) -> list[Finding]:
     return found
 
 
-def _model_warnings(config: Config, task: str | None) -> list[Finding]:
-    model, training = config.model, config.training
-    found: list[Finding] = []
+def _model_warnings(config: Config) -> list[Finding]:
+    model = config.model
     activations = [layer.activation or model.activation for layer in model.layers]
     if activations and all(a == "linear" for a in activations):
-        found.append(("model.layers", "every hidden activation is linear, so the whole network "
-                      "is one linear function whatever its depth (it cannot solve XOR)"))
+        return [("model.layers", "every hidden activation is linear, so the whole network "
+                 "is one linear function whatever its depth (it cannot solve XOR)")]
+    return []
+
+
+def task_warnings(config: Config, task: str) -> list[Finding]:
+    """Settings that do not suit the task: known before training for a built-in set or a
+    set `data.task`, and once a data file is read otherwise (`data.notes`)."""
+    model, training = config.model, config.training
+    found: list[Finding] = []
     if task == "multiclass" and model.output_activation == "sigmoid":
         found.append(("model.output_activation", "sigmoid scores each class on its own; "
                       "softmax gives class probabilities that sum to 1"))
@@ -89,6 +97,9 @@ def _model_warnings(config: Config, task: str | None) -> list[Finding]:
     if task in ("binary", "multiclass") and training.loss in ("mse", "mae", "huber"):
         found.append(("training.loss", f"{training.loss} on a classification task learns slowly; "
                       "cross-entropy is the loss for probabilities"))
+    if task != "regression" and config.data.standardize_target:
+        found.append(("data.standardize_target", "has no effect: a classification target is "
+                      "classes, not numbers to scale"))
     return found
 
 

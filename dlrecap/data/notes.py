@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 def warn_about_data(loaded: LoadedConfig, splits: Splits, warn: Callable[[str], None]) -> None:
     """Call `warn` with each note on the data `loaded` trains on."""
-    notes = [*_unhelpful(loaded, splits), *_spellings(loaded, splits), *_numbers_as_classes(loaded, splits)]
+    notes = [*_unhelpful(loaded, splits), *_spellings(loaded, splits),
+             *_numbers_as_classes(loaded, splits), *_task_settings(loaded, splits)]
     for key, message, fix in notes:
         warn(loaded.locate(ConfigError(message, key=key, fix=fix)).render())
 
@@ -71,3 +72,14 @@ def _numbers_as_classes(loaded: LoadedConfig, splits: Splits) -> list[tuple[str,
              f"{labels[-1]}) as {len(labels)} classes: a near miss counts as wrong as a far one",
              "set data.task: regression to predict it as a number, or multiclass to keep "
              "classes and silence this")]
+
+
+def _task_settings(loaded: LoadedConfig, splits: Splits) -> list[tuple[str, str, str]]:
+    """What the teaching linter says of settings that do not suit the task, for a data file
+    whose task `data.task: auto` found only now (`lint` knew every other task before)."""
+    from dlrecap.config.lint import task_warnings
+
+    data = loaded.config.data
+    if data.path is None or data.task != "auto":
+        return []
+    return [(key, message, "") for key, message in task_warnings(loaded.config, splits.task)]
