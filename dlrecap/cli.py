@@ -346,7 +346,8 @@ def _print_summary(metrics: dict[str, Any]) -> None:
     where = metrics.get("device", "cpu")
     if metrics.get("distribute", "none") != "none":
         where += f", {metrics['distribute']}"
-    console.note(f"trained {metrics['epochs_run']} epochs in {metrics['duration_s']:.1f}s "
+    epochs = metrics["epochs_run"]
+    console.note(f"trained {epochs} epoch{'' if epochs == 1 else 's'} in {metrics['duration_s']:.1f}s "
                  f"on {where}{stop}")
     console.table(None, ["split", *names], rows)
     columns, per_class = per_class_rows(metrics)

@@ -86,6 +86,14 @@ def test_train_writes_a_run_and_prints_its_path_last(trained):
     assert "trained 3 epochs" in result.stderr
 
 
+def test_one_epoch_is_said_in_the_singular(tmp_path):
+    config = write(tmp_path, "tiny.yaml", TINY)
+    result = invoke("train", str(config), "--set", "training.epochs=1",
+                    "--runs-dir", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    assert "trained 1 epoch in " in result.stderr
+
+
 @pytest.mark.slow
 def test_train_quiet_prints_only_the_run_directory(tmp_path):
     config = write(tmp_path, "tiny.yaml", TINY)
