@@ -63,6 +63,9 @@ SHUFFLED = [(i * 7) % N for i in range(N)]  # 0..24 in another order
     ("width", [v / 10 for v in SHUFFLED], None),  # a unique float column is a measurement
     ("city", [f"c{v}" for v in SHUFFLED], "unique text per row"),
     ("city", [f"c{v % 5}" for v in SHUFFLED], None),
+    ("name", [f"n{v % 20}" for v in SHUFFLED], "a value of its own on most rows"),  # 20 of 25
+    ("name", [f"n{v % 12}" for v in SHUFFLED], None),  # 12 of 25: categories seen twice
+    ("name", [f"n{v % 20}" for v in SHUFFLED[:19]], None),  # too few rows to tell
     ("flag", [1] * (N - 1) + [None], "the same value in every row"),
     ("score", SHUFFLED[:-1] + [None], None),  # a missing value: not an ID
     ("row", SHUFFLED[:19], None),  # 19 rows: too few to tell an ID from chance

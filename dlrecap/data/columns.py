@@ -20,7 +20,10 @@ CONSTANT = "the same value in every row, nothing to learn from"
 ROW_NUMBER = "consecutive integers, unique per row: a row number or ID"
 NAMED_ID = "unique per row and named like an ID"
 UNIQUE_TEXT = "unique text per row: an ID or name, not a feature"
-IDS = (ROW_NUMBER, NAMED_ID, UNIQUE_TEXT)
+MANY_CATEGORIES = "text with a value of its own on most rows: categories too rare to learn from"
+IDS = (ROW_NUMBER, NAMED_ID, UNIQUE_TEXT, MANY_CATEGORIES)
+# Text with more distinct values than this share of its rows is nearly an ID.
+MOSTLY_UNIQUE = 0.5
 
 
 def named_like_id(name: str) -> bool:
@@ -46,6 +49,9 @@ def not_a_feature(column: pd.Series, name: str) -> str | None:
         count = values.nunique()
         if count <= 1:
             return CONSTANT
+        text = not numeric and not pd.api.types.is_bool_dtype(values)
+        if text and MIN_ROWS_FOR_IDS <= len(values) and MOSTLY_UNIQUE * len(values) < count < len(values):
+            return MANY_CATEGORIES
     if len(values) < max(len(column), MIN_ROWS_FOR_IDS) or count < len(values):
         return None
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_float_dtype(values):
