@@ -81,6 +81,8 @@ class _Facts:
 
 def starter_text(data_file: Path, target: str, output: Path) -> tuple[str, str]:
     """The config text for `data_file` and a one-line summary of the task it found."""
+    from dlrecap.data.notes import whole_numbers
+
     facts = _study(Path(data_file), target)
     if facts.labels is None:  # regression
         summary = f"regression on {facts.target!r}"
@@ -89,7 +91,7 @@ def starter_text(data_file: Path, target: str, output: Path) -> tuple[str, str]:
         shown = ", ".join(facts.labels[:6]) + (", ..." if len(facts.labels) > 6 else "")
         summary = f"{facts.task} classification of {facts.target!r} ({shown})"
         task_note = f"inferred: {len(facts.labels)} classes ({shown})"
-        if facts.task == "multiclass" and all(c.lstrip("-").isdigit() for c in facts.labels):
+        if facts.task == "multiclass" and whole_numbers(facts.labels):
             task_note += "; regression would predict a number"  # a rating, a count
     missing_note = (f"{facts.incomplete} of {facts.rows} rows have a missing value"
                     if facts.incomplete else "no missing values found")

@@ -79,6 +79,11 @@ def test_a_task_that_is_chosen_or_binary_gives_no_such_note(tmp_path, top, task)
     assert train_warnings(tmp_path, ratings_csv(tmp_path, top), "data.task", task=task) == []
 
 
+def test_named_classes_give_no_such_note(tmp_path):
+    names = answers_csv(tmp_path, lambda i, _label: ("low", "mid", "high")[i % 3])
+    assert train_warnings(tmp_path, names, "data.task") == []
+
+
 def test_init_says_a_numeric_target_it_made_classes_could_be_a_number(tmp_path):
     from dlrecap.starter import write_starter
 

@@ -16,8 +16,7 @@ from dlrecap.errors import DataError, DlrecapError
 from dlrecap.runs import read_metrics
 from dlrecap.starter import write_starter
 from dlrecap.sweep.plan import Trial
-from dlrecap.sweep.results import Row
-from dlrecap.sweep.run import trial_warnings
+from dlrecap.sweep.results import Row, trial_warnings
 
 from helpers import invoke
 

@@ -61,12 +61,16 @@ def spelling(label: str) -> str:
     return label.strip().casefold()
 
 
+def whole_numbers(labels: list[str]) -> bool:
+    """Whether class labels are whole numbers (a rating, a count), not names."""
+    return all(label.lstrip("-").isdigit() for label in labels)
+
+
 def _numbers_as_classes(loaded: LoadedConfig, splits: Splits) -> list[tuple[str, str, str]]:
     """A data file's target of a few whole numbers that `auto` made more than two classes:
     a rating or a count may be meant as a number, and as classes 4 is as wrong as 1 for a 5."""
     data, labels = loaded.config.data, splits.label_names or []
-    if data.path is None or data.task != "auto" or len(labels) <= 2 or not all(
-            label.lstrip("-").isdigit() for label in labels):
+    if data.path is None or data.task != "auto" or len(labels) <= 2 or not whole_numbers(labels):
         return []
     return [("data.task", f"auto reads column {data.target!r} (whole numbers {labels[0]} to "
              f"{labels[-1]}) as {len(labels)} classes: a near miss counts as wrong as a far one",

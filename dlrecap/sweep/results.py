@@ -171,3 +171,15 @@ def format_value(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
+
+
+def trial_warnings(rows: list[Row]) -> list[str]:
+    """Each trial's warning once, after the trials that gave it: `#2, #5: ...`, or
+    `every trial: ...` (a warning about the data comes from each of them)."""
+    trials: dict[str, list[int]] = {}
+    for row in sorted(rows, key=lambda r: r.trial.index):
+        for line in dict.fromkeys(row.warnings):
+            trials.setdefault(line, []).append(row.trial.index)
+    return [("every trial" if len(rows) > 1 and len(indices) == len(rows)
+             else ", ".join(f"#{i}" for i in indices)) + f": {line}"
+            for line, indices in trials.items()]

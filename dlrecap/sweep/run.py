@@ -40,6 +40,7 @@ from dlrecap.sweep.results import (
     best_row,
     ranked,
     study_row,
+    trial_warnings,
     write_best,
     write_csv,
 )
@@ -218,18 +219,6 @@ def write_results(plan: SweepPlan, sweep_dir: Path, state: dict[str, Any], rows:
         write_best(sweep_dir / BEST_FILE, best, plan)
         plot_sweep(sweep_dir / PLOT_FILE, rows, plan)
     return SweepResult(sweep_dir, plan, rows, best, reused, trial_warnings(rows))
-
-
-def trial_warnings(rows: list[Row]) -> list[str]:
-    """Each trial's warning once, after the trials that gave it: `#2, #5: ...`, or
-    `every trial: ...` (a warning about the data comes from each of them)."""
-    trials: dict[str, list[int]] = {}
-    for row in sorted(rows, key=lambda r: r.trial.index):
-        for line in dict.fromkeys(row.warnings):
-            trials.setdefault(line, []).append(row.trial.index)
-    return [("every trial" if len(rows) > 1 and len(indices) == len(rows)
-             else ", ".join(f"#{i}" for i in indices)) + f": {line}"
-            for line, indices in trials.items()]
 
 
 def _default_url(sweep_dir: Path) -> str:
